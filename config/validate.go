@@ -1,0 +1,576 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fedgate/fedgate/internal/endpoints"
+	"github.com/fedgate/fedgate/internal/glob"
+	"github.com/fedgate/fedgate/internal/servername"
+)
+
+// validator collects problems for one Config.
+type validator struct {
+	c        *Config
+	problems Problems
+	skip     map[string]bool // keys that failed to decode
+}
+
+// fail records a problem unless key (or a key enclosing it) already failed
+// to decode, so that one mistake is reported once.
+func (v *validator) fail(key, format string, args ...any) {
+	for k := key; k != ""; k = parentKey(k) {
+		if v.skip[k] {
+			return
+		}
+	}
+	v.problems = append(v.problems, v.c.Errorf(key, format, args...))
+}
+
+// validate checks every value that decoding could not check by type alone.
+// Keys in failed were already reported by the decoder.
+func (c *Config) validate(failed map[string]bool) Problems {
+	v := &validator{c: c, skip: failed}
+	v.top()
+	v.upstream()
+	v.listen()
+	v.server()
+	v.inbound()
+	v.keys()
+	v.tls()
+	v.outbound()
+	v.egress()
+	v.policy()
+	v.rateLimit()
+	v.log()
+	v.admin()
+	return v.problems
+}
+
+func sortProblems(ps Problems) {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
+}
+
+func (v *validator) top() {
+	c := v.c
+	if c.ServerName == "" {
+		v.fail("server_name", "required: the Matrix server name fedgate fronts, e.g. \"example.org\"")
+	} else {
+		v.serverName("server_name", c.ServerName)
+	}
+	if c.WellKnown.Server != "" {
+		v.serverName("well_known.server", c.WellKnown.Server)
+	}
+	if st, err := os.Stat(c.DataDir); err == nil && !st.IsDir() {
+		v.fail("data_dir", "%s is not a folder", c.DataDir)
+	}
+}
+
+func (v *validator) upstream() {
+	u := v.c.Upstream
+	if u.URL == "" {
+		v.fail("upstream.url", "required: the homeserver's federation address, e.g. \"http://127.0.0.1:8008\"")
+	} else if parsed, err := url.Parse(u.URL); err != nil {
+		v.fail("upstream.url", "not a URL: %v", err)
+	} else {
+		switch {
+		case parsed.Scheme != "http" && parsed.Scheme != "https":
+			v.fail("upstream.url", "scheme must be http or https, not %q", parsed.Scheme)
+		case parsed.Host == "":
+			v.fail("upstream.url", "has no host")
+		case parsed.Path != "" && parsed.Path != "/", parsed.RawQuery != "", parsed.Fragment != "", parsed.User != nil:
+			v.fail("upstream.url", "must be scheme://host[:port] only; requests are forwarded with their own path")
+		}
+	}
+	v.positive("upstream.timeout", u.Timeout)
+	v.positive("upstream.dial_timeout", u.DialTimeout)
+	if u.MaxIdleConns < 0 {
+		v.fail("upstream.max_idle_conns", "must not be negative")
+	}
+	v.readable("upstream.ca_file", u.CAFile)
+}
+
+func (v *validator) listen() {
+	l := v.c.Listen
+	type bound struct {
+		key       string
+		host      string
+		port      int
+		wildcard  bool
+		canonical string
+	}
+	var all []bound
+	add := func(key, addr string) {
+		if addr == "" {
+			v.fail(key, "empty address")
+			return
+		}
+		host, portText, err := net.SplitHostPort(addr)
+		if err != nil {
+			v.fail(key, "address %q: %v (write it as \"host:port\", \"[::]:8448\" or \":8448\")", addr, err)
+			return
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil || port < 0 || port > 65535 {
+			v.fail(key, "address %q: port must be 0-65535", addr)
+			return
+		}
+		wildcard := host == ""
+		if host != "" {
+			if ip, err := netip.ParseAddr(host); err == nil {
+				wildcard = ip.IsUnspecified()
+				host = ip.String()
+			} else if servername.Valid(host) {
+				host = strings.ToLower(host)
+			} else {
+				v.fail(key, "address %q: %q is neither an IP address nor a host name", addr, host)
+				return
+			}
+		}
+		b := bound{key: key, host: host, port: port, wildcard: wildcard, canonical: net.JoinHostPort(host, portText)}
+		for _, other := range all {
+			if port != 0 && other.port == port && (other.host == host || other.wildcard || wildcard) {
+				v.fail(key, "address %q conflicts with %s (%s): both bind port %d", addr, other.key, other.canonical, port)
+				return
+			}
+		}
+		all = append(all, b)
+	}
+	for i, a := range l.Federation {
+		add(fmt.Sprintf("listen.federation[%d]", i), a)
+	}
+	for i, a := range l.HTTPS {
+		add(fmt.Sprintf("listen.https[%d]", i), a)
+	}
+	for _, kv := range []struct{ key, addr string }{
+		{"listen.http", l.HTTP}, {"listen.egress", l.Egress}, {"listen.admin", l.Admin},
+	} {
+		if kv.addr != "" {
+			add(kv.key, kv.addr)
+		}
+	}
+	if len(l.Federation) == 0 && len(l.HTTPS) == 0 && l.Egress == "" {
+		v.fail("listen", "nothing to serve: set listen.federation, listen.https or listen.egress")
+	}
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	v.positive("server.read_header_timeout", s.ReadHeaderTimeout)
+	v.positive("server.read_timeout", s.ReadTimeout)
+	v.positive("server.idle_timeout", s.IdleTimeout)
+	v.positive("server.shutdown_grace", s.ShutdownGrace)
+	if s.WriteTimeout != 0 && s.WriteTimeout <= v.c.Upstream.Timeout {
+		v.fail("server.write_timeout", "%v must be longer than upstream.timeout (%v), or 0 for none",
+			s.WriteTimeout.D(), v.c.Upstream.Timeout.D())
+	}
+	if s.MaxHeaderBytes < 4<<10 {
+		v.fail("server.max_header_bytes", "must be at least 4KiB")
+	}
+}
+
+func (v *validator) inbound() {
+	in := v.c.Inbound
+	if in.MaxBody < 1<<10 {
+		v.fail("inbound.max_body", "must be at least 1KiB")
+	}
+	if in.MaxBodySend < 1<<10 {
+		v.fail("inbound.max_body_send", "must be at least 1KiB")
+	}
+	for i, p := range in.Passthrough {
+		key := fmt.Sprintf("inbound.passthrough[%d]", i)
+		switch {
+		case !strings.HasPrefix(p, "/_matrix/"):
+			v.fail(key, "prefix %q must start with /_matrix/", p)
+		case strings.Contains(p, "?"), strings.Contains(p, "%"), strings.Contains(p, "/../"), strings.Contains(p, "/./"), strings.Contains(p, "//"):
+			v.fail(key, "prefix %q must be a plain path without escapes, dot segments or a query", p)
+		}
+	}
+}
+
+func (v *validator) keys() {
+	k := v.c.Keys
+	if k.SigningKey != "" {
+		if _, err := os.Stat(k.SigningKey); errors.Is(err, fs.ErrNotExist) {
+			if !k.Generate {
+				v.fail("keys.signing_key", "%s does not exist; create it with \"fedgate keygen -out %s\" or set keys.generate = true", k.SigningKey, k.SigningKey)
+			}
+		} else {
+			v.readable("keys.signing_key", k.SigningKey)
+		}
+	}
+	if k.ValidFor <= Duration(time.Hour) {
+		v.fail("keys.valid_for", "must be more than 1h (servers refuse key documents that expire within the hour)")
+	}
+	if k.RequestKey != "" {
+		v.keyID("keys.request_key", k.RequestKey)
+	}
+	v.positive("keys.fetch_timeout", k.FetchTimeout)
+	seen := map[string]string{}
+	for i, o := range k.Old {
+		key := fmt.Sprintf("keys.old[%d]", i)
+		v.keyID(key+".key_id", o.KeyID)
+		v.publicKey(key+".public_key", o.PublicKey)
+		if o.ExpiredTS <= 0 {
+			v.fail(key+".expired_ts", "required: when the key was retired, in milliseconds since 1970")
+		}
+		if prev, dup := seen[o.KeyID]; dup && o.KeyID != "" {
+			v.fail(key+".key_id", "%s is also listed at %s", o.KeyID, prev)
+		}
+		seen[o.KeyID] = key
+	}
+	for i, t := range k.TrustedKeyServers {
+		key := fmt.Sprintf("keys.trusted_key_servers[%d]", i)
+		v.serverName(key+".server_name", t.ServerName)
+		if len(t.VerifyKeys) == 0 {
+			v.fail(key+".verify_keys", "required: the notary's keys, e.g. { \"ed25519:auto\" = \"<base64>\" }")
+		}
+		for _, id := range sortedMapKeys(t.VerifyKeys) {
+			sub := joinKey(key+".verify_keys", id)
+			v.keyID(sub, id)
+			v.publicKey(sub, t.VerifyKeys[id])
+		}
+	}
+	for i, p := range k.Pinned {
+		key := fmt.Sprintf("keys.pinned[%d]", i)
+		v.serverName(key+".server_name", p.ServerName)
+		v.keyID(key+".key_id", p.KeyID)
+		v.publicKey(key+".public_key", p.PublicKey)
+	}
+}
+
+func (v *validator) tls() {
+	t := v.c.TLS
+	switch t.Mode {
+	case TLSModeSelfSigned:
+		for i, n := range t.Names {
+			if _, err := netip.ParseAddr(n); err != nil && !servername.Valid(n) {
+				v.fail(fmt.Sprintf("tls.names[%d]", i), "%q is neither an IP address nor a DNS name", n)
+			}
+		}
+	case TLSModeFiles:
+		if t.CertFile == "" {
+			v.fail("tls.cert_file", "required when tls.mode = \"files\"")
+		}
+		if t.KeyFile == "" {
+			v.fail("tls.key_file", "required when tls.mode = \"files\"")
+		}
+		v.readable("tls.cert_file", t.CertFile)
+		v.readable("tls.key_file", t.KeyFile)
+	case TLSModeACME:
+		if len(t.Names) == 0 {
+			v.fail("tls.names", "required when tls.mode = \"acme\" and server_name is an IP address")
+		}
+		for i, n := range t.Names {
+			key := fmt.Sprintf("tls.names[%d]", i)
+			sn, err := servername.Parse(n)
+			switch {
+			case err != nil || sn.Port != 0:
+				v.fail(key, "%q is not a DNS name", n)
+			case sn.IsIP():
+				v.fail(key, "%q is an IP address; ACME certificates here are for DNS names", n)
+			}
+		}
+		switch {
+		case t.CA == "letsencrypt", t.CA == "letsencrypt-staging":
+		case strings.HasPrefix(t.CA, "https://"), strings.HasPrefix(t.CA, "http://"):
+			if _, err := url.Parse(t.CA); err != nil {
+				v.fail("tls.ca", "not a URL: %v", err)
+			}
+		default:
+			v.fail("tls.ca", "must be \"letsencrypt\", \"letsencrypt-staging\" or an ACME directory URL, not %q", t.CA)
+		}
+		if t.Email != "" && !strings.Contains(t.Email, "@") {
+			v.fail("tls.email", "%q is not an email address", t.Email)
+		}
+		v.readable("tls.ca_root", t.CARoot)
+		if len(v.c.Listen.Federation) == 0 && len(v.c.Listen.HTTPS) == 0 {
+			v.fail("tls.mode", "acme needs a TLS listener (listen.federation or listen.https)")
+		}
+	default:
+		v.fail("tls.mode", "must be \"acme\", \"files\" or \"self_signed\", not %q", t.Mode)
+	}
+}
+
+func (v *validator) outbound() {
+	o := v.c.Outbound
+	v.readable("outbound.ca_file", o.CAFile)
+	for i, g := range o.InsecureSkipVerify {
+		key := fmt.Sprintf("outbound.insecure_skip_verify[%d]", i)
+		if _, err := glob.CompileServerName(g); err != nil {
+			v.fail(key, "bad glob: %v", err)
+		}
+	}
+	v.cidrs("outbound.allow_networks", o.AllowNetworks)
+	for i, r := range o.Resolvers {
+		key := fmt.Sprintf("outbound.resolvers[%d]", i)
+		if _, err := netip.ParseAddr(r); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			v.fail(key, "%q is not \"IP\" or \"IP:port\"", r)
+		}
+	}
+	for _, name := range sortedMapKeys(o.Overrides) {
+		key := joinKey("outbound.overrides", name)
+		v.serverName(key, name)
+		target := o.Overrides[name]
+		host, port, err := net.SplitHostPort(target)
+		if err != nil || host == "" {
+			v.fail(key, "target %q must be \"host:port\"", target)
+			continue
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			v.fail(key, "target %q: port must be 1-65535", target)
+		}
+	}
+	v.positive("outbound.dns_timeout", o.DNSTimeout)
+	v.positive("outbound.dial_timeout", o.DialTimeout)
+	v.positive("outbound.tls_timeout", o.TLSTimeout)
+	v.positive("outbound.response_header_timeout", o.ResponseHeaderTimeout)
+	if o.MaxIdlePerHost < 0 {
+		v.fail("outbound.max_idle_per_host", "must not be negative")
+	}
+}
+
+func (v *validator) egress() {
+	e := v.c.Egress
+	switch e.Connect {
+	case ConnectIntercept, ConnectPassthrough, ConnectOff:
+	default:
+		v.fail("egress.connect", "must be \"intercept\", \"passthrough\" or \"off\", not %q", e.Connect)
+	}
+	if e.Secret != "" && e.SecretFile != "" {
+		v.fail("egress.secret_file", "set egress.secret or egress.secret_file, not both")
+	}
+	v.readable("egress.secret_file", e.SecretFile)
+	v.positive("egress.timeout", e.Timeout)
+	if v.c.Listen.Egress == "" {
+		return
+	}
+	if !e.WorkerProxy && e.Connect == ConnectOff {
+		v.fail("egress", "listen.egress is set but every capture mode is off (worker_proxy = false, connect = \"off\")")
+	}
+	if e.WorkerProxy && e.Secret == "" && e.SecretFile == "" {
+		v.fail("egress.secret", "required with worker_proxy: the homeserver's worker_replication_secret")
+	}
+}
+
+func (v *validator) policy() {
+	p := v.c.Policy
+	switch p.Default {
+	case PolicyAllow, PolicyDeny:
+	default:
+		v.fail("policy.default", "must be \"allow\" or \"deny\", not %q", p.Default)
+	}
+	for i, s := range p.Allow {
+		v.serverPattern(fmt.Sprintf("policy.allow[%d]", i), s)
+	}
+	for i, s := range p.Deny {
+		v.serverPattern(fmt.Sprintf("policy.deny[%d]", i), s)
+	}
+	v.cidrs("policy.allow_networks", p.AllowNetworks)
+	v.cidrs("policy.deny_networks", p.DenyNetworks)
+	v.readable("policy.list_file", p.ListFile)
+	if p.ListMaxAge != 0 && p.ListFile == "" {
+		v.fail("policy.list_max_age", "only meaningful with policy.list_file")
+	}
+	v.endpointNames("policy.deny_endpoints", p.DenyEndpoints)
+	for i, r := range p.DenyRooms {
+		key := fmt.Sprintf("policy.deny_rooms[%d]", i)
+		if r == "" || !strings.ContainsAny(r[:1], "!*?") {
+			v.fail(key, "%q must be a room ID (\"!abc:example.org\") or a glob on one (\"*:evil.example\")", r)
+			continue
+		}
+		if _, err := glob.Compile(r); err != nil {
+			v.fail(key, "bad glob: %v", err)
+		}
+	}
+	for _, name := range sortedMapKeys(p.Origins) {
+		key := joinKey("policy.origins", name)
+		v.serverPattern(key, name)
+		v.endpointNames(key+".deny_endpoints", p.Origins[name].DenyEndpoints)
+		v.endpointNames(key+".allow_endpoints", p.Origins[name].AllowEndpoints)
+	}
+}
+
+func (v *validator) rateLimit() {
+	r := v.c.RateLimit
+	v.limit("rate_limit.per_ip", r.PerIP)
+	v.limit("rate_limit.per_origin", r.PerOrigin)
+	v.limit("rate_limit.per_destination", r.PerDestination)
+	if r.ConcurrentPerOrigin < 0 {
+		v.fail("rate_limit.concurrent_per_origin", "must not be negative (0 is unlimited)")
+	}
+	for _, name := range sortedMapKeys(r.Classes) {
+		key := joinKey("rate_limit.classes", name)
+		if !endpoints.Known(name) {
+			v.fail(key, "unknown endpoint class or operation %q%s", name, endpointHint())
+		}
+		v.limit(key, r.Classes[name])
+	}
+	v.positive("rate_limit.idle_eviction", r.IdleEviction)
+	for i, s := range r.Exempt {
+		v.serverPattern(fmt.Sprintf("rate_limit.exempt[%d]", i), s)
+	}
+}
+
+func (v *validator) log() {
+	l := v.c.Log
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.fail("log.level", "must be debug, info, warn or error, not %q", l.Level)
+	}
+	switch l.Format {
+	case "json", "console":
+	default:
+		v.fail("log.format", "must be json or console, not %q", l.Format)
+	}
+}
+
+func (v *validator) admin() {
+	a := v.c.Admin
+	for i, p := range a.Peers {
+		v.serverName(fmt.Sprintf("admin.peers[%d]", i), p)
+	}
+	v.positive("admin.ready_window", a.ReadyWindow)
+}
+
+// Helpers shared by the sections.
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.fail(key, "must be a positive duration")
+	}
+}
+
+func (v *validator) serverName(key, s string) {
+	if _, err := servername.Parse(s); err != nil {
+		v.fail(key, "invalid server name: %v", err)
+	}
+}
+
+// serverPattern checks an allow/deny entry: "re:<regexp>", a glob, or an
+// exact server name.
+func (v *validator) serverPattern(key, s string) {
+	if expr, ok := strings.CutPrefix(s, "re:"); ok {
+		if expr == "" {
+			v.fail(key, "empty regular expression")
+		} else if _, err := regexp.Compile(expr); err != nil {
+			v.fail(key, "bad regular expression: %v", err)
+		}
+		return
+	}
+	g, err := glob.CompileServerName(s)
+	if err != nil {
+		v.fail(key, "bad glob: %v", err)
+		return
+	}
+	if g.IsLiteral() && !servername.Valid(s) {
+		v.fail(key, "%q is not a valid server name, so it can never match", s)
+	}
+}
+
+func (v *validator) endpointNames(key string, names []string) {
+	for i, n := range names {
+		if !endpoints.Known(n) {
+			v.fail(fmt.Sprintf("%s[%d]", key, i), "unknown endpoint class or operation %q%s", n, endpointHint())
+		}
+	}
+}
+
+func endpointHint() string {
+	classes, _ := endpoints.Names()
+	return " (classes: " + strings.Join(classes, ", ") + ")"
+}
+
+func (v *validator) cidrs(key string, list []string) {
+	for i, s := range list {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if ip, err := netip.ParseAddr(s); err == nil {
+			_ = ip // a bare address is a single-host network
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			v.fail(k, "bad CIDR %q: %v", s, err)
+			continue
+		}
+		if p.Masked() != p {
+			v.fail(k, "CIDR %q has host bits set; did you mean %s?", s, p.Masked())
+		}
+	}
+}
+
+func (v *validator) limit(key string, l Limit) {
+	if l.Enabled() && l.Burst < 1 {
+		v.fail(key+".burst", "must be at least 1 when a rate is set")
+	}
+	if l.Burst < 0 {
+		v.fail(key+".burst", "must not be negative")
+	}
+}
+
+var keyVersionRE = regexp.MustCompile(`^[a-zA-Z0-9_]+$`)
+
+func (v *validator) keyID(key, id string) {
+	version, ok := strings.CutPrefix(id, "ed25519:")
+	if !ok || !keyVersionRE.MatchString(version) {
+		v.fail(key, "key id %q must be \"ed25519:<version>\" with a version of letters, digits and _", id)
+	}
+}
+
+func (v *validator) publicKey(key, b64 string) {
+	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(b64, "="))
+	if err != nil {
+		v.fail(key, "public key is not base64: %v", err)
+		return
+	}
+	if len(raw) != 32 {
+		v.fail(key, "public key is %d bytes, an ed25519 key has 32", len(raw))
+	}
+}
+
+func (v *validator) readable(key, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		v.fail(key, "cannot read %s: %v", path, unwrapPathError(err))
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		v.fail(key, "%s is a folder, not a file", path)
+	}
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func sortedMapKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

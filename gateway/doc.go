@@ -1,0 +1,18 @@
+// Package gateway owns fedgate's listeners and everything that happens to a
+// request: routing against the endpoint table, the inbound pipeline that
+// authenticates and polices federation requests before forwarding them to
+// the homeserver, the endpoints fedgate serves itself (well-known, key
+// document, notary), the egress that captures the homeserver's outbound
+// federation, and the Matrix error responses all of these send.
+//
+// Request flow (inbound):
+//
+//	TLS listener -> route (404/405 M_UNRECOGNIZED) -> local endpoint?
+//	  -> X-Matrix parse -> destination check -> origin policy
+//	  -> body read (size limit) -> origin key (keyring) -> signature
+//	  -> endpoint/room/user policy and limits -> reverse proxy -> homeserver
+//
+// A [Gateway] reads its configuration through one immutable runtime
+// snapshot per request; [Gateway.Reload] swaps the snapshot atomically.
+// Listeners, the keyring and limiter state outlive reloads.
+package gateway

@@ -1,0 +1,259 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/internal/endpoints"
+)
+
+// Listener kinds, as named in [listen].
+const (
+	ListenerFederation = "federation"
+	ListenerHTTPS      = "https"
+	ListenerHTTP       = "http"
+	ListenerEgress     = "egress"
+	ListenerAdmin      = "admin"
+)
+
+// Options are what a Gateway is built from.
+type Options struct {
+	// Config is the validated configuration (required).
+	Config *config.Config
+	// Logger is the process logger; nil discards logs.
+	Logger *zap.Logger
+	// TLSConfig serves the TLS listeners (required when any is configured).
+	TLSConfig *tls.Config
+	// WrapHTTP wraps the plain-HTTP listener's handler, e.g. to answer ACME
+	// HTTP-01 challenges; nil leaves it unwrapped.
+	WrapHTTP func(http.Handler) http.Handler
+}
+
+// Gateway serves fedgate's listeners. Create it with [New], then [Gateway.Start];
+// stop it with [Gateway.Shutdown].
+type Gateway struct {
+	log    *zap.Logger
+	opts   Options
+	router *endpoints.Router
+	rt     atomic.Pointer[runtime]
+
+	mu      sync.Mutex
+	servers []*server
+	serveWG sync.WaitGroup
+}
+
+// runtime is everything a request reads from configuration, built once per
+// (re)load and never modified.
+type runtime struct {
+	cfg *config.Config
+}
+
+// server is one bound listener.
+type server struct {
+	kind string
+	addr string
+	ln   net.Listener
+	srv  *http.Server
+	tls  bool
+}
+
+// New builds a Gateway; it binds nothing yet.
+func New(opts Options) (*Gateway, error) {
+	if opts.Config == nil {
+		return nil, errors.New("gateway: no configuration")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	g := &Gateway{log: logger.Named("gateway"), opts: opts, router: endpoints.NewRouter()}
+	rt, err := g.build(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	g.rt.Store(rt)
+	return g, nil
+}
+
+// build compiles a configuration into a runtime without side effects.
+func (g *Gateway) build(c *config.Config) (*runtime, error) {
+	return &runtime{cfg: c}, nil
+}
+
+// Reload builds a runtime from c and publishes it; on error the running
+// configuration stays. Listener addresses cannot change without a restart.
+func (g *Gateway) Reload(c *config.Config) error {
+	rt, err := g.build(c)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	g.rt.Store(rt)
+	return nil
+}
+
+// Start binds every configured listener and starts serving. If any bind
+// fails, the listeners already bound are closed and the error returned.
+func (g *Gateway) Start() error {
+	c := g.rt.Load().cfg
+	type spec struct {
+		kind, addr string
+		handler    http.Handler
+		tls        bool
+	}
+	var specs []spec
+	fed := http.HandlerFunc(g.serveFederation)
+	for _, a := range c.Listen.Federation {
+		specs = append(specs, spec{ListenerFederation, a, fed, true})
+	}
+	for _, a := range c.Listen.HTTPS {
+		specs = append(specs, spec{ListenerHTTPS, a, fed, true})
+	}
+	if c.Listen.HTTP != "" {
+		var h http.Handler = http.HandlerFunc(redirectToHTTPS)
+		if g.opts.WrapHTTP != nil {
+			h = g.opts.WrapHTTP(h)
+		}
+		specs = append(specs, spec{ListenerHTTP, c.Listen.HTTP, h, false})
+	}
+	if c.Listen.Admin != "" {
+		specs = append(specs, spec{ListenerAdmin, c.Listen.Admin, g.adminHandler(), false})
+	}
+	var bound []*server
+	for _, s := range specs {
+		if s.tls && g.opts.TLSConfig == nil {
+			closeAll(bound)
+			return fmt.Errorf("listen %s %s: no TLS configuration", s.kind, s.addr)
+		}
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			closeAll(bound)
+			return fmt.Errorf("listen %s: %w", s.kind, err)
+		}
+		bound = append(bound, &server{kind: s.kind, addr: s.addr, ln: ln, tls: s.tls, srv: g.httpServer(c, s.kind, s.handler, s.tls)})
+	}
+	g.mu.Lock()
+	g.servers = append(g.servers, bound...)
+	g.mu.Unlock()
+	for _, s := range bound {
+		g.serveWG.Add(1)
+		go g.serve(s)
+	}
+	return nil
+}
+
+func closeAll(servers []*server) {
+	for _, s := range servers {
+		s.ln.Close()
+	}
+}
+
+func (g *Gateway) httpServer(c *config.Config, kind string, h http.Handler, useTLS bool) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.Server.ReadHeaderTimeout.D(),
+		ReadTimeout:       c.Server.ReadTimeout.D(),
+		WriteTimeout:      c.Server.WriteTimeout.D(),
+		IdleTimeout:       c.Server.IdleTimeout.D(),
+		MaxHeaderBytes:    int(c.Server.MaxHeaderBytes),
+		ErrorLog:          log.New(&zapWriter{log: g.log.With(zap.String("listener", kind))}, "", 0),
+	}
+	if useTLS {
+		srv.TLSConfig = g.opts.TLSConfig.Clone()
+	}
+	return srv
+}
+
+// serve runs one listener until Shutdown.
+func (g *Gateway) serve(s *server) {
+	defer g.serveWG.Done()
+	g.log.Info("listening", zap.String("listener", s.kind), zap.String("addr", s.ln.Addr().String()), zap.Bool("tls", s.tls))
+	var err error
+	if s.tls {
+		err = s.srv.ServeTLS(s.ln, "", "")
+	} else {
+		err = s.srv.Serve(s.ln)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.log.Error("listener stopped", zap.String("listener", s.kind), zap.Error(err))
+	}
+}
+
+// Addrs returns the bound addresses of listeners of the given kind, in
+// configuration order (useful when the configuration asked for port 0).
+func (g *Gateway) Addrs(kind string) []net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []net.Addr
+	for _, s := range g.servers {
+		if s.kind == kind {
+			out = append(out, s.ln.Addr())
+		}
+	}
+	return out
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends; then it closes what is left. It returns ctx's error if
+// requests were cut off.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	servers := g.servers
+	g.servers = nil
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.srv.Close()
+				errs[i] = fmt.Errorf("%s %s: %w", s.kind, s.addr, err)
+			}
+		}()
+	}
+	wg.Wait()
+	g.serveWG.Wait()
+	return errors.Join(errs...)
+}
+
+// redirectToHTTPS answers plain-HTTP requests with a redirect to https.
+func redirectToHTTPS(w http.ResponseWriter, r *http.Request) {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if host == "" {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeUnrecognized, Msg: "Use https", Reason: "plain_http"})
+		return
+	}
+	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
+// zapWriter forwards net/http's internal error log (TLS handshake failures,
+// malformed requests) to zap at debug level: remote junk is expected.
+type zapWriter struct{ log *zap.Logger }
+
+func (z *zapWriter) Write(p []byte) (int, error) {
+	if ce := z.log.Check(zap.DebugLevel, "http server"); ce != nil {
+		ce.Write(zap.ByteString("detail", trimNewline(p)))
+	}
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	if n := len(p); n > 0 && p[n-1] == '\n' {
+		return p[:n-1]
+	}
+	return p
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/certs"
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/gateway"
+)
+
+func cmdRun(env *environment, args []string) int {
+	fs := newFlagSet(env, "run", "-config FILE",
+		"Runs the gateway on the listeners FILE configures until SIGINT or SIGTERM;\n"+
+			"then it stops accepting connections and lets in-flight requests finish\n"+
+			"for up to server.shutdown_grace. SIGHUP reloads the configuration.")
+	path := fs.String("config", "gateway.toml", "configuration file")
+	if code, ok := parseFlags(env, fs, args, 0); !ok {
+		return code
+	}
+	c, err := config.Load(*path)
+	if err != nil {
+		printConfigError(env.stderr, err)
+		return exitFailure
+	}
+	log, err := newLogger(c.Log, env.stderr)
+	if err != nil {
+		fmt.Fprintf(env.stderr, "fedgate: %v\n", err)
+		return exitFailure
+	}
+	defer log.Sync()
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(signals)
+
+	if err := run(c, *path, log, signals); err != nil {
+		log.Error("fedgate stopped", zap.Error(err))
+		printConfigError(env.stderr, err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// run starts everything c describes and serves until a terminating signal.
+func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signal) error {
+	log.Info("starting fedgate", zap.String("version", version), zap.String("config", c.File), zap.String("server_name", c.ServerName))
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data folder: %w", err)
+	}
+	keys, err := loadSigningKeys(c, log)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		log.Info("signing key loaded", zap.String("key_id", string(k.ID)))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cm, err := certs.New(certsOptions(c, log))
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	if err := cm.Start(ctx); err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	defer cm.Stop()
+
+	gw, err := gateway.New(gateway.Options{
+		Config:    c,
+		Logger:    log,
+		TLSConfig: cm.TLSConfig(),
+		WrapHTTP:  cm.HTTPHandler,
+	})
+	if err != nil {
+		return err
+	}
+	if err := gw.Start(); err != nil {
+		return err
+	}
+	log.Info("fedgate ready")
+
+	for sig := range signals {
+		if sig == syscall.SIGHUP {
+			reload(gw, path, log)
+			continue
+		}
+		grace := c.Server.ShutdownGrace.D()
+		log.Info("shutting down", zap.String("signal", sig.String()), zap.Duration("grace", grace))
+		sctx, scancel := context.WithTimeout(context.Background(), grace)
+		start := time.Now()
+		err := gw.Shutdown(sctx)
+		scancel()
+		if err != nil {
+			log.Warn("grace period over, remaining requests were cut off", zap.Error(err))
+		}
+		log.Info("stopped", zap.Duration("drained_in", time.Since(start)))
+		return nil
+	}
+	return nil
+}
+
+// reload re-reads the configuration; an invalid file is refused and the
+// running configuration stays.
+func reload(gw *gateway.Gateway, path string, log *zap.Logger) {
+	c, err := config.Load(path)
+	if err == nil {
+		err = gw.Reload(c)
+	}
+	if err != nil {
+		log.Error("reload refused, keeping the running configuration", zap.Error(err))
+		return
+	}
+	log.Info("configuration reloaded", zap.String("config", c.File))
+}
+
+// certsOptions maps [tls] onto the certs package's options.
+func certsOptions(c *config.Config, log *zap.Logger) certs.Options {
+	return certs.Options{
+		Mode:    c.TLS.Mode,
+		Names:   c.TLS.Names,
+		DataDir: c.DataDir,
+		Logger:  log,
+	}
+}

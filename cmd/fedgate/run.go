@@ -120,13 +120,3 @@ func reload(gw *gateway.Gateway, path string, log *zap.Logger) {
 	}
 	log.Info("configuration reloaded", zap.String("config", c.File))
 }
-
-// certsOptions maps [tls] onto the certs package's options.
-func certsOptions(c *config.Config, log *zap.Logger) certs.Options {
-	return certs.Options{
-		Mode:    c.TLS.Mode,
-		Names:   c.TLS.Names,
-		DataDir: c.DataDir,
-		Logger:  log,
-	}
-}

@@ -1,0 +1,8 @@
+// Package fedtest holds test infrastructure shared by fedgate's packages:
+// a throw-away certificate authority, a DNS server on 127.0.0.1 built with
+// miekg/dns, and a homeserver that records every request it receives.
+//
+// Everything binds loopback addresses chosen by the kernel, signals
+// readiness instead of sleeping, and is torn down with t.Cleanup. Nothing
+// here is used by the fedgate binary.
+package fedtest

@@ -1,0 +1,92 @@
+package fedtest
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func TestDNSServer(t *testing.T) {
+	d := StartDNS(t,
+		"_matrix-fed._tcp.example.org. 300 IN SRV 10 5 8448 host.example.org.",
+		"host.example.org. 300 IN A 127.0.0.1",
+		"alias.example.org. 300 IN CNAME host.example.org.",
+	)
+	c := &dns.Client{Timeout: 2 * time.Second}
+	ask := func(name string, qtype uint16, net string) *dns.Msg {
+		t.Helper()
+		c.Net = net
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, _, err := c.ExchangeContext(context.Background(), m, d.Addr)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return r
+	}
+	if r := ask("_matrix-fed._tcp.example.org.", dns.TypeSRV, "udp"); len(r.Answer) != 1 {
+		t.Fatalf("SRV %v", r)
+	}
+	if r := ask("alias.example.org.", dns.TypeA, "udp"); len(r.Answer) != 2 {
+		t.Fatalf("CNAME chase %v", r)
+	}
+	if r := ask("missing.example.org.", dns.TypeA, "tcp"); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("NXDOMAIN expected: %v", r)
+	}
+	d.Set("host.example.org", TruncateUDP)
+	if r := ask("host.example.org.", dns.TypeA, "udp"); !r.Truncated || len(r.Answer) != 0 {
+		t.Fatalf("truncation %v", r)
+	}
+	if r := ask("host.example.org.", dns.TypeA, "tcp"); len(r.Answer) != 1 {
+		t.Fatalf("TCP retry %v", r)
+	}
+	if n := d.CountQueries("host.example.org", "A"); n != 2 {
+		t.Fatalf("queries %d", n)
+	}
+}
+
+func TestCAAndHomeserver(t *testing.T) {
+	ca := NewCA(t)
+	cert := ca.Issue(t, "hs.example", "127.0.0.1")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.(*tls.Conn).Handshake()
+			c.Close()
+		}
+	}()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "hs.example"})
+	if err != nil {
+		t.Fatalf("TLS with the test CA: %v", err)
+	}
+	conn.Close()
+
+	hs := StartHomeserver(t)
+	c, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "PUT /_matrix/federation/v1/send/%21a?b=2&a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.Close()
+	got := hs.Requests()
+	if len(got) != 1 || got[0].RequestURI != "/_matrix/federation/v1/send/%21a?b=2&a=1" || string(got[0].Body) != "{}" {
+		t.Fatalf("recorded %+v", got)
+	}
+}

@@ -43,8 +43,11 @@ type Options struct {
 // stop it with [Gateway.Shutdown].
 type Gateway struct {
 	log    *zap.Logger
+	access *zap.Logger
 	opts   Options
 	router *endpoints.Router
+	stages []stage
+	ids    *requestIDs
 	rt     atomic.Pointer[runtime]
 
 	mu      sync.Mutex
@@ -55,7 +58,9 @@ type Gateway struct {
 // runtime is everything a request reads from configuration, built once per
 // (re)load and never modified.
 type runtime struct {
-	cfg *config.Config
+	cfg         *config.Config
+	upstream    *upstream
+	passthrough func(path string) *endpoints.Endpoint
 }
 
 // server is one bound listener.
@@ -76,7 +81,14 @@ func New(opts Options) (*Gateway, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	g := &Gateway{log: logger.Named("gateway"), opts: opts, router: endpoints.NewRouter()}
+	g := &Gateway{
+		log:    logger.Named("gateway"),
+		access: logger.Named("access"),
+		opts:   opts,
+		router: endpoints.NewRouter(),
+		stages: inboundStages(),
+		ids:    newRequestIDs(),
+	}
 	rt, err := g.build(opts.Config)
 	if err != nil {
 		return nil, err
@@ -87,7 +99,11 @@ func New(opts Options) (*Gateway, error) {
 
 // build compiles a configuration into a runtime without side effects.
 func (g *Gateway) build(c *config.Config) (*runtime, error) {
-	return &runtime{cfg: c}, nil
+	up, err := newUpstream(c, g.log)
+	if err != nil {
+		return nil, err
+	}
+	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough)}, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -97,7 +113,11 @@ func (g *Gateway) Reload(c *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
-	g.rt.Store(rt)
+	if old := g.rt.Swap(rt); old != nil {
+		// Requests in flight keep the old runtime; its idle upstream
+		// connections are closed, busy ones finish normally.
+		old.upstream.close()
+	}
 	return nil
 }
 

@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/fedgate/fedgate/internal/endpoints"
+)
+
+// stageBody reads the request body under the endpoint's size limit and
+// checks that PUT and POST carry a JSON object. It never reads past the
+// limit: an oversized body is refused from Content-Length alone when
+// declared, or as soon as the limit is crossed when streamed.
+func (g *Gateway) stageBody(in *inbound) error {
+	r := in.r
+	limit := int64(in.rt.cfg.Inbound.MaxBody)
+	if in.match.Endpoint.Body == endpoints.BodyLarge {
+		limit = int64(in.rt.cfg.Inbound.MaxBodySend)
+	}
+	switch r.Method {
+	case http.MethodPut, http.MethodPost:
+	default:
+		// Federation GETs carry no body and sign no content; refuse one
+		// rather than forward bytes the signature does not cover.
+		if r.ContentLength > 0 || (r.ContentLength < 0 && bodyNotEmpty(r)) {
+			return &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "This request must not have a body", Reason: "unexpected_body"}
+		}
+		return nil
+	}
+	if r.ContentLength > limit {
+		in.w.Header().Set("Connection", "close")
+		return errTooLarge(limit)
+	}
+	body, err := readLimited(r.Body, r.ContentLength, limit)
+	if err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			in.w.Header().Set("Connection", "close")
+			return errTooLarge(limit)
+		}
+		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Could not read the request body", Reason: "body_read", Err: err}
+	}
+	in.body = body
+	return g.checkJSONBody(in)
+}
+
+var errBodyTooLarge = errors.New("body larger than the limit")
+
+func errTooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
+		Msg: fmt.Sprintf("Request body is larger than %d bytes", limit), Reason: "body_too_large"}
+}
+
+// readLimited reads a body of declared length n (-1: unknown) up to limit.
+func readLimited(body io.Reader, n, limit int64) ([]byte, error) {
+	if n >= 0 {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, fmt.Errorf("body shorter than its Content-Length: %w", err)
+		}
+		return buf, nil
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, errBodyTooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// bodyNotEmpty peeks at a body of unknown length.
+func bodyNotEmpty(r *http.Request) bool {
+	var one [1]byte
+	n, _ := r.Body.Read(one[:])
+	return n > 0
+}

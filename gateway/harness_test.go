@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/internal/fedtest"
+)
+
+// testGateway is a running Gateway on loopback plus what tests need to talk
+// to it.
+type testGateway struct {
+	t      *testing.T
+	gw     *Gateway
+	cfg    *config.Config
+	hs     *fedtest.Homeserver
+	ca     *fedtest.CA
+	addr   string // federation listener
+	client *http.Client
+}
+
+// gatewayConfig is the TOML every test starts from; %s are the upstream URL,
+// the data folder and extra TOML appended at the end.
+const gatewayConfig = `
+server_name = "gw.test"
+data_dir = %q
+[upstream]
+url = %q
+timeout = "5s"
+[listen]
+federation = ["127.0.0.1:0"]
+[keys]
+generate = true
+[log]
+access = true
+%s
+`
+
+// startGateway starts a Gateway in front of a recording homeserver. extra is
+// TOML appended to the base configuration (later keys of a table must come
+// in their own [section]).
+func startGateway(t *testing.T, extra string) *testGateway {
+	t.Helper()
+	hs := fedtest.StartHomeserver(t)
+	return startGatewayTo(t, hs, hs.URL, extra)
+}
+
+func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra string) *testGateway {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.toml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(gatewayConfig, filepath.Join(dir, "data"), upstreamURL, extra)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ca := fedtest.NewCA(t)
+	cert := ca.Issue(t, "gw.test", "127.0.0.1")
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	gw, err := New(Options{
+		Config:    cfg,
+		Logger:    log,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+	})
+	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: hs, ca: ca, addr: gw.Addrs(ListenerFederation)[0].String()}
+	tg.client = &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: ca.Pool(), ServerName: "gw.test"},
+			ForceAttemptHTTP2: true,
+		},
+		Timeout: 10 * time.Second,
+	}
+	t.Cleanup(tg.client.CloseIdleConnections)
+	return tg
+}
+
+// do sends method with the raw request-target (path and query exactly as
+// given) and body, plus headers given as "Name: value" strings.
+func (tg *testGateway) do(method, target, body string, headers ...string) *http.Response {
+	tg.t.Helper()
+	req, err := http.NewRequest(method, "https://"+tg.addr+"/", strings.NewReader(body))
+	if err != nil {
+		tg.t.Fatal(err)
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	req.URL.Opaque = path
+	req.URL.RawQuery = query
+	req.URL.ForceQuery = hasQuery && query == ""
+	if body == "" {
+		req.Body = http.NoBody
+		req.ContentLength = 0
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Add(k, v)
+	}
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		tg.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	tg.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// raw writes a hand-made HTTP/1.1 request over TLS and returns the parsed
+// response (for requests Go's client refuses to send).
+func (tg *testGateway) raw(request string) *http.Response {
+	tg.t.Helper()
+	conn, err := tls.Dial("tcp", tg.addr, &tls.Config{RootCAs: tg.ca.Pool(), ServerName: "gw.test", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		tg.t.Fatal(err)
+	}
+	tg.t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		tg.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		tg.t.Fatalf("reading response: %v", err)
+	}
+	tg.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// matrixError asserts a Matrix error response and returns its body fields.
+func matrixError(t *testing.T, resp *http.Response, status int, errcode string) map[string]any {
+	t.Helper()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("error body is not JSON: %s", body)
+	}
+	if m["errcode"] != errcode {
+		t.Fatalf("errcode %v, want %s; body %s", m["errcode"], errcode, body)
+	}
+	if msg, _ := m["error"].(string); msg == "" {
+		t.Fatalf("no error message: %s", body)
+	}
+	return m
+}
+
+// freeAddr returns a loopback address nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

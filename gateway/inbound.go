@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/fedgate/fedgate/internal/endpoints"
+)
+
+// inbound is the per-request state of the inbound pipeline: parsed once,
+// read by every later stage.
+type inbound struct {
+	w     *responseRecorder
+	r     *http.Request
+	rt    *runtime // one snapshot for the whole request
+	id    string
+	start time.Time
+
+	peer       netip.Addr
+	path       string // raw path of the request-target
+	rawQuery   string // raw query, without '?'
+	forceQuery bool   // the target ended in a bare '?'
+	match      endpoints.Match
+
+	origin string // authenticated (or claimed, before the signature stage) origin
+	auth   []xMatrixHeader
+	body   []byte // the body exactly as received; nil when there is none
+	canon  []byte // canonical JSON of body, for signature checks
+
+	release func() // returns a concurrency slot, if one was taken
+
+	upstreamStart   time.Time
+	upstreamHeaders time.Time
+	status          int
+	reason          string // why the request was refused or failed
+	stage           string // the stage that refused it
+	dryRunReasons   []string
+}
+
+// fail records why a request did not succeed, for the access log.
+func (in *inbound) fail(e *Error) {
+	in.status, in.reason = e.Status, e.Reason
+}
+
+// stage is one step of the pipeline. check returns nil to continue, errDone
+// when it answered the request itself, or an error (usually *Error) that
+// rejects the request.
+type stage struct {
+	name  string
+	check func(g *Gateway, in *inbound) error
+}
+
+// errDone stops the pipeline after a stage answered the request itself.
+var errDone = errors.New("request answered")
+
+// inboundStages is the order of checks, cheapest first: an attacker's junk
+// should cost as little as possible, and no key is fetched for an origin that
+// policy refuses. The order is a security property; TestStageOrder pins it.
+func inboundStages() []stage {
+	return []stage{
+		{"peer", (*Gateway).stagePeer},                    // network policy, per-IP limit
+		{"route", (*Gateway).stageRoute},                  // endpoint table: 404/405
+		{"local", (*Gateway).stageLocal},                  // well-known, keys, notary
+		{"x_matrix", (*Gateway).stageXMatrix},             // Authorization header(s)
+		{"destination", (*Gateway).stageDestination},      // destination is us
+		{"origin_policy", (*Gateway).stageOriginPolicy},   // allow/deny lists, before any key fetch
+		{"body", (*Gateway).stageBody},                    // size limit, JSON object
+		{"origin_key", (*Gateway).stageOriginKey},         // keyring
+		{"signature", (*Gateway).stageSignature},          // X-Matrix verification
+		{"request_policy", (*Gateway).stageRequestPolicy}, // endpoint, room, user rules
+		{"origin_limits", (*Gateway).stageOriginLimits},   // per-origin rate and concurrency
+	}
+}
+
+// serveFederation is the handler of the federation and https listeners.
+func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
+	in := &inbound{
+		w:     &responseRecorder{ResponseWriter: w},
+		r:     r,
+		rt:    g.rt.Load(),
+		id:    g.ids.next(),
+		start: time.Now(),
+	}
+	defer g.finish(in)
+	for _, st := range g.stages {
+		err := st.check(g, in)
+		if err == nil {
+			continue
+		}
+		if err != errDone {
+			in.stage = st.name
+			g.reject(in, err)
+		}
+		return
+	}
+	g.forward(in)
+}
+
+// reject is the one place that answers a refused request.
+func (g *Gateway) reject(in *inbound, err error) {
+	e := asError(err)
+	in.fail(e)
+	if e.Status >= 500 {
+		g.log.Error("request failed", append(in.logFields(), errField(e))...)
+	}
+	writeError(in.w, e)
+}
+
+// forward relays the request to the homeserver.
+func (g *Gateway) forward(in *inbound) {
+	in.upstreamStart = time.Now()
+	ctx := context.WithValue(in.r.Context(), ctxKey{}, in)
+	in.rt.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
+}
+
+// finish runs after every request: it returns resources and writes the
+// access log line.
+func (g *Gateway) finish(in *inbound) {
+	if in.release != nil {
+		in.release()
+	}
+	if in.status == 0 {
+		in.status = in.w.status
+	}
+	if in.rt.cfg.Log.Access {
+		g.accessLog(in)
+	}
+}
+
+// stagePeer records the peer address; network policy and the per-IP limit
+// come first, before any parsing.
+func (g *Gateway) stagePeer(in *inbound) error {
+	ap, err := netip.ParseAddrPort(in.r.RemoteAddr)
+	if err != nil {
+		return &Error{Status: http.StatusBadRequest, Code: CodeUnknown, Msg: "Bad peer address", Reason: "bad_peer", Err: err}
+	}
+	in.peer = ap.Addr().Unmap()
+	return g.checkPeerPolicy(in)
+}
+
+// stageRoute finds the endpoint. Static path segments must match byte for
+// byte, so no encoding trick reaches an endpoint under another name.
+func (g *Gateway) stageRoute(in *inbound) error {
+	target := in.r.RequestURI
+	if target == "" || target[0] != '/' {
+		return errUnrecognized()
+	}
+	in.path, in.rawQuery = target, ""
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		in.path, in.rawQuery = target[:i], target[i+1:]
+		in.forceQuery = in.rawQuery == ""
+	}
+	m, res := g.router.Lookup(in.r.Method, in.path)
+	switch res {
+	case endpoints.Found:
+		in.match = m
+		return nil
+	case endpoints.MethodNotAllowed:
+		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeUnrecognized, Msg: "Method not allowed for this endpoint",
+			Reason: "method_not_allowed", Allow: strings.Join(g.router.Allowed(in.path), ", ")}
+	}
+	if ep := in.rt.passthrough(in.path); ep != nil {
+		in.match = endpoints.Match{Endpoint: ep}
+		return nil
+	}
+	return errUnrecognized()
+}
+
+func errUnrecognized() *Error {
+	return &Error{Status: http.StatusNotFound, Code: CodeUnrecognized, Msg: "Unrecognized request", Reason: "unknown_endpoint"}
+}
+
+// needsXMatrix reports whether the request's endpoint is X-Matrix signed.
+func (in *inbound) needsXMatrix() bool {
+	return in.match.Endpoint.Auth == endpoints.AuthXMatrix
+}
+
+// responseRecorder counts what is written, for the access log. It unwraps
+// for http.ResponseController, so flushing and hijacking still work.
+type responseRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *responseRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *responseRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *responseRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -87,7 +87,17 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 	}
 	log.Info("fedgate ready")
 
-	for sig := range signals {
+	changes := make(chan struct{}, 1)
+	go watchFile(ctx, c.File, configPollInterval, changes)
+	for {
+		var sig os.Signal
+		select {
+		case <-changes:
+			log.Info("configuration file changed, reloading", zap.String("config", c.File))
+			reload(gw, path, log)
+			continue
+		case sig = <-signals:
+		}
 		if sig == syscall.SIGHUP {
 			reload(gw, path, log)
 			continue
@@ -104,7 +114,6 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		log.Info("stopped", zap.Duration("drained_in", time.Since(start)))
 		return nil
 	}
-	return nil
 }
 
 // reload re-reads the configuration; an invalid file is refused and the

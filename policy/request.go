@@ -13,7 +13,9 @@ import (
 // router's match; a nil m or m.Endpoint (a passthrough path) is allowed.
 // rawQuery is the query string as received, without the '?'. body is the
 // request body, already read and size-limited; it is only read for
-// endpoints whose body names users (user/keys/*).
+// endpoints whose body names users (user/keys/*), and for those it is
+// required: a nil or empty body is bad_request (M_NOT_JSON), so a caller
+// that forgets it fails loudly instead of skipping the check.
 //
 // In order: deny_endpoints with the per-origin overrides (endpoint_denied),
 // deny_rooms on the room in the path (room_denied), then, with
@@ -132,7 +134,7 @@ func (s *Snapshot) checkUsers(m *endpoints.Match, rawQuery string, body []byte, 
 			}
 			culpritLen, err = checkOwner(user, owner, &culprit)
 		}
-	case ep.UserBody && body != nil:
+	case ep.UserBody:
 		var b bodyScan
 		if err = b.start(body); err != nil {
 			break

@@ -114,6 +114,8 @@ deny_endpoints = ["media_thumbnail"]
 				{"remote.org", "POST", "/_matrix/federation/v1/user/keys/claim", `{"one_time_keys":{"nobody":{}}}`, "bad_request", "M_INVALID_PARAM"},
 				{"remote.org", "POST", "/_matrix/federation/v1/user/keys/query", `{"device_keys":`, "bad_request", "M_NOT_JSON"},
 				{"remote.org", "POST", "/_matrix/federation/v1/user/keys/query", `["@a:evil.org"]`, "bad_request", "M_BAD_JSON"},
+				// A body the caller forgot to pass is not a pass.
+				{"remote.org", "POST", "/_matrix/federation/v1/user/keys/query", "", "bad_request", "M_NOT_JSON"},
 			},
 		},
 		{

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,7 +137,7 @@ func (e *Engine) Update(opts Options) error {
 			return fmt.Errorf("policy: %w", err)
 		}
 	default:
-		e.refreshList(&list)
+		e.refreshList(&list, true)
 	}
 	snap, lc, err := e.build(&o, &list)
 	if err != nil {
@@ -234,7 +235,7 @@ func (e *Engine) PollList() {
 		return
 	}
 	list := e.list
-	if e.refreshList(&list) {
+	if e.refreshList(&list, false) {
 		cur := e.snap.Load()
 		var snap *Snapshot
 		if list.list == e.list.list {
@@ -287,13 +288,26 @@ func listInfoOf(path string, info os.FileInfo, l *externalList) listInfo {
 	return listInfo{file: path, version: l.version, modified: info.ModTime(), allow: len(l.allow), deny: len(l.deny)}
 }
 
-// refreshList re-reads the list file if it changed since last looked at.
-// A bad file, or one with a lower version, is refused and logged once; the
-// last good list stays. It reports whether ls now holds a different list
-// or freshness. Called with e.mu held.
-func (e *Engine) refreshList(ls *listState) bool {
+// refreshList re-reads the list file if it changed since last looked at,
+// or with force (a reload) in any case. A file whose content is bad, or
+// has a lower version, is refused and logged once; the last good list
+// stays. A file that cannot be opened or read is retried on every call and
+// logged once per distinct error. It reports whether ls now holds a
+// different list or freshness. Called with e.mu held.
+func (e *Engine) refreshList(ls *listState, force bool) bool {
 	st, err := os.Stat(ls.path)
-	if err != nil {
+	if err == nil && !force && ls.stamp.same(st) {
+		ls.statErr = ""
+		return false
+	}
+	var info os.FileInfo
+	var l *externalList
+	if err == nil {
+		info, l, err = readList(ls.path)
+	}
+	if l == nil && (info == nil || errors.Is(err, errListRead)) {
+		// Could not read it: nothing is known about the content, so try
+		// again next time, but say so only once.
 		if msg := err.Error(); msg != ls.statErr {
 			ls.statErr = msg
 			e.log.Warn("policy list file unreadable, keeping the last good list",
@@ -302,15 +316,7 @@ func (e *Engine) refreshList(ls *listState) bool {
 		return false
 	}
 	ls.statErr = ""
-	if ls.stamp.same(st) {
-		return false
-	}
-	info, l, err := readList(ls.path)
-	if info != nil {
-		ls.stamp = fileStamp{info: info}
-	} else {
-		ls.stamp = fileStamp{info: st}
-	}
+	ls.stamp = fileStamp{info: info}
 	if err == nil && ls.list != nil && l.version < ls.list.version {
 		err = fmt.Errorf("list file %s has version %d, older than the loaded version %d (rollback refused)",
 			ls.path, l.version, ls.list.version)
@@ -325,6 +331,9 @@ func (e *Engine) refreshList(ls *listState) bool {
 	ls.lastErr = ""
 	ls.loads++
 	if ls.list != nil && l.sum == ls.list.sum {
+		if info.ModTime().Equal(ls.info.modified) {
+			return false
+		}
 		ls.info.modified = info.ModTime()
 		return true
 	}

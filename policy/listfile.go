@@ -98,25 +98,30 @@ func (s fileStamp) same(info os.FileInfo) bool {
 	return os.SameFile(s.info, info) && s.info.ModTime().Equal(info.ModTime()) && s.info.Size() == info.Size()
 }
 
+// errListRead marks failures to read the list file, as opposed to
+// content that is wrong.
+var errListRead = errors.New("cannot read list file")
+
 // readList reads and parses the list file at path. It returns the file's
-// stat (even when parsing fails, so that the same bad file is not read
-// again) and the list.
+// stat (when the file could be opened, even if its content is refused, so
+// that the same bad content is not read again) and the list. Failures to
+// open or read wrap errListRead.
 func readList(path string) (os.FileInfo, *externalList, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening list file: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", errListRead, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading list file: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", errListRead, err)
 	}
 	if info.IsDir() {
 		return info, nil, fmt.Errorf("list file %s is a folder", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxListFileSize+1))
 	if err != nil {
-		return info, nil, fmt.Errorf("reading list file: %w", err)
+		return info, nil, fmt.Errorf("%w %s: %w", errListRead, path, err)
 	}
 	if len(data) > MaxListFileSize {
 		return info, nil, fmt.Errorf("list file %s is larger than %d bytes", path, MaxListFileSize)

@@ -271,3 +271,19 @@ func TestRunPollsList(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestListFileReloadForcesReread: a poll trusts the file's stamp, a reload
+// (SIGHUP) reads the file anyway, so an edit that kept size and mtime is
+// still picked up.
+func TestListFileReloadForcesReread(t *testing.T) {
+	t.Parallel()
+	e := listEnv(t, "", `{"version": 1, "deny": ["aaa.example"]}`)
+	e.writeList(`{"version": 2, "deny": ["bbb.example"]}`) // same size, same mtime
+	e.engine.PollList()
+	wantDecision(t, "poll trusts the stamp", e.snap().CheckOrigin("aaa.example"), "origin_denied", false)
+	if err := e.update("[policy]\nlist_file = \"list.json\"\n"); err != nil {
+		t.Fatal(err)
+	}
+	wantDecision(t, "reload re-reads", e.snap().CheckOrigin("bbb.example"), "origin_denied", false)
+	wantDecision(t, "old entry gone", e.snap().CheckOrigin("aaa.example"), "", false)
+}

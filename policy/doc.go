@@ -26,10 +26,17 @@
 //	engine.Limiters().AllowIP(peerAddr)             // before authentication
 //	// route lookup, X-Matrix parse, destination check
 //	snap.CheckOrigin(origin)                        // before any key fetch
+//	// body read, key fetch, signature check
 //	engine.Limiters().AllowOrigin(origin, m.Endpoint)
 //	release, r := engine.Limiters().AcquireOrigin(ctx, origin) // defer release()
-//	// body read, key fetch, signature check
 //	snap.CheckRequest(origin, &m, rawQuery, body)   // endpoint, room, user rules
+//
+// The per-origin limits belong after the signature check: before it the
+// origin is only a claim, and anyone could empty a real server's bucket, or
+// hold its concurrency slots with slow bodies, by sending requests in its
+// name. Until then per_ip and the server's read timeouts bound the cost of
+// junk. Endpoints without X-Matrix (legacy media, version) get
+// CheckRequest with origin "", so deny_endpoints covers them too.
 //
 // Egress: snap.CheckDestination(dest) before any DNS lookup, then
 // Limiters().AllowDestination(dest) and snap.CheckOutbound(dest, &m,

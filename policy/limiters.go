@@ -204,7 +204,9 @@ func (l *Limiters) AllowIP(addr netip.Addr) LimitResult {
 // AllowOrigin takes a token from origin's per_origin bucket, then from the
 // bucket of every rate_limit.classes entry naming ep's class or operation
 // (a nil ep skips those). Origins matching rate_limit.exempt are not
-// limited. Buckets are keyed by the lower-cased origin.
+// limited. Buckets are keyed by the lower-cased origin. Call it once the
+// origin's signature is verified: keyed by a claimed origin, the bucket
+// could be emptied by anyone forging that origin.
 func (l *Limiters) AllowOrigin(origin string, ep *endpoints.Endpoint) LimitResult {
 	c := l.cfg.Load()
 	var classes []classLimit
@@ -235,7 +237,8 @@ func (l *Limiters) AllowOrigin(origin string, ep *endpoints.Endpoint) LimitResul
 	return allowedLimit
 }
 
-// AcquireOrigin takes one of origin's concurrent_per_origin slots. When all
+// AcquireOrigin takes one of origin's concurrent_per_origin slots, once the
+// origin's signature is verified (see [Limiters.AllowOrigin]). When all
 // are in use it waits up to concurrent_wait (real time, not the injected
 // clock) in a queue of at most concurrent_per_origin waiters, first come
 // first served; a full queue, the wait running out or ctx ending gives

@@ -278,15 +278,36 @@ func waitQueued(t *testing.T, l *policy.Limiters, origin string, n int) {
 	}
 }
 
-// TestLimiterMemoryBounded floods every limiter with 100k distinct keys at
-// one instant (no bucket refills, nothing is idle) and checks that each
+// TestLimiterMemoryBounded floods each limiter with 100k distinct keys at
+// one instant (no bucket refills, nothing is idle) and checks that it
 // remembers at most MaxLimiterKeys, then that a sweep after idle_eviction
 // forgets them all.
 func TestLimiterMemoryBounded(t *testing.T) {
 	t.Parallel()
-	const maxKeys = 4096
-	e := newEnv(t, "")
-	c := loadConfig(t, e.dir, `[rate_limit]
+	const maxKeys, flood = 4096, 100_000
+	floods := map[string]func(l *policy.Limiters, media *endpoints.Endpoint, i int){
+		"per_ip": func(l *policy.Limiters, _ *endpoints.Endpoint, i int) {
+			l.AllowIP(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+			var a16 [16]byte // distinct /64s
+			a16[0], a16[1], a16[5], a16[6], a16[7] = 0x20, 0x01, byte(i>>16), byte(i>>8), byte(i)
+			l.AllowIP(netip.AddrFrom16(a16))
+		},
+		"per_origin": func(l *policy.Limiters, media *endpoints.Endpoint, i int) {
+			l.AllowOrigin("s"+strconv.Itoa(i)+".flood.example", media)
+		},
+		"per_destination": func(l *policy.Limiters, _ *endpoints.Endpoint, i int) {
+			l.AllowDestination("s" + strconv.Itoa(i) + ".flood.example")
+		},
+		"concurrent_per_origin": func(l *policy.Limiters, _ *endpoints.Endpoint, i int) {
+			rel, _ := l.AcquireOrigin(context.Background(), "s"+strconv.Itoa(i)+".flood.example")
+			rel()
+		},
+	}
+	for name, f := range floods {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, "")
+			o := e.optionsFor(loadConfig(t, e.dir, `[rate_limit]
 per_ip = { rate = "1/h", burst = 5 }
 per_origin = { rate = "1/h", burst = 5 }
 per_destination = { rate = "1/h", burst = 5 }
@@ -294,44 +315,37 @@ concurrent_per_origin = 4
 idle_eviction = "10m"
 [rate_limit.classes]
 media = { rate = "1/h", burst = 5 }
-`)
-	o := e.optionsFor(c)
-	o.MaxLimiterKeys = maxKeys
-	eng, err := policy.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := eng.Limiters()
-	media := endpoint(t, "GET", "/_matrix/federation/v1/media/download/x")
-	var a4 [4]byte
-	for i := range 100_000 {
-		a4 = [4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}
-		l.AllowIP(netip.AddrFrom4(a4))
-		var a16 [16]byte
-		a16[0], a16[1], a16[5], a16[6], a16[7] = 0x20, 0x01, byte(i>>16), byte(i>>8), byte(i)
-		l.AllowIP(netip.AddrFrom16(a16))
-		name := "s" + strconv.Itoa(i) + ".flood.example"
-		l.AllowOrigin(name, media)
-		l.AllowDestination(name)
-		rel, _ := l.AcquireOrigin(context.Background(), name)
-		rel()
-	}
-	for name, n := range l.Keys() {
-		if n > maxKeys {
-			t.Errorf("%s remembers %d keys, more than %d", name, n, maxKeys)
-		}
-		if n == 0 {
-			t.Errorf("%s remembers nothing: the flood did not reach it", name)
-		}
-	}
-	e.clock.Advance(11 * time.Minute)
-	if n := l.Sweep(); n == 0 {
-		t.Error("sweep forgot nothing")
-	}
-	for name, n := range l.Keys() {
-		if n != 0 {
-			t.Errorf("%s still remembers %d keys after idle_eviction", name, n)
-		}
+`))
+			o.MaxLimiterKeys = maxKeys
+			eng, err := policy.New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := eng.Limiters()
+			media := endpoint(t, "GET", "/_matrix/federation/v1/media/download/x")
+			for i := range flood {
+				f(l, media, i)
+			}
+			keys := l.Keys()
+			touched := []string{name}
+			if name == "per_origin" {
+				touched = append(touched, "class:media")
+			}
+			for _, lim := range touched {
+				if n := keys[lim]; n > maxKeys || n == 0 {
+					t.Errorf("%s remembers %d keys, want 1 to %d", lim, n, maxKeys)
+				}
+			}
+			e.clock.Advance(11 * time.Minute)
+			if n := l.Sweep(); n == 0 {
+				t.Error("sweep forgot nothing")
+			}
+			for lim, n := range l.Keys() {
+				if n != 0 {
+					t.Errorf("%s still remembers %d keys after idle_eviction", lim, n)
+				}
+			}
+		})
 	}
 }
 

@@ -57,13 +57,14 @@ func compilePattern(s string) (pattern, error) {
 		if expr == "" {
 			return pattern{}, errEmptyPattern
 		}
+		// The expression must stand on its own before it is wrapped: "a)|(.*"
+		// is unbalanced alone but would compile inside the wrapper, as an
+		// unanchored match-everything.
+		if _, err := regexp.Compile(expr); err != nil {
+			return pattern{}, fmt.Errorf("bad regular expression: %w", err)
+		}
 		re, err := regexp.Compile(`(?i)^(?:` + expr + `)$`)
 		if err != nil {
-			// Report the error against the expression as written, not
-			// against our anchored wrapper.
-			if _, err2 := regexp.Compile(expr); err2 != nil {
-				err = err2
-			}
 			return pattern{}, fmt.Errorf("bad regular expression: %w", err)
 		}
 		return pattern{kind: kindRegexp, re: re}, nil

@@ -343,6 +343,7 @@ func TestCompileErrors(t *testing.T) {
 		{"bad default", func(o *policy.Options) { o.Policy.Default = "maybe" }, "policy.default"},
 		{"bad regexp", func(o *policy.Options) { o.Policy.Deny = []string{"ok.org", "re:(unclosed"} }, `policy.deny[1] "re:(unclosed"`},
 		{"empty regexp", func(o *policy.Options) { o.Policy.Allow = []string{"re:"} }, "policy.allow[0]"},
+		{"regexp escaping its anchors", func(o *policy.Options) { o.Policy.Deny = []string{"re:a)|(.*"} }, "policy.deny[0]"},
 		{"empty entry", func(o *policy.Options) { o.Policy.Deny = []string{""} }, "policy.deny[0]"},
 		{"bad glob", func(o *policy.Options) { o.Policy.Deny = []string{"evil/*"} }, "policy.deny[0]"},
 		{"invalid name", func(o *policy.Options) { o.Policy.Deny = []string{"a..b"} }, "never match"},

@@ -360,14 +360,14 @@ type Stats struct {
 
 // ListStatus describes the external list in use.
 type ListStatus struct {
-	File     string
-	Version  int64
+	File     string    // list_file, absolute
+	Version  int64     // version of the list in use
 	Allow    int       // entries in the file's allow list
 	Deny     int       // entries in the file's deny list
 	Modified time.Time // mtime of the file the list was read from
 	Stale    bool      // past list_max_age: checks fail closed
 	Loads    uint64    // good reads, the first included
-	Failures uint64    // files refused (bad, older, unreadable on read)
+	Failures uint64    // files refused for bad content or an older version
 	// LastError says why the file currently on disk was refused; "" when
 	// the list in use is the file on disk.
 	LastError string

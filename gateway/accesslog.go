@@ -47,6 +47,12 @@ func (in *inbound) logFields() []zap.Field {
 	if in.stage != "" {
 		fields = append(fields, zap.String("stage", in.stage))
 	}
+	if in.rule != "" {
+		fields = append(fields, zap.String("rule", in.rule))
+	}
+	if in.limiter != "" {
+		fields = append(fields, zap.String("limiter", in.limiter))
+	}
 	if len(in.dryRunReasons) > 0 {
 		fields = append(fields, zap.Strings("dry_run_would_deny", in.dryRunReasons))
 	}

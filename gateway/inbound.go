@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fedgate/fedgate/internal/endpoints"
+	"github.com/fedgate/fedgate/policy"
 )
 
 // inbound is the per-request state of the inbound pipeline: parsed once,
@@ -16,7 +17,8 @@ import (
 type inbound struct {
 	w     *responseRecorder
 	r     *http.Request
-	rt    *runtime // one snapshot for the whole request
+	rt    *runtime         // one configuration snapshot for the whole request
+	pol   *policy.Snapshot // one policy snapshot for the whole request
 	id    string
 	start time.Time
 
@@ -38,6 +40,8 @@ type inbound struct {
 	status          int
 	reason          string // why the request was refused or failed
 	stage           string // the stage that refused it
+	rule            string // the policy entry that matched a denial (log only)
+	limiter         string // the limiter that refused it
 	dryRunReasons   []string
 }
 
@@ -82,6 +86,7 @@ func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 		w:     &responseRecorder{ResponseWriter: w},
 		r:     r,
 		rt:    g.rt.Load(),
+		pol:   g.policy.Snapshot(),
 		id:    g.ids.next(),
 		start: time.Now(),
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/endpoints"
+	"github.com/fedgate/fedgate/policy"
 )
 
 // Listener kinds, as named in [listen].
@@ -49,6 +50,12 @@ type Gateway struct {
 	stages []stage
 	ids    *requestIDs
 	rt     atomic.Pointer[runtime]
+	policy *policy.Engine // long-lived: limiter state survives reloads
+
+	// bg scopes background work (list polling, key refresh); Shutdown ends it.
+	bg     context.Context
+	stopBg context.CancelFunc
+	bgWG   sync.WaitGroup
 
 	mu      sync.Mutex
 	servers []*server
@@ -93,7 +100,12 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.policy, err = policy.New(policyOptions(opts.Config, logger))
+	if err != nil {
+		return nil, opts.Config.Errorf("policy", "%v", err)
+	}
 	g.rt.Store(rt)
+	g.bg, g.stopBg = context.WithCancel(context.Background())
 	return g, nil
 }
 
@@ -112,6 +124,10 @@ func (g *Gateway) Reload(c *config.Config) error {
 	rt, err := g.build(c)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
+		rt.upstream.close()
+		return fmt.Errorf("reload: policy: %w", err)
 	}
 	if old := g.rt.Swap(rt); old != nil {
 		// Requests in flight keep the old runtime; its idle upstream
@@ -168,6 +184,11 @@ func (g *Gateway) Start() error {
 		g.serveWG.Add(1)
 		go g.serve(s)
 	}
+	g.bgWG.Add(1)
+	go func() {
+		defer g.bgWG.Done()
+		g.policy.Run(g.bg)
+	}()
 	return nil
 }
 
@@ -244,6 +265,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	g.serveWG.Wait()
+	g.stopBg()
+	g.bgWG.Wait()
 	return errors.Join(errs...)
 }
 

@@ -4,20 +4,15 @@ import "net/http"
 
 // The stages below are completed when auth and policy land.
 
-func (g *Gateway) checkPeerPolicy(in *inbound) error { return nil }
-
 func (g *Gateway) stageXMatrix(in *inbound) error {
 	if !in.needsXMatrix() {
 		return nil
 	}
 	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "X-Matrix verification unavailable", Reason: "unavailable"}
 }
-func (g *Gateway) stageDestination(in *inbound) error   { return nil }
-func (g *Gateway) stageOriginPolicy(in *inbound) error  { return nil }
-func (g *Gateway) stageOriginKey(in *inbound) error     { return nil }
-func (g *Gateway) stageSignature(in *inbound) error     { return nil }
-func (g *Gateway) stageRequestPolicy(in *inbound) error { return nil }
-func (g *Gateway) stageOriginLimits(in *inbound) error  { return nil }
+func (g *Gateway) stageDestination(in *inbound) error { return nil }
+func (g *Gateway) stageOriginKey(in *inbound) error   { return nil }
+func (g *Gateway) stageSignature(in *inbound) error   { return nil }
 
 type xMatrixHeader struct{}
 

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/policy"
+)
+
+// slogFor bridges the zap logger to the *slog.Logger that packages below
+// gateway log through.
+func slogFor(log *zap.Logger, name string) *slog.Logger {
+	return slog.New(zapslog.NewHandler(log.Core(), zapslog.WithName(name)))
+}
+
+func policyOptions(c *config.Config, log *zap.Logger) policy.Options {
+	return policy.Options{
+		ServerName: c.ServerName,
+		Policy:     c.Policy,
+		RateLimit:  c.RateLimit,
+		Logger:     slogFor(log, "policy"),
+	}
+}
+
+// decisionError turns a policy denial into the Matrix error to send, or
+// records a dry-run denial and lets the request through (nil).
+func (in *inbound) decisionError(d policy.Decision) error {
+	if d.DryRun {
+		in.dryRunReasons = append(in.dryRunReasons, d.Reason)
+		return nil
+	}
+	if d.Allowed {
+		return nil
+	}
+	in.rule = d.Rule
+	return &Error{Status: d.Status(), Code: d.Errcode, Msg: d.Msg, Reason: d.Reason}
+}
+
+// limitError turns a rate-limit refusal into 429 M_LIMIT_EXCEEDED with
+// Retry-After, or records a dry-run refusal.
+func (in *inbound) limitError(r policy.LimitResult) error {
+	if r.DryRun {
+		in.dryRunReasons = append(in.dryRunReasons, r.Reason)
+		return nil
+	}
+	if r.Allowed {
+		return nil
+	}
+	in.limiter = r.Limiter
+	retry := r.RetryAfter
+	if retry <= 0 {
+		retry = time.Second
+	}
+	return &Error{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, Msg: r.Msg, Reason: r.Reason, RetryAfter: retry}
+}
+
+// checkPeerPolicy applies network rules and the per-IP limit, before any
+// parsing of the request.
+func (g *Gateway) checkPeerPolicy(in *inbound) error {
+	if err := in.decisionError(in.pol.CheckPeer(in.peer)); err != nil {
+		return err
+	}
+	return in.limitError(g.policy.Limiters().AllowIP(in.peer))
+}
+
+// stageOriginPolicy applies the server allow/deny lists to the claimed
+// origin before anything is fetched for it.
+func (g *Gateway) stageOriginPolicy(in *inbound) error {
+	if !in.needsXMatrix() {
+		return nil
+	}
+	return in.decisionError(in.pol.CheckOrigin(in.origin))
+}
+
+// stageRequestPolicy applies endpoint, room and user rules. Requests
+// without X-Matrix are checked with no origin, so deny_endpoints also covers
+// the unauthenticated endpoints (legacy media, version).
+func (g *Gateway) stageRequestPolicy(in *inbound) error {
+	return in.decisionError(in.pol.CheckRequest(in.origin, &in.match, in.rawQuery, in.body))
+}
+
+// stageOriginLimits applies the per-origin rate, class and concurrency
+// limits. They come after the signature check: before it the origin is only
+// a claim, and limiting by it would let anyone exhaust a real server's
+// budget by sending junk in its name.
+func (g *Gateway) stageOriginLimits(in *inbound) error {
+	if in.origin == "" {
+		return nil
+	}
+	lim := g.policy.Limiters()
+	if err := in.limitError(lim.AllowOrigin(in.origin, in.match.Endpoint)); err != nil {
+		return err
+	}
+	release, r := lim.AcquireOrigin(in.r.Context(), in.origin)
+	if r.Allowed && release != nil {
+		in.release = release
+	}
+	return in.limitError(r)
+}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +55,7 @@ type reply struct {
 	status int
 	header map[string]string
 	body   string
+	wait   <-chan struct{} // if set, the answer waits until it is closed
 }
 
 // server is a TLS server on 127.0.0.1 and, when available, [::1], on the
@@ -97,7 +100,7 @@ func startServer(t testing.TB, ca *fedtest.CA, names ...string) *server {
 		Handler:           http.HandlerFunc(s.serve),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				s.mu.Lock()
@@ -148,6 +151,9 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		if !hasWK {
 			http.NotFound(w, r)
 			return
+		}
+		if wk.wait != nil {
+			<-wk.wait
 		}
 		for k, v := range wk.header {
 			w.Header().Set(k, v)
@@ -258,6 +264,19 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// waitFor spins until cond holds (it observes other goroutines arriving
+// somewhere, so there is no event to wait on), failing after 20 s.
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition never became true")
+		}
+		runtime.Gosched()
+	}
 }
 
 // phaseOf returns the Phase of a *discovery.Error, or "".

@@ -192,7 +192,7 @@ func parseWellKnown(body []byte) (string, error) {
 		return "", errors.New(`no "m.server" property`)
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return "", errors.New(`"m.server" is not a string`)
 	}
 	if _, err := servername.Parse(s); err != nil {

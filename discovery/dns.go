@@ -240,6 +240,9 @@ func newDNSAnswer(r *dns.Msg, now time.Time) *dnsAnswer {
 	return a
 }
 
+// errAliasTarget: an SRV target is a CNAME, which RFC 2782 forbids.
+var errAliasTarget = fmt.Errorf("SRV targets must not be aliases (RFC 2782): %w", ErrNotFound)
+
 // lookup is the outcome of following one name to records of one type.
 type lookup struct {
 	records []dns.RR  // records of the asked type owned by the final name
@@ -270,7 +273,7 @@ func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16, follo
 			return l, fmt.Errorf("%s: %w", k, err)
 		}
 		if len(chain) > 0 && !followCNAME {
-			return l, fmt.Errorf("%s is a CNAME to %s, which RFC 2782 forbids for SRV targets: %w", k.name, chain[0], ErrNotFound)
+			return l, fmt.Errorf("%s is a CNAME to %s: %w", k.name, chain[0], errAliasTarget)
 		}
 		l.chain = append(l.chain, chain...)
 		for _, rr := range a.records {
@@ -378,10 +381,12 @@ func (d *dnsClient) lookupAddrs(ctx context.Context, host string, followCNAME bo
 		return out, err6
 	case err4 != nil && !errors.Is(err4, ErrNotFound):
 		return out, err4
+	case errors.Is(err4, errAliasTarget):
+		return out, err4
 	case err4 != nil:
-		return out, err4 // ErrNotFound, or the SRV-target CNAME refusal
+		return out, fmt.Errorf("%s has no AAAA or A records: %w", strings.TrimSuffix(name, "."), ErrNotFound)
 	}
-	return out, fmt.Errorf("%s A/AAAA: %w", name, ErrNotFound)
+	return out, fmt.Errorf("%s has no usable AAAA or A records: %w", strings.TrimSuffix(name, "."), ErrNotFound)
 }
 
 // interleave merges two address lists alternately, dropping duplicates.

@@ -55,10 +55,10 @@ func (p Phase) rank() int {
 var (
 	// ErrBlocked: an address is in a special-purpose network the SSRF guard
 	// refuses (see [Resolver.CheckAddr]).
-	ErrBlocked = errors.New("address refused by the SSRF guard")
+	ErrBlocked = errors.New("refused by the SSRF guard")
 	// ErrNotFound: DNS says the name has no such records (NXDOMAIN or an
 	// empty answer), as opposed to a resolver failure.
-	ErrNotFound = errors.New("no such DNS records")
+	ErrNotFound = errors.New("not found in DNS")
 	// ErrServiceUnavailable: the SRV record's target is ".", the domain's
 	// way of saying it offers no Matrix federation.
 	ErrServiceUnavailable = errors.New(`SRV target "." says the service is not available`)
@@ -78,10 +78,16 @@ type Error struct {
 	Target string
 	// Err is the cause.
 	Err error
+	// Steps are the steps discovery took before failing (set by
+	// [Resolver.Resolve], for "fedgate resolve" and logs).
+	Steps []Step
 }
 
 func (e *Error) Error() string {
-	s := e.ServerName + ": " + string(e.Phase)
+	s := string(e.Phase)
+	if e.ServerName != "" {
+		s = e.ServerName + ": " + s
+	}
 	if e.Target != "" {
 		s += " " + e.Target
 	}

@@ -14,19 +14,19 @@ type specialRange struct {
 // IPv4 special-purpose networks (IANA IPv4 Special-Purpose Address Registry
 // and RFC 6890), refused unless Options.AllowNetworks lists them.
 var specialIPv4 = []specialRange{
-	{netip.MustParsePrefix("0.0.0.0/8"), "this network (RFC 791)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space / CGNAT (RFC 6598)"},
+	{netip.MustParsePrefix("0.0.0.0/8"), "this network, RFC 791"},
+	{netip.MustParsePrefix("10.0.0.0/8"), "private, RFC 1918"},
+	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space / CGNAT, RFC 6598"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local (RFC 3927)"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments (RFC 6890)"},
-	{netip.MustParsePrefix("192.0.2.0/24"), "documentation (TEST-NET-1)"},
-	{netip.MustParsePrefix("192.88.99.0/24"), "6to4 relay anycast (RFC 7526)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking (RFC 2544)"},
-	{netip.MustParsePrefix("198.51.100.0/24"), "documentation (TEST-NET-2)"},
-	{netip.MustParsePrefix("203.0.113.0/24"), "documentation (TEST-NET-3)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local, RFC 3927"},
+	{netip.MustParsePrefix("172.16.0.0/12"), "private, RFC 1918"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol assignments, RFC 6890"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "documentation, TEST-NET-1"},
+	{netip.MustParsePrefix("192.88.99.0/24"), "6to4 relay anycast, RFC 7526"},
+	{netip.MustParsePrefix("192.168.0.0/16"), "private, RFC 1918"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking, RFC 2544"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "documentation, TEST-NET-2"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "documentation, TEST-NET-3"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved, including broadcast"},
 }
@@ -35,24 +35,24 @@ var specialIPv4 = []specialRange{
 // outside 2000::/3 is refused as well (see checkIPv6), apart from NAT64
 // addresses, which are judged by the IPv4 address they embed.
 var specialIPv6 = []specialRange{
-	{netip.MustParsePrefix("2001::/32"), "Teredo (RFC 4380)"},
-	{netip.MustParsePrefix("2001::/23"), "IETF protocol assignments (RFC 2928)"},
-	{netip.MustParsePrefix("2001:db8::/32"), "documentation (RFC 3849)"},
-	{netip.MustParsePrefix("3fff::/20"), "documentation (RFC 9637)"},
+	{netip.MustParsePrefix("2001::/32"), "Teredo, RFC 4380"},
+	{netip.MustParsePrefix("2001::/23"), "IETF protocol assignments, RFC 2928"},
+	{netip.MustParsePrefix("2001:db8::/32"), "documentation, RFC 3849"},
+	{netip.MustParsePrefix("3fff::/20"), "documentation, RFC 9637"},
 }
 
 // Ranges outside 2000::/3, named for error messages.
 var otherIPv6 = []specialRange{
 	{netip.MustParsePrefix("::/128"), "unspecified"},
 	{netip.MustParsePrefix("::1/128"), "loopback"},
-	{netip.MustParsePrefix("::/96"), "IPv4-compatible (deprecated, RFC 4291)"},
-	{netip.MustParsePrefix("::ffff:0:0:0/96"), "IPv4-translated (RFC 2765)"},
-	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use IPv4/IPv6 translation (RFC 8215)"},
-	{netip.MustParsePrefix("100::/64"), "discard-only (RFC 6666)"},
-	{netip.MustParsePrefix("5f00::/16"), "segment routing SIDs (RFC 9602)"},
-	{netip.MustParsePrefix("fc00::/7"), "unique local (RFC 4193)"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible, deprecated, RFC 4291"},
+	{netip.MustParsePrefix("::ffff:0:0:0/96"), "IPv4-translated, RFC 2765"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use IPv4/IPv6 translation, RFC 8215"},
+	{netip.MustParsePrefix("100::/64"), "discard-only, RFC 6666"},
+	{netip.MustParsePrefix("5f00::/16"), "segment routing SIDs, RFC 9602"},
+	{netip.MustParsePrefix("fc00::/7"), "unique local, RFC 4193"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
-	{netip.MustParsePrefix("fec0::/10"), "site-local (deprecated)"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local, deprecated"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
@@ -124,7 +124,7 @@ func (g guard) embedded(addr, v4 netip.Addr, kind string) error {
 func blockedIn(addr netip.Addr, ranges []specialRange) error {
 	for _, r := range ranges {
 		if r.prefix.Contains(addr) {
-			return fmt.Errorf("%w: %s is in %s, %s", ErrBlocked, addr, r.prefix, r.name)
+			return fmt.Errorf("%w: %s is in %s (%s)", ErrBlocked, addr, r.prefix, r.name)
 		}
 	}
 	return nil

@@ -65,7 +65,7 @@ func TestGuardAllowNetworks(t *testing.T) {
 func TestGuardErrorNamesRange(t *testing.T) {
 	t.Parallel()
 	err := newGuard(nil).check(netip.MustParseAddr("169.254.169.254"))
-	if err == nil || err.Error() != "address refused by the SSRF guard: 169.254.169.254 is in 169.254.0.0/16, link-local (RFC 3927)" {
+	if err == nil || err.Error() != "refused by the SSRF guard: 169.254.169.254 is in 169.254.0.0/16 (link-local, RFC 3927)" {
 		t.Fatalf("%v", err)
 	}
 }

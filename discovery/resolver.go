@@ -300,7 +300,7 @@ func (s *resolution) expire(t time.Time) {
 }
 
 func (s *resolution) fail(phase Phase, target string, err error) error {
-	return &Error{ServerName: s.res.ServerName, Phase: phase, Target: target, Err: err}
+	return &Error{ServerName: s.res.ServerName, Phase: phase, Target: target, Err: err, Steps: s.res.Steps}
 }
 
 // add appends targets, skipping duplicates, up to maxTargets.

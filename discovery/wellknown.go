@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -153,6 +154,9 @@ func (r *Resolver) fetchWellKnown(ctx context.Context, host string) wkFetch {
 	req.Header.Set("User-Agent", r.opts.UserAgent)
 	resp, err := r.wkHTTP.Do(req)
 	if err != nil {
+		if ue, ok := err.(*url.Error); ok {
+			err = ue.Err // the step already shows the URL
+		}
 		var re *errRedirect
 		return wkFetch{err: err, transient: !errors.As(err, &re)}
 	}

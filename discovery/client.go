@@ -187,9 +187,23 @@ func (c *Client) attempt(ctx context.Context, k dialKey, host string, req *http.
 // different keys never do. It never reaches the network (Host is set
 // explicitly and dialling uses the key itself).
 func poolHost(k dialKey) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%t\x00%t", k.tlsName, k.addr, k.insecure, k.guarded)
-	return hex.EncodeToString(h.Sum(nil)[:16]) + ".fedgate.invalid:443"
+	buf := make([]byte, 0, 128)
+	buf = append(buf, k.tlsName...)
+	buf = append(buf, 0)
+	buf = k.addr.AppendTo(buf)
+	buf = append(buf, 0, boolByte(k.insecure), boolByte(k.guarded))
+	sum := sha256.Sum256(buf)
+	const suffix = ".fedgate.invalid:443"
+	out := make([]byte, 32, 32+len(suffix))
+	hex.Encode(out, sum[:16])
+	return string(append(out, suffix...))
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // dialTLS is the transport's dial: it connects the attempt's dial key.

@@ -240,6 +240,14 @@ func newDNSAnswer(r *dns.Msg, now time.Time) *dnsAnswer {
 	return a
 }
 
+// notFound is ErrNotFound for one question. A struct, not fmt.Errorf:
+// "no such record" is the common case on the cached path (no AAAA, no
+// _matrix._tcp) and its text is rarely read.
+type notFound struct{ k dnsKey }
+
+func (e notFound) Error() string        { return e.k.String() + ": " + ErrNotFound.Error() }
+func (e notFound) Is(target error) bool { return target == ErrNotFound }
+
 // errAliasTarget: an SRV target is a CNAME, which RFC 2782 forbids.
 var errAliasTarget = fmt.Errorf("SRV targets must not be aliases (RFC 2782): %w", ErrNotFound)
 
@@ -285,7 +293,7 @@ func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16, follo
 			return l, nil
 		}
 		if final == k.name {
-			return l, fmt.Errorf("%s: %w", k, ErrNotFound)
+			return l, notFound{k}
 		}
 		if len(l.chain) >= maxCNAMEHops {
 			break

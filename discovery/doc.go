@@ -26,7 +26,10 @@
 // worse target, for example port 8448 of a host whose SRV record points
 // elsewhere.
 //
-// Everything here is safe for concurrent use. Resolver and Client hold no
-// goroutines of their own; lookups that miss the cache run in one goroutine
-// per distinct name, shared by every caller asking for that name.
+// Everything here is safe for concurrent use. Nothing runs in the
+// background apart from the connection pool's per-connection goroutines
+// (net/http's); a lookup that misses the cache runs in one goroutine per
+// distinct question, shared by every caller asking it, and fills the cache
+// even if those callers give up. Caches are bounded
+// ([Options.MaxCacheEntries]); pooled connections close after 90 s idle.
 package discovery

@@ -211,7 +211,7 @@ func (s *server) Conns() int {
 
 // env is one test's little internet: a DNS server, a CA and a server.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	ca    *fedtest.CA
 	dns   *fedtest.DNS
 	srv   *server
@@ -222,7 +222,7 @@ type env struct {
 var testNames = []string{"127.0.0.1", "::1", "example.test", "host.test", "alias.test", "wk.test",
 	"deleg.test", "target.test", "other.test", "override.test"}
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ca := fedtest.NewCA(t)
 	return &env{t: t, ca: ca, dns: fedtest.StartDNS(t), srv: startServer(t, ca, testNames...), clock: newClock()}

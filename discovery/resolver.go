@@ -420,6 +420,10 @@ func (s *resolution) srv(ctx context.Context, host string, ruleFed, ruleOld, rul
 		var errs []error
 		ordered := orderSRV(recs, randN)
 		for _, rec := range ordered[:min(len(ordered), maxSRVTargets)] {
+			if rec.Port == 0 {
+				errs = append(errs, fmt.Errorf("SRV target %s has port 0", rec.Target))
+				continue
+			}
 			if err := s.addresses(ctx, srvTarget(rec), rec.Port, false, false); err != nil {
 				errs = append(errs, err)
 			}

@@ -15,7 +15,7 @@ import (
 
 // wkEnv is an env where wk.test and other.test resolve to the server and
 // deleg.test (the usual delegation target) does too.
-func wkEnv(t *testing.T) *env {
+func wkEnv(t testing.TB) *env {
 	e := newEnv(t)
 	e.zone("wk.test. 300 IN A 127.0.0.1", "other.test. 300 IN A 127.0.0.1", "deleg.test. 300 IN A 127.0.0.1")
 	return e

@@ -273,9 +273,7 @@ func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16, follo
 			return l, err
 		}
 		l.cached = l.cached && cached
-		if l.expires.IsZero() || a.expires.Before(l.expires) {
-			l.expires = a.expires
-		}
+		l.expires = earliest(l.expires, a.expires)
 		final, chain, err := chase(a.records, k.name)
 		if err != nil {
 			return l, fmt.Errorf("%s: %w", k, err)
@@ -355,10 +353,7 @@ func (d *dnsClient) lookupAddrs(ctx context.Context, host string, followCNAME bo
 	l4, err4 := d.follow(ctx, name, dns.TypeA, followCNAME)
 	var out addrs
 	out.cached = l6.cached && l4.cached
-	out.expires = l6.expires
-	if l4.expires.Before(out.expires) || out.expires.IsZero() {
-		out.expires = l4.expires
-	}
+	out.expires = earliest(l6.expires, l4.expires)
 	out.chain = l4.chain
 	if len(l6.chain) > len(out.chain) {
 		out.chain = l6.chain
@@ -395,6 +390,14 @@ func (d *dnsClient) lookupAddrs(ctx context.Context, host string, followCNAME bo
 		return out, fmt.Errorf("%s has no AAAA or A records: %w", strings.TrimSuffix(name, "."), ErrNotFound)
 	}
 	return out, fmt.Errorf("%s has no usable AAAA or A records: %w", strings.TrimSuffix(name, "."), ErrNotFound)
+}
+
+// earliest returns the earlier of two times, ignoring zero ones.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // interleave merges two address lists alternately, dropping duplicates.

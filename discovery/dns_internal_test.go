@@ -1,9 +1,12 @@
 package discovery
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +101,64 @@ func TestChase(t *testing.T) {
 	self := msg(t, []string{"a.example. 1 IN CNAME a.example."}, nil).Answer
 	if _, _, err := chase(self, "a.example."); err == nil {
 		t.Fatal("self-loop accepted")
+	}
+}
+
+func TestEarliest(t *testing.T) {
+	t.Parallel()
+	a, b := time.Unix(100, 0), time.Unix(200, 0)
+	for _, tt := range []struct{ x, y, want time.Time }{
+		{a, b, a}, {b, a, a}, {time.Time{}, b, b}, {a, time.Time{}, a}, {time.Time{}, time.Time{}, time.Time{}},
+	} {
+		if got := earliest(tt.x, tt.y); !got.Equal(tt.want) {
+			t.Errorf("earliest(%v, %v) = %v", tt.x, tt.y, got)
+		}
+	}
+}
+
+// startHandlerDNS serves h on a loopback UDP port, for behaviours that
+// differ per question type (fedtest's server varies per name only).
+func startHandlerDNS(t *testing.T, h dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(ready) }}
+	go srv.ActivateAndServe()
+	<-ready
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// TestLookupAddrsPartial: when AAAA fails but A answers, the A addresses
+// are used, the failure is noted, and the cache lifetime is A's.
+func TestLookupAddrsPartial(t *testing.T) {
+	t.Parallel()
+	addr := startHandlerDNS(t, func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		switch req.Question[0].Qtype {
+		case dns.TypeAAAA:
+			m.Rcode = dns.RcodeServerFailure
+		case dns.TypeA:
+			rr, _ := dns.NewRR(req.Question[0].Name + " 120 IN A 192.0.2.10")
+			m.Answer = append(m.Answer, rr)
+		}
+		w.WriteMsg(m)
+	})
+	now := time.Unix(1e9, 0)
+	o := Options{Now: func() time.Time { return now }}.withDefaults()
+	d := newDNSClient([]string{addr}, o)
+	a, err := d.lookupAddrs(context.Background(), "host.example", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.list) != 1 || a.list[0].String() != "192.0.2.10" || a.partial == nil || !a.expires.Equal(now.Add(120*time.Second)) {
+		t.Fatalf("%+v", a)
+	}
+	if !strings.Contains(a.partial.Error(), "SERVFAIL") {
+		t.Fatalf("partial error %v", a.partial)
 	}
 }

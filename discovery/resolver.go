@@ -293,11 +293,7 @@ type resolution struct {
 
 func (s *resolution) step(st Step) { s.res.Steps = append(s.res.Steps, st) }
 
-func (s *resolution) expire(t time.Time) {
-	if !t.IsZero() && (s.res.Expires.IsZero() || t.Before(s.res.Expires)) {
-		s.res.Expires = t
-	}
-}
+func (s *resolution) expire(t time.Time) { s.res.Expires = earliest(s.res.Expires, t) }
 
 func (s *resolution) fail(phase Phase, target string, err error) error {
 	return &Error{ServerName: s.res.ServerName, Phase: phase, Target: target, Err: err, Steps: s.res.Steps}

@@ -214,3 +214,31 @@ dns_timeout = "2s"
 		}
 	})
 }
+
+// FuzzCheckKeys: any key document is judged without panicking, and canonical
+// JSON is stable (re-encoding its own output changes nothing).
+func FuzzCheckKeys(f *testing.F) {
+	f.Add([]byte(`{"server_name":"a.example","valid_until_ts":1,"verify_keys":{"ed25519:x":{"key":"AAAA"}},"signatures":{"a.example":{"ed25519:x":"AAAA"}}}`))
+	f.Add([]byte(`{"server_name":"a.example","verify_keys":{"ed25519:x":{"key":"` + strings.Repeat("A", 43) + `"}},"unsigned":{"a":-0}}`))
+	f.Add([]byte(`{"a":1e400,"b":[1.5,"\u2028",null,true]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var kr keysReport
+		checkKeys(&kr, raw, "a.example", time.Unix(1e9, 0))
+		doc, err := decodeJSONObject(raw)
+		if err != nil {
+			return
+		}
+		once, err := appendCanonicalJSON(nil, doc)
+		if err != nil {
+			return
+		}
+		again, err := decodeJSONObject(once)
+		if err != nil {
+			t.Fatalf("canonical output %q does not decode: %v", once, err)
+		}
+		twice, err := appendCanonicalJSON(nil, again)
+		if err != nil || string(once) != string(twice) {
+			t.Fatalf("canonical JSON not stable:\n%q\n%q (%v)", once, twice, err)
+		}
+	})
+}

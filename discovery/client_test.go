@@ -442,3 +442,35 @@ func TestSSRFGuardWellKnownRedirect(t *testing.T) {
 		t.Fatalf("%d well-known requests, want 1", n)
 	}
 }
+
+func TestDialTCP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.zone("host.test. 300 IN A 127.0.0.1", "metadata.test. 300 IN A 169.254.169.254")
+	allowed := e.client(e.options()).Resolver()
+	o := e.options()
+	o.AllowNetworks = nil
+	guarded := e.client(o).Resolver()
+	conn, err := allowed.DialTCP(ctxT(t), "host.test", e.srv.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	for _, tt := range []struct {
+		r     *discovery.Resolver
+		host  string
+		phase discovery.Phase
+	}{
+		{guarded, "host.test", discovery.PhaseGuard},
+		{guarded, "metadata.test", discovery.PhaseGuard},
+		{guarded, "::1", discovery.PhaseGuard},
+		{allowed, "missing.test", discovery.PhaseDNS},
+	} {
+		if _, err := tt.r.DialTCP(ctxT(t), tt.host, e.srv.Port); phaseOf(err) != tt.phase {
+			t.Errorf("%s: got %v, want phase %s", tt.host, err, tt.phase)
+		}
+	}
+	if n := e.srv.Conns(); n != 1 {
+		t.Fatalf("%d connections reached the server, want 1", n)
+	}
+}

@@ -3,9 +3,11 @@ package discovery
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -31,32 +33,101 @@ type dialKey struct {
 // are *Error with PhaseGuard, PhaseDial or PhaseTLS; ServerName is left for
 // the caller to fill in.
 func (r *Resolver) dialTLS(ctx context.Context, k dialKey) (*tls.Conn, error) {
-	target := k.addr.String()
-	if k.guarded {
-		if err := r.guard.check(k.addr.Addr()); err != nil {
-			return nil, &Error{Phase: PhaseGuard, Target: target, Err: err}
-		}
-	}
-	addr := k.addr
-	if p, ok := r.opts.PortMap[addr.Port()]; ok {
-		addr = netip.AddrPortFrom(addr.Addr(), p)
-	}
-	d := net.Dialer{Timeout: r.opts.DialTimeout, KeepAlive: tcpKeepAlive}
-	if k.guarded {
-		// Checked again on the socket about to connect: whatever path
-		// reaches this dialer, a refused address is never connected to.
-		d.ControlContext = r.controlGuard
-	}
-	raw, err := d.DialContext(ctx, "tcp", addr.String())
+	raw, err := r.dialTCP(ctx, k.addr, k.guarded)
 	if err != nil {
-		return nil, &Error{Phase: PhaseDial, Target: target, Err: err}
+		return nil, err
 	}
 	conn := tls.Client(raw, r.tlsConfig(k))
 	hctx, cancel := context.WithTimeout(ctx, r.opts.TLSTimeout)
 	defer cancel()
 	if err := conn.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		return nil, &Error{Phase: PhaseTLS, Target: target, Err: fmt.Errorf("handshake for %s: %w", k.tlsName, err)}
+		return nil, &Error{Phase: PhaseTLS, Target: k.addr.String(), Err: fmt.Errorf("handshake for %s: %w", k.tlsName, err)}
+	}
+	return conn, nil
+}
+
+// dialTCP connects to addr (after Options.PortMap), refusing it first if
+// guarded and the guard says no. Errors are *Error with PhaseGuard or
+// PhaseDial.
+func (r *Resolver) dialTCP(ctx context.Context, addr netip.AddrPort, guarded bool) (net.Conn, error) {
+	target := addr.String()
+	if guarded {
+		if err := r.guard.check(addr.Addr()); err != nil {
+			return nil, &Error{Phase: PhaseGuard, Target: target, Err: err}
+		}
+	}
+	if p, ok := r.opts.PortMap[addr.Port()]; ok {
+		addr = netip.AddrPortFrom(addr.Addr(), p)
+	}
+	d := net.Dialer{Timeout: r.opts.DialTimeout, KeepAlive: tcpKeepAlive}
+	if guarded {
+		// Checked again on the socket about to connect: whatever path
+		// reaches this dialer, a refused address is never connected to.
+		d.ControlContext = r.controlGuard
+	}
+	conn, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, &Error{Phase: PhaseDial, Target: target, Err: err}
+	}
+	return conn, nil
+}
+
+// hostAddrs resolves host, an IP literal or a DNS name (A/AAAA, CNAMEs
+// followed), to at most maxTargets addresses.
+func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip.Unmap()}, nil
+	}
+	a, err := r.dns.lookupAddrs(ctx, host, true)
+	if err != nil {
+		return nil, &Error{Phase: PhaseDNS, Target: host, Err: err}
+	}
+	return a.list[:min(len(a.list), maxTargets)], nil
+}
+
+// dialEach calls dial for each address in turn until one connects.
+func dialEach(ctx context.Context, ips []netip.Addr, port uint16, dial func(netip.AddrPort) (net.Conn, error)) (net.Conn, error) {
+	var errs []error
+	for _, ip := range ips {
+		conn, err := dial(netip.AddrPortFrom(ip, port))
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// DialTCP opens a plain TCP connection to host:port: host is an IP literal
+// or a DNS name resolved with this resolver's DNS (A/AAAA, CNAMEs
+// followed, no Matrix discovery); addresses are tried in order and each
+// must pass the SSRF guard. It suits tunnels (HTTP CONNECT passed through)
+// where the other end does its own TLS. Errors are [*Error] (PhaseDNS,
+// PhaseGuard, PhaseDial) with ServerName "host:port".
+func (r *Resolver) DialTCP(ctx context.Context, host string, port uint16) (net.Conn, error) {
+	name := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	fail := func(err error) error {
+		phase := PhaseDial
+		var de *Error
+		if errors.As(err, &de) {
+			phase = de.Phase
+		}
+		return &Error{ServerName: name, Phase: phase, Err: err}
+	}
+	if port == 0 {
+		return nil, &Error{ServerName: name, Phase: PhaseName, Err: errors.New("port 0")}
+	}
+	ips, err := r.hostAddrs(ctx, host)
+	if err != nil {
+		return nil, fail(err)
+	}
+	conn, err := dialEach(ctx, ips, port, func(ap netip.AddrPort) (net.Conn, error) { return r.dialTCP(ctx, ap, true) })
+	if err != nil {
+		return nil, fail(err)
 	}
 	return conn, nil
 }

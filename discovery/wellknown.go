@@ -235,33 +235,18 @@ func (r *Resolver) dialWellKnown(ctx context.Context, _, addr string) (net.Conn,
 	if err != nil || port == 0 {
 		return nil, fmt.Errorf("bad port in %q", addr)
 	}
-	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ips = []netip.Addr{ip.Unmap()}
-	} else {
-		a, err := r.dns.lookupAddrs(ctx, host, true)
-		if err != nil {
-			return nil, &Error{Phase: PhaseDNS, Target: host, Err: err}
-		}
-		ips = a.list
+	ips, err := r.hostAddrs(ctx, host)
+	if err != nil {
+		return nil, err
 	}
 	k := dialKey{tlsName: host, insecure: r.insecureFor(host), guarded: true}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		k.tlsName = ip.Unmap().String()
 	}
-	var errs []error
-	for _, ip := range ips[:min(len(ips), maxTargets)] {
-		k.addr = netip.AddrPortFrom(ip, uint16(port))
-		conn, err := r.dialTLS(ctx, k)
-		if err == nil {
-			return conn, nil
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, errors.Join(errs...)
+	return dialEach(ctx, ips, uint16(port), func(ap netip.AddrPort) (net.Conn, error) {
+		k.addr = ap
+		return r.dialTLS(ctx, k)
+	})
 }
 
 // clip shortens remote-supplied text for error messages.

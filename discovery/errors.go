@@ -83,6 +83,7 @@ type Error struct {
 	Steps []Step
 }
 
+// Error renders "server: phase target: cause", leaving out empty parts.
 func (e *Error) Error() string {
 	s := string(e.Phase)
 	if e.ServerName != "" {
@@ -97,6 +98,7 @@ func (e *Error) Error() string {
 	return s
 }
 
+// Unwrap returns the cause, for errors.Is and errors.As.
 func (e *Error) Unwrap() error { return e.Err }
 
 // StatusError is an HTTP response with a status the caller did not accept.
@@ -106,6 +108,7 @@ type StatusError struct {
 	Body []byte
 }
 
+// Error renders the status and the start of the body.
 func (e *StatusError) Error() string {
 	s := "HTTP " + strconv.Itoa(e.StatusCode)
 	if len(e.Body) > 0 {

@@ -227,6 +227,7 @@ type Step struct {
 	Cached bool     `json:"cached,omitempty"` // answered from the cache
 }
 
+// String renders the step on one line, as "fedgate resolve" prints it.
 func (s Step) String() string {
 	var b strings.Builder
 	b.WriteString(s.Kind)

@@ -40,6 +40,7 @@ func commands() []command {
 		{"check-config", "validate a configuration file and summarise it", cmdCheckConfig},
 		{"keygen", "write a new ed25519 signing key", cmdKeygen},
 		{"version", "print version information", cmdVersion},
+		{"resolve", "show how a server name is resolved and whether federation with it works", cmdResolve},
 	}
 }
 

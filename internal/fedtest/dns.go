@@ -51,14 +51,24 @@ func StartDNS(t testing.TB, zone ...string) *DNS {
 	for _, line := range zone {
 		d.Add(t, line)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// The kernel picks a free UDP port; the same TCP port may be taken (by
+	// any connection's local port), so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err = net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatal(err)
+		if attempt == 20 {
+			t.Fatal(err)
+		}
 	}
 	d.Addr = pc.LocalAddr().String()
 	udpReady, tcpReady := make(chan struct{}), make(chan struct{})

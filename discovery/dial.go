@@ -79,7 +79,7 @@ func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, er
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
-	a, err := r.dns.lookupAddrs(ctx, host, true)
+	a, err := r.dns.lookupAddrs(ctx, host)
 	if err != nil {
 		return nil, &Error{Phase: PhaseDNS, Target: host, Err: err}
 	}

@@ -248,9 +248,6 @@ type notFound struct{ k dnsKey }
 func (e notFound) Error() string        { return e.k.String() + ": " + ErrNotFound.Error() }
 func (e notFound) Is(target error) bool { return target == ErrNotFound }
 
-// errAliasTarget: an SRV target is a CNAME, which RFC 2782 forbids.
-var errAliasTarget = fmt.Errorf("SRV targets must not be aliases (RFC 2782): %w", ErrNotFound)
-
 // lookup is the outcome of following one name to records of one type.
 type lookup struct {
 	records []dns.RR  // records of the asked type owned by the final name
@@ -261,9 +258,8 @@ type lookup struct {
 
 // follow asks for records of qtype at name, following the CNAME chain the
 // answers contain; when an answer stops at a CNAME without the target's
-// records, it asks for the target (at most maxCNAMEHops names). With
-// followCNAME false (SRV targets, RFC 2782), a CNAME at name is an error.
-func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16, followCNAME bool) (lookup, error) {
+// records, it asks for the target (at most maxCNAMEHops names).
+func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16) (lookup, error) {
 	var l lookup
 	l.cached = true
 	k := dnsKey{name: strings.ToLower(dns.Fqdn(name)), qtype: qtype}
@@ -277,9 +273,6 @@ func (d *dnsClient) follow(ctx context.Context, name string, qtype uint16, follo
 		final, chain, err := chase(a.records, k.name)
 		if err != nil {
 			return l, fmt.Errorf("%s: %w", k, err)
-		}
-		if len(chain) > 0 && !followCNAME {
-			return l, fmt.Errorf("%s is a CNAME to %s: %w", k.name, chain[0], errAliasTarget)
 		}
 		l.chain = append(l.chain, chain...)
 		for _, rr := range a.records {
@@ -346,11 +339,11 @@ type addrs struct {
 // lookupAddrs resolves host with AAAA and A in parallel. It fails with
 // ErrNotFound when neither type has records, and with a resolver failure
 // when one type failed and the other gave nothing.
-func (d *dnsClient) lookupAddrs(ctx context.Context, host string, followCNAME bool) (addrs, error) {
+func (d *dnsClient) lookupAddrs(ctx context.Context, host string) (addrs, error) {
 	name := strings.ToLower(dns.Fqdn(host))
 	d.prefetch(ctx, dnsKey{name, dns.TypeAAAA}, dnsKey{name, dns.TypeA})
-	l6, err6 := d.follow(ctx, name, dns.TypeAAAA, followCNAME)
-	l4, err4 := d.follow(ctx, name, dns.TypeA, followCNAME)
+	l6, err6 := d.follow(ctx, name, dns.TypeAAAA)
+	l4, err4 := d.follow(ctx, name, dns.TypeA)
 	var out addrs
 	out.cached = l6.cached && l4.cached
 	out.expires = earliest(l6.expires, l4.expires)
@@ -383,8 +376,6 @@ func (d *dnsClient) lookupAddrs(ctx context.Context, host string, followCNAME bo
 	case err6 != nil && !errors.Is(err6, ErrNotFound):
 		return out, err6
 	case err4 != nil && !errors.Is(err4, ErrNotFound):
-		return out, err4
-	case errors.Is(err4, errAliasTarget):
 		return out, err4
 	case err4 != nil:
 		return out, fmt.Errorf("%s has no AAAA or A records: %w", strings.TrimSuffix(name, "."), ErrNotFound)
@@ -425,7 +416,7 @@ func interleave(a, b []netip.Addr) []netip.Addr {
 // lookupSRV returns the SRV records of name (CNAMEs at the owner name are
 // followed; it is the targets that must not be aliases).
 func (d *dnsClient) lookupSRV(ctx context.Context, name string) ([]*dns.SRV, lookup, error) {
-	l, err := d.follow(ctx, name, dns.TypeSRV, true)
+	l, err := d.follow(ctx, name, dns.TypeSRV)
 	if err != nil {
 		return nil, l, err
 	}

@@ -151,7 +151,7 @@ func TestLookupAddrsPartial(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	o := Options{Now: func() time.Time { return now }}.withDefaults()
 	d := newDNSClient([]string{addr}, o)
-	a, err := d.lookupAddrs(context.Background(), "host.example", true)
+	a, err := d.lookupAddrs(context.Background(), "host.example")
 	if err != nil {
 		t.Fatal(err)
 	}

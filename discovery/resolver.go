@@ -275,7 +275,7 @@ func (r *Resolver) Resolve(ctx context.Context, serverName string) (*Result, err
 	case name.Port != 0:
 		s.res.Rule = RuleExplicitPort
 		s.res.TLSServerName = name.Host
-		err = s.addresses(ctx, name.Host, uint16(name.Port), true, false)
+		err = s.addresses(ctx, name.Host, uint16(name.Port), false, false)
 	default:
 		err = s.delegation(ctx)
 	}
@@ -337,7 +337,7 @@ func (s *resolution) override(ctx context.Context, ov override) error {
 		s.add(Target{Addr: netip.AddrPortFrom(ov.ip, ov.port), Override: true})
 		return nil
 	}
-	return s.addresses(ctx, ov.host, ov.port, true, true)
+	return s.addresses(ctx, ov.host, ov.port, false, true)
 }
 
 // delegation is row 3 onwards: well-known, then SRV or A/AAAA.
@@ -377,7 +377,7 @@ func (s *resolution) delegation(ctx context.Context) error {
 	case d.Port != 0:
 		s.res.Rule = RuleDelegatedPort
 		s.res.Host, s.res.TLSServerName = e.delegated, d.Host
-		return s.addresses(ctx, d.Host, uint16(d.Port), true, false)
+		return s.addresses(ctx, d.Host, uint16(d.Port), false, false)
 	}
 	s.res.Host, s.res.TLSServerName = d.Host, d.Host
 	return s.srv(ctx, d.Host, RuleDelegatedSRV, RuleDelegatedOldSRV, RuleDelegatedHost)
@@ -421,7 +421,7 @@ func (s *resolution) srv(ctx context.Context, host string, ruleFed, ruleOld, rul
 				errs = append(errs, fmt.Errorf("SRV target %s has port 0", rec.Target))
 				continue
 			}
-			if err := s.addresses(ctx, srvTarget(rec), rec.Port, false, false); err != nil {
+			if err := s.addresses(ctx, srvTarget(rec), rec.Port, true, false); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -431,12 +431,16 @@ func (s *resolution) srv(ctx context.Context, host string, ruleFed, ruleOld, rul
 		return nil
 	}
 	s.res.Rule = ruleHost
-	return s.addresses(ctx, host, defaultPort, true, false)
+	return s.addresses(ctx, host, defaultPort, false, false)
 }
 
-// addresses resolves host with AAAA/A and adds its addresses at port.
-func (s *resolution) addresses(ctx context.Context, host string, port uint16, followCNAME, isOverride bool) error {
-	a, err := s.r.dns.lookupAddrs(ctx, host, followCNAME)
+// addresses resolves host with AAAA/A (following CNAMEs) and adds its
+// addresses at port. srvTarget marks an SRV target: RFC 2782 forbids
+// aliases there, but Synapse and Dendrite follow them, and refusing would
+// break federation with servers that work with everyone else, so the alias
+// is followed and noted in the step.
+func (s *resolution) addresses(ctx context.Context, host string, port uint16, srvTarget, isOverride bool) error {
+	a, err := s.r.dns.lookupAddrs(ctx, host)
 	st := Step{Kind: StepAddress, Query: host + " AAAA/A", Cached: a.cached}
 	for _, c := range a.chain {
 		st.Answer = append(st.Answer, "CNAME "+strings.TrimSuffix(c, "."))
@@ -446,6 +450,13 @@ func (s *resolution) addresses(ctx context.Context, host string, port uint16, fo
 	}
 	if a.partial != nil {
 		st.Note = "partial answer: " + a.partial.Error()
+	}
+	if srvTarget && len(a.chain) > 0 {
+		note := "SRV target is an alias (CNAME), which RFC 2782 forbids; followed as Synapse and Dendrite do"
+		if st.Note != "" {
+			note = st.Note + "; " + note
+		}
+		st.Note = note
 	}
 	if err != nil {
 		st.Error = err.Error()

@@ -106,9 +106,8 @@ func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 // TLS-ALPN-01 on tlsPort of 127.0.0.1 (as resolved by dns), issues
 // certificates valid for validity, and serves its API with a certificate
 // from a throw-away CA.
-func startPebble(t *testing.T, dns *fedtest.DNS, httpPort, tlsPort int, validity time.Duration) *pebble {
+func startPebble(t *testing.T, bin string, dns *fedtest.DNS, httpPort, tlsPort int, validity time.Duration) *pebble {
 	t.Helper()
-	bin := pebbleBinary(t)
 	dir := t.TempDir()
 	ca := fedtest.NewCA(t)
 	certFile, keyFile := ca.WriteLeafFiles(t, dir, "localhost", "127.0.0.1")
@@ -232,6 +231,7 @@ func getOverTLS(t *testing.T, addr, serverName string, roots *x509.CertPool) *tl
 
 func TestACMEWithPebble(t *testing.T) {
 	t.Parallel()
+	bin := pebbleBinary(t)
 	for _, tc := range []struct {
 		challenge string
 		name      string
@@ -245,7 +245,7 @@ func TestACMEWithPebble(t *testing.T) {
 			t.Parallel()
 			dns := fedtest.StartDNS(t, tc.name+". 60 IN A 127.0.0.1")
 			httpLn, tlsLn := listen(t), listen(t)
-			p := startPebble(t, dns, portOf(httpLn), portOf(tlsLn), tc.validity)
+			p := startPebble(t, bin, dns, portOf(httpLn), portOf(tlsLn), tc.validity)
 			storage := t.TempDir()
 			logger, logs := observedLogger()
 			opts := certs.Options{

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,8 +74,9 @@ func newACMESource(o *Options) (*acmeSource, error) {
 	return a, nil
 }
 
-// start makes the certmagic cache and config and begins managing the
-// names in the background. It returns at once; ctx ends the retries.
+// start makes the certmagic cache and config and logs what is pending.
+// It does no network I/O; manage, run in its own goroutine, orders the
+// certificates.
 func (a *acmeSource) start(ctx context.Context) error {
 	o := a.opts
 	cache := certmagic.NewCache(certmagic.CacheOptions{
@@ -138,10 +141,80 @@ func (a *acmeSource) start(ctx context.Context) error {
 	a.magic.Store(cfg)
 
 	a.logPending(ctx, cfg, issuer)
-	if err := cfg.ManageAsync(ctx, o.Names); err != nil {
-		return fmt.Errorf("managing certificates: %w", err)
-	}
 	return nil
+}
+
+// manage begins obtaining and renewing once the challenge listeners accept
+// connections, so certmagic never binds their ports itself before fedgate
+// does (it would, finding them free), and calls done when ordering has
+// been handed to certmagic or ctx ended.
+func (a *acmeSource) manage(ctx context.Context, done func()) {
+	defer done()
+	a.waitForListeners(ctx, listenerWait)
+	if ctx.Err() != nil {
+		return
+	}
+	// With certificates managed asynchronously, certmagic retries failures
+	// with backoff until ctx ends; errors are reported through onEvent.
+	if err := a.magic.Load().ManageAsync(ctx, a.opts.Names); err != nil {
+		a.log.Error("could not start managing certificates", zap.Error(err))
+	}
+}
+
+// listenerWait bounds how long manage waits for the challenge listeners.
+const listenerWait = 15 * time.Second
+
+// waitForListeners returns when every challenge listener accepts TCP
+// connections, when ctx ends, or after limit (logging which are not up).
+func (a *acmeSource) waitForListeners(ctx context.Context, limit time.Duration) {
+	var addrs []string
+	for _, addr := range []string{a.opts.HTTPChallengeAddr, a.opts.TLSALPNChallengeAddr} {
+		if addr != "" {
+			addrs = append(addrs, addr)
+		}
+	}
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		addrs = slices.DeleteFunc(addrs, func(addr string) bool { return accepting(ctx, addr) })
+		if len(addrs) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			a.log.Warn("challenge listeners do not accept connections; obtaining certificates anyway",
+				zap.Strings("listeners", addrs))
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// accepting reports whether something accepts TCP connections at the
+// listener address addr; wildcard hosts are reached through loopback.
+func accepting(ctx context.Context, addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		host = "127.0.0.1"
+	case ip != nil && ip.Equal(net.IPv6unspecified):
+		host = "::1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
 
 // challenges describes the enabled challenges for logs.

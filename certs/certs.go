@@ -81,8 +81,10 @@ func (m *Manager) Options() Options {
 // Start begins background work: polling the files in files mode,
 // obtaining and renewing certificates in acme mode. It returns without
 // waiting for any certificate; until one exists, handshakes for its names
-// fail with a TLS alert. ctx bounds that work as well as Stop does. Start
-// may be called once; it fails after Stop.
+// fail with a TLS alert. In acme mode ordering begins once the challenge
+// listeners accept connections (or after 15 seconds), so Start may come
+// before or after the listeners are bound. ctx bounds the background work
+// as well as Stop does. Start may be called once; it fails after Stop.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -102,6 +104,8 @@ func (m *Manager) Start(ctx context.Context) error {
 			m.acme.stop()
 			return err
 		}
+		m.wg.Add(1)
+		go m.acme.manage(ctx, m.wg.Done)
 	}
 	m.started, m.cancel = true, cancel
 	return nil

@@ -11,8 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,63 +20,68 @@ import (
 	"go.uber.org/zap"
 )
 
-// selfSignedValidity is how long a generated development certificate lasts.
-const selfSignedValidity = 365 * 24 * time.Hour
+const (
+	// selfSignedValidity is how long a generated development certificate
+	// lasts.
+	selfSignedValidity = 365 * 24 * time.Hour
+	// selfSignedRenewBefore regenerates a development certificate that
+	// expires within this long.
+	selfSignedRenewBefore = 30 * 24 * time.Hour
+)
+
+// selfSignedPaths returns where the development certificate is kept.
+func selfSignedPaths(dataDir string) (dir, certPath, keyPath string) {
+	dir = filepath.Join(dataDir, "selfsigned")
+	return dir, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+}
 
 // loadOrCreateSelfSigned returns the development certificate kept in
-// dataDir/selfsigned/, creating it when it is missing, expires within 30
-// days, or does not cover exactly the configured names.
-func loadOrCreateSelfSigned(dataDir string, names []string, log *zap.Logger) (*tls.Certificate, error) {
-	dir := filepath.Join(dataDir, "selfsigned")
-	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+// dataDir/selfsigned/, creating it when it is missing, unreadable, expires
+// within 30 days, or does not cover exactly the configured names.
+func loadOrCreateSelfSigned(dataDir string, names []string, now time.Time, log *zap.Logger) (*tls.Certificate, string, error) {
+	dir, certPath, keyPath := selfSignedPaths(dataDir)
 	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 	switch {
-	case err == nil && coversExactly(cert.Leaf, names) && time.Until(cert.Leaf.NotAfter) > 30*24*time.Hour:
-		log.Warn("using self-signed certificate: for development only, real federation servers will refuse it",
+	case err == nil && coversExactly(cert.Leaf, names) && cert.Leaf.NotAfter.Sub(now) > selfSignedRenewBefore:
+		log.Warn("serving a self-signed certificate: for development only, real federation servers refuse it",
 			zap.String("cert_file", certPath), zap.Strings("names", names), zap.Time("not_after", cert.Leaf.NotAfter))
-		return &cert, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		log.Warn("existing self-signed certificate unusable, generating a new one", zap.Error(err))
+		return &cert, certPath, nil
+	case err == nil:
+		log.Info("self-signed certificate does not match the configured names or expires soon, generating a new one",
+			zap.String("cert_file", certPath), zap.Strings("names", names), zap.Strings("had", subjects(cert.Leaf)))
+	case !errors.Is(err, fs.ErrNotExist):
+		log.Warn("existing self-signed certificate unusable, generating a new one", zap.String("cert_file", certPath), zap.Error(err))
 	}
-	certPEM, keyPEM, err := generateSelfSigned(names, time.Now())
+	certPEM, keyPEM, err := generateSelfSigned(names, now)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", dir, err)
+		return nil, "", fmt.Errorf("creating self-signed certificate folder: %w", err)
 	}
-	if err := os.WriteFile(keyPath, keyPEM, 0o600); err != nil {
-		return nil, fmt.Errorf("writing self-signed key: %w", err)
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return nil, "", fmt.Errorf("writing self-signed key: %w", err)
 	}
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("writing self-signed certificate: %w", err)
+	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		return nil, "", fmt.Errorf("writing self-signed certificate: %w", err)
 	}
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("loading generated certificate: %w", err)
+		return nil, "", fmt.Errorf("loading generated certificate: %w", err)
 	}
-	log.Warn("generated self-signed certificate: for development only, real federation servers will refuse it",
-		zap.String("cert_file", certPath), zap.Strings("names", names))
-	return &cert, nil
+	log.Warn("generated a self-signed certificate: for development only, real federation servers refuse it",
+		zap.String("cert_file", certPath), zap.Strings("names", names), zap.Time("not_after", cert.Leaf.NotAfter))
+	return &cert, certPath, nil
 }
 
+// coversExactly reports whether leaf names exactly the given names (as
+// normalised by normalizeNames), in any order.
 func coversExactly(leaf *x509.Certificate, names []string) bool {
 	if leaf == nil {
 		return false
 	}
-	var have []string
-	have = append(have, leaf.DNSNames...)
-	for _, ip := range leaf.IPAddresses {
-		have = append(have, ip.String())
-	}
-	want := make([]string, 0, len(names))
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			want = append(want, ip.String())
-		} else {
-			want = append(want, n)
-		}
-	}
+	have := subjects(leaf)
+	want := slices.Clone(names)
 	slices.Sort(have)
 	slices.Sort(want)
 	return slices.Equal(have, want)
@@ -90,9 +94,9 @@ func generateSelfSigned(names []string, now time.Time) (certPEM, keyPEM []byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("generating key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	serial, err := randomSerial()
 	if err != nil {
-		return nil, nil, fmt.Errorf("generating serial: %w", err)
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -103,22 +107,25 @@ func generateSelfSigned(names []string, now time.Time) (certPEM, keyPEM []byte, 
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
+	addSubjects(tmpl, names)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM, err = encodeKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encoding key: %w", err)
+		return nil, nil, err
 	}
-	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-	return certPEM, keyPEM, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+}
+
+// addSubjects puts names into a certificate template as DNS or IP SANs.
+func addSubjects(tmpl *x509.Certificate, names []string) {
+	for _, n := range names {
+		if ip, err := netip.ParseAddr(n); err == nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
 }

@@ -94,12 +94,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		select {
 		case <-changes:
 			log.Info("configuration file changed, reloading", zap.String("config", c.File))
-			reload(gw, path, log)
+			reload(gw, cm, path, log)
 			continue
 		case sig = <-signals:
 		}
 		if sig == syscall.SIGHUP {
-			reload(gw, path, log)
+			reload(gw, cm, path, log)
 			continue
 		}
 		grace := c.Server.ShutdownGrace.D()
@@ -117,9 +117,10 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 }
 
 // reload re-reads the configuration; an invalid file is refused and the
-// running configuration stays.
-func reload(gw *gateway.Gateway, path string, log *zap.Logger) {
+// running configuration stays. Certificate files are re-read either way.
+func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger) {
 	c, err := config.Load(path)
+	reloadCertificates(cm, c, log)
 	if err == nil {
 		err = gw.Reload(c)
 	}

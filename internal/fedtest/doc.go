@@ -1,6 +1,7 @@
 // Package fedtest holds test infrastructure shared by fedgate's packages:
 // a throw-away certificate authority, a DNS server on 127.0.0.1 built with
-// miekg/dns, and a homeserver that records every request it receives.
+// miekg/dns, a homeserver that records every request it receives, and a
+// Pebble ACME server (Let's Encrypt's test CA, run from its binary).
 //
 // Everything binds loopback addresses chosen by the kernel, signals
 // readiness instead of sleeping, and is torn down with t.Cleanup. Nothing

@@ -3,8 +3,6 @@ package auth
 import (
 	"bytes"
 	"crypto/ed25519"
-	"errors"
-	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
@@ -365,16 +363,4 @@ func stringValue(raw []byte) (string, bool) {
 func intValue(raw []byte) (int64, bool) {
 	v, err := strconv.ParseInt(string(raw), 10, 64)
 	return v, err == nil
-}
-
-// errNotObject is returned when a document is not a JSON object.
-var errNotObject = errors.New("not a JSON object")
-
-// describe returns a short printable rendering of untrusted bytes for
-// messages.
-func describe(b []byte) string {
-	if len(b) > 64 {
-		return fmt.Sprintf("%q...", b[:64])
-	}
-	return fmt.Sprintf("%q", b)
 }

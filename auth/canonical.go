@@ -67,7 +67,7 @@ type Canonicalizer struct {
 	Lenient bool
 
 	src     []byte
-	canon   bool        // the input seen so far is already canonical
+	edits   int         // places seen so far where the output differs from the input
 	members []member    // keys of the objects currently open, innermost last
 	objects []reordered // objects whose keys are out of order, as they closed
 	byStart []int32     // indexes into objects, ordered by start offset
@@ -80,6 +80,7 @@ type member struct {
 	key    int32  // offset of the key's opening quote
 	end    int32  // offset just past its closing quote
 	child  int32  // 1 + index in objects of the value, if it is a reordered object
+	vend   int32  // if the value needs no rewriting: the offset just past it; else 0
 	esc    bool   // the key contains backslash escapes
 }
 
@@ -99,7 +100,7 @@ func (c *Canonicalizer) Canonicalize(dst, src []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	if c.canon {
+	if c.edits == 0 {
 		return append(dst, src...), nil
 	}
 	dst = slices.Grow(dst, len(src))
@@ -112,7 +113,7 @@ func (c *Canonicalizer) Canonicalize(dst, src []byte) ([]byte, error) {
 func (c *Canonicalizer) IsCanonical(src []byte) bool {
 	err := c.scan(src)
 	c.release()
-	return err == nil && c.canon
+	return err == nil && c.edits == 0
 }
 
 // Validate checks src as Canonicalize would, without producing output.
@@ -177,7 +178,7 @@ func IsCanonical(src []byte) bool {
 // ---- pass 1: validate, note whether the input is canonical, sort keys ----
 
 func (c *Canonicalizer) scan(src []byte) error {
-	c.src, c.canon = src, true
+	c.src, c.edits = src, 0
 	c.members, c.objects, c.byStart, c.perm = c.members[:0], c.objects[:0], c.byStart[:0], c.perm[:0]
 	if len(src) > math.MaxInt32 {
 		return errAt(0, "input larger than 2 GiB")
@@ -212,7 +213,7 @@ func (c *Canonicalizer) ws(i int) int {
 		j++
 	}
 	if j != i {
-		c.canon = false
+		c.edits++
 	}
 	return j
 }
@@ -286,23 +287,34 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		m := member{key: int32(i), end: int32(j), esc: esc}
 		m.prefix = keyPrefix(src[i+1:j], esc)
 		if len(c.members) > base {
-			switch c.cmpMembers(c.members[len(c.members)-1], m) {
+			prev := &c.members[len(c.members)-1]
+			cmp := -1 // prefixes decide most comparisons without a call
+			if prev.prefix > m.prefix {
+				cmp = 1
+			} else if prev.prefix == m.prefix {
+				cmp = c.cmpMembers(*prev, m)
+			}
+			switch cmp {
 			case 0:
 				return i, c.duplicate(m)
 			case 1:
 				sorted = false
-				c.canon = false
+				c.edits++
 			}
 		}
 		i = c.ws(j)
 		if i >= len(src) || src[i] != ':' {
 			return i, c.unexpected(i, "':'")
 		}
-		vs, nobj := c.ws(i+1), len(c.objects)
+		vs := c.ws(i + 1)
+		nobj, edits := len(c.objects), c.edits
 		if i, err = c.value(vs, depth); err != nil {
 			return i, err
 		}
-		if len(c.objects) > nobj && c.objects[len(c.objects)-1].start == int32(vs) {
+		switch {
+		case c.edits == edits:
+			m.vend = int32(i) // emit copies the value as it is
+		case len(c.objects) > nobj && c.objects[len(c.objects)-1].start == int32(vs):
 			m.child = int32(len(c.objects))
 		}
 		// Appended after the value: nested objects use the stack above
@@ -321,15 +333,12 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 	}
 	if !sorted {
 		ms := c.members[base:]
-		c.sortMembers(ms)
-		for k := 1; k < len(ms); k++ {
-			if c.cmpMembers(ms[k-1], ms[k]) == 0 {
-				later := ms[k]
-				if ms[k-1].key > later.key {
-					later = ms[k-1]
-				}
-				return int(later.key), c.duplicate(later)
+		if k := c.sortMembers(ms); k > 0 {
+			later := ms[k]
+			if ms[k-1].key > later.key {
+				later = ms[k-1]
 			}
+			return int(later.key), c.duplicate(later)
 		}
 		first := len(c.perm)
 		c.perm = append(c.perm, ms...)
@@ -426,7 +435,7 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 				return k, esc, err
 			}
 			if !canonical {
-				c.canon = false
+				c.edits++
 			}
 			j = k
 		case b < 0x20:
@@ -600,7 +609,7 @@ func (c *Canonicalizer) number(start int) (int, error) {
 		digits := src[intStart:intEnd]
 		if len(digits) == 1 && digits[0] == '0' {
 			if intStart != start {
-				c.canon = false // -0
+				c.edits++ // -0
 			}
 			return i, nil
 		}
@@ -609,7 +618,7 @@ func (c *Canonicalizer) number(start int) (int, error) {
 		}
 		return i, nil
 	}
-	c.canon = false
+	c.edits++
 	if _, _, reason := integralValue(src[start:i]); reason != "" {
 		return i, errAt(start, reason)
 	}
@@ -719,12 +728,13 @@ func integralValue(tok []byte) (neg bool, v uint64, reason string) {
 // ordered.
 func keyPrefix(body []byte, esc bool) uint64 {
 	if !esc {
-		body = body[:len(body)-1]
+		n := len(body) - 1 // without the closing quote
 		if len(body) >= 8 {
-			return binary.BigEndian.Uint64(body)
+			// Load eight bytes and keep the key's: no loop for short keys.
+			return binary.BigEndian.Uint64(body) & (^uint64(0) << (64 - 8*min(n, 8)))
 		}
 		var p uint64
-		for i, b := range body {
+		for i, b := range body[:n] {
 			p |= uint64(b) << (56 - 8*i)
 		}
 		return p
@@ -741,22 +751,53 @@ func keyPrefix(body []byte, esc bool) uint64 {
 	return p
 }
 
-// sortMembers sorts an object's keys: insertion sort for the usual handful
-// of keys (shifting, with the prefix comparison inlined), pdqsort beyond.
-func (c *Canonicalizer) sortMembers(ms []member) {
+// sortMembers sorts an object's keys and returns k > 0 if ms[k-1] and
+// ms[k] are equal (a duplicate key), else 0. Insertion sort handles the
+// usual handful of keys (shifting, prefix comparison inlined, and the
+// comparison that stops each insertion doubles as the duplicate check:
+// every pair adjacent in the result was compared when the later of the two
+// was inserted); pdqsort and a pass over neighbours handle larger objects.
+func (c *Canonicalizer) sortMembers(ms []member) int {
 	if len(ms) > 16 {
 		slices.SortFunc(ms, c.cmpMembers)
-		return
+		for k := 1; k < len(ms); k++ {
+			if c.cmpMembers(ms[k-1], ms[k]) == 0 {
+				return k
+			}
+		}
+		return 0
 	}
+	dup := -1
 	for i := 1; i < len(ms); i++ {
 		m := ms[i]
 		j := i
-		for j > 0 && (m.prefix < ms[j-1].prefix || m.prefix == ms[j-1].prefix && c.cmpMembers(m, ms[j-1]) < 0) {
+		for ; j > 0; j-- {
+			p := ms[j-1].prefix
+			if m.prefix > p {
+				break
+			}
+			if m.prefix == p {
+				cmp := c.cmpMembers(m, ms[j-1])
+				if cmp == 0 && dup < 0 {
+					dup = 0 // found; position settled below
+				}
+				if cmp >= 0 {
+					break
+				}
+			}
 			ms[j] = ms[j-1]
-			j--
 		}
 		ms[j] = m
 	}
+	if dup < 0 {
+		return 0
+	}
+	for k := 1; k < len(ms); k++ { // rare: locate the pair for the message
+		if c.cmpMembers(ms[k-1], ms[k]) == 0 {
+			return k
+		}
+	}
+	return 0
 }
 
 // cmpMembers orders two keys by the code points of their decoded values.
@@ -929,10 +970,14 @@ func (c *Canonicalizer) emitReordered(dst []byte, r reordered) ([]byte, int) {
 			dst = append(dst, src[m.key:m.end]...)
 		}
 		dst = append(dst, ':')
-		if m.child != 0 {
+		vs := skipWS(src, skipWS(src, int(m.end))+1)
+		switch {
+		case m.vend != 0:
+			dst = append(dst, src[vs:m.vend]...)
+		case m.child != 0:
 			dst, _ = c.emitReordered(dst, c.objects[m.child-1])
-		} else {
-			dst, _ = c.emit(dst, skipWS(src, int(m.end))+1)
+		default:
+			dst, _ = c.emit(dst, vs)
 		}
 	}
 	return append(dst, '}'), int(r.end)

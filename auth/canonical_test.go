@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -148,6 +149,26 @@ func TestCanonicalizeRejects(t *testing.T) {
 		}
 		if IsCanonical([]byte(tt.in)) {
 			t.Errorf("IsCanonical(%q) = true", tt.in)
+		}
+	}
+}
+
+func TestCanonicalizeDuplicatesWhileSorting(t *testing.T) {
+	t.Parallel()
+	// Duplicates that are not neighbours in the input, in objects sorted
+	// by insertion sort (small) and by pdqsort (more than 16 keys).
+	for _, n := range []int{3, 5, 16, 17, 40} {
+		for _, dupAt := range []int{0, n / 2, n - 1} {
+			var b strings.Builder
+			b.WriteString("{")
+			for i := n - 1; i >= 0; i-- {
+				fmt.Fprintf(&b, `"k%02d":%d,`, i, i)
+			}
+			fmt.Fprintf(&b, `"k%02d":0}`, dupAt)
+			_, err := Canonicalize(nil, []byte(b.String()))
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf(`duplicate key "k%02d"`, dupAt)) {
+				t.Errorf("%d keys, duplicate k%02d: %v", n, dupAt, err)
+			}
 		}
 	}
 }

@@ -100,6 +100,9 @@ func BuildKeyDocument(serverName string, keys []SigningKey, old []OldVerifyKey, 
 	if len(keys) == 0 {
 		return bad("no signing keys")
 	}
+	if ms := validUntil.UnixMilli(); ms <= 0 || ms > maxSafeInteger {
+		return bad("valid_until_ts %v is out of range", validUntil)
+	}
 	if len(keys)+len(old) > MaxKeysPerDocument {
 		return bad("%d keys, more than %d", len(keys)+len(old), MaxKeysPerDocument)
 	}

@@ -93,6 +93,7 @@ func TestBuildKeyDocumentRejects(t *testing.T) {
 		keys []SigningKey
 		old  []OldVerifyKey
 	}{
+		"zero valid until":    {"gw.example", []SigningKey{k}, nil},
 		"bad server name":     {"gw example", []SigningKey{k}, nil},
 		"no keys":             {"gw.example", nil, nil},
 		"duplicate key":       {"gw.example", []SigningKey{k, k}, nil},
@@ -106,7 +107,11 @@ func TestBuildKeyDocumentRejects(t *testing.T) {
 		"server name too odd": {"a..b", []SigningKey{k}, nil},
 	}
 	for name, tt := range tests {
-		if _, err := BuildKeyDocument(tt.name, tt.keys, tt.old, testNow); KindOf(err) != KindBadKeyDocument {
+		validUntil := testNow
+		if name == "zero valid until" {
+			validUntil = time.Time{}
+		}
+		if _, err := BuildKeyDocument(tt.name, tt.keys, tt.old, validUntil); KindOf(err) != KindBadKeyDocument {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -282,8 +282,9 @@ func (k *Keyring) VerifyKey(ctx context.Context, server string, id KeyID) (ed255
 			}
 		}
 		if call != nil { // we waited for a fetch and still have no key
+			expired := e.keys == nil || now.After(e.validUntil)
 			k.mu.Unlock()
-			if call.err != nil && (e.keys == nil || now.After(e.validUntil)) {
+			if call.err != nil && expired {
 				return nil, call.err
 			}
 			return nil, newError(KindUnknownKey, nil, "%s does not publish key %s", quoteShort(server), id)

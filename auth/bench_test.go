@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -224,13 +226,17 @@ func BenchmarkIsCanonical(b *testing.B) {
 func BenchmarkVerifyRequest(b *testing.B) {
 	key := specKey(b)
 	for _, s := range []struct {
-		name string
-		size int
-	}{{"nobody", 0}, {"2KiB", 2 << 10}, {"64KiB", 64 << 10}} {
+		name     string
+		size     int
+		unsorted bool // re-encoded as Dendrite sends it (Synapse sends canonical JSON)
+	}{{"nobody", 0, false}, {"2KiB", 2 << 10, false}, {"2KiB-unsorted", 2 << 10, true}, {"64KiB", 64 << 10, false}, {"64KiB-unsorted", 64 << 10, true}} {
 		var body []byte
 		method := "GET"
 		if s.size > 0 {
 			body = sendBody(b, s.size)
+			if s.unsorted {
+				body = reencode(b, body, true, false)
+			}
 			method = "PUT"
 		}
 		uri := "/_matrix/federation/v1/send/1700000000000"
@@ -273,4 +279,28 @@ func BenchmarkParseXMatrix(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkKeyringVerifyKeyHit(b *testing.B) {
+	fetch := newFetcher()
+	o := newOrigin(b, "o.example", "a")
+	fetch.set(o.name, o.doc(b, testNow.Add(time.Hour)), nil)
+	clock := newClock()
+	ring, err := NewKeyring(KeyringOptions{Fetcher: fetch, Now: clock.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ring.Close()
+	ctx := context.Background()
+	if _, err := ring.VerifyKey(ctx, o.name, o.key.ID); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := ring.VerifyKey(ctx, o.name, o.key.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -63,7 +63,8 @@ type Canonicalizer struct {
 	// the sending server retry the transaction forever. Only plain integer
 	// literals are kept this way: an out-of-range value written with a
 	// fraction or exponent, and every non-integral number, is still
-	// refused (they cannot round-trip through any implementation).
+	// refused (Python reads those as floats, so no Synapse signed them as
+	// integers, and expanding "1e999" would let a small body grow huge).
 	Lenient bool
 
 	src     []byte

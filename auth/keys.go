@@ -50,7 +50,8 @@ func (id KeyID) Version() string {
 	return v
 }
 
-// SigningKey is one of our ed25519 signing keys. It is immutable.
+// SigningKey is one of our ed25519 signing keys. It is immutable and safe
+// to share. The zero value has no key and cannot sign.
 type SigningKey struct {
 	ID      KeyID
 	Private ed25519.PrivateKey
@@ -238,6 +239,11 @@ func WriteKeyFile(path, format string, keys []SigningKey) error {
 		return fmt.Errorf("creating key file: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("writing key file: %w", err)
+	}
+	if err := f.Sync(); err != nil { // a new key must survive a crash
 		f.Close()
 		os.Remove(path)
 		return fmt.Errorf("writing key file: %w", err)

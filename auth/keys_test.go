@@ -131,4 +131,9 @@ func TestBase64Vectors(t *testing.T) {
 			}
 		}
 	}
+	for _, bad := range []string{"Zg=", "Zg===", "Zm9v=", "=", "Z", "Zm9v!", "Zg==Zg"} {
+		if got, err := DecodeBase64(bad); err == nil {
+			t.Errorf("decode %q = %q, want an error", bad, got)
+		}
+	}
 }

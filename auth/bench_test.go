@@ -255,7 +255,7 @@ func BenchmarkVerifyRequest(b *testing.B) {
 		})
 		// The same message verified directly: the floor VerifyRequest is
 		// measured against.
-		msg, err := requestMessage(nil, method, uri, "remote.example.org", "gw.example.org", body, true)
+		msg, err := requestMessage(nil, method, uri, "remote.example.org", "gw.example.org", body, bodyRaw)
 		if err != nil {
 			b.Fatal(err)
 		}

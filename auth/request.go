@@ -22,21 +22,27 @@ var msgPool = sync.Pool{New: func() any { return new([]byte) }}
 // /send body limit); larger ones are left to the garbage collector.
 const maxPooledMsg = 8 << 20
 
-// requestMessage appends the signed object to dst. A non-empty body is
-// canonicalised as "content"; lenient keeps out-of-range integers (see
-// [Canonicalizer.Lenient]).
-func requestMessage(dst []byte, method, uri, origin, destination string, body []byte, lenient bool) ([]byte, error) {
+// Body forms requestMessage accepts.
+const (
+	bodyRaw       = iota // JSON text, canonicalised leniently
+	bodyCanonical        // already the output of CanonicalizeContent
+)
+
+// requestMessage appends the signed object to dst. A non-empty body becomes
+// "content": raw bodies are canonicalised with lenient integers (see
+// [Canonicalizer.Lenient]); canonical ones are copied as they are.
+func requestMessage(dst []byte, method, uri, origin, destination string, body []byte, form int) ([]byte, error) {
 	dst = append(dst, '{')
 	if len(body) > 0 {
 		dst = append(dst, `"content":`...)
-		var err error
-		if lenient {
-			dst, err = canonicalizeLenient(dst, body)
+		if form == bodyCanonical {
+			dst = append(dst, body...)
 		} else {
-			dst, err = Canonicalize(dst, body)
-		}
-		if err != nil {
-			return dst, newError(KindBadBody, err, "Request body is not acceptable JSON: %s", err.Error())
+			var err error
+			dst, err = canonicalizeLenient(dst, body)
+			if err != nil {
+				return dst, newError(KindBadBody, err, "Request body is not acceptable JSON: %s", err.Error())
+			}
 		}
 		dst = append(dst, ',')
 	}
@@ -81,7 +87,7 @@ func SignRequest(key SigningKey, method, requestURI, origin, destination string,
 	}
 	bp := msgPool.Get().(*[]byte)
 	defer putMsg(bp)
-	msg, err := requestMessage((*bp)[:0], method, requestURI, origin, destination, body, true)
+	msg, err := requestMessage((*bp)[:0], method, requestURI, origin, destination, body, bodyRaw)
 	*bp = msg
 	if err != nil {
 		return XMatrix{}, err
@@ -101,6 +107,29 @@ func SignRequest(key SigningKey, method, requestURI, origin, destination string,
 // KindBadSignature. It does not allocate on success and is safe for
 // concurrent use.
 func VerifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, pub ed25519.PublicKey) error {
+	return verifyRequest(x, method, requestURI, ourName, body, bodyRaw, pub)
+}
+
+// CanonicalizeContent appends to dst the form in which a request body is
+// signed as X-Matrix "content": canonical JSON, with out-of-range integers
+// kept as written (see [Canonicalizer.Lenient]). The gateway runs it once
+// per request, before fetching keys, so junk bodies are refused cheaply and
+// every X-Matrix header is then checked against the same bytes with
+// [VerifyRequestContent]. Errors are *[JSONError]. It is safe for concurrent
+// use.
+func CanonicalizeContent(dst, body []byte) ([]byte, error) {
+	return canonicalizeLenient(dst, body)
+}
+
+// VerifyRequestContent is [VerifyRequest] for a body already turned into
+// content by [CanonicalizeContent] (nil or empty: the request has no body).
+// The content is used as given; passing anything else makes verification
+// fail, never pass wrongly, since the signature covers the exact bytes.
+func VerifyRequestContent(x XMatrix, method, requestURI, ourName string, content []byte, pub ed25519.PublicKey) error {
+	return verifyRequest(x, method, requestURI, ourName, content, bodyCanonical, pub)
+}
+
+func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, form int, pub ed25519.PublicKey) error {
 	if x.Destination != "" && x.Destination != ourName {
 		return &Error{Kind: KindDestinationMismatch, Msg: "The request is for another server (X-Matrix destination does not match)"}
 	}
@@ -112,7 +141,7 @@ func VerifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, p
 	}
 	bp := msgPool.Get().(*[]byte)
 	defer putMsg(bp)
-	msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, true)
+	msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, form)
 	*bp = msg
 	if err != nil {
 		return err

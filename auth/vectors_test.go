@@ -185,7 +185,7 @@ func TestDerivedXMatrixVectors(t *testing.T) {
 		if got := x.String(); got != v.Authorization {
 			t.Errorf("header\n got %s\nwant %s", got, v.Authorization)
 		}
-		msg, err := requestMessage(nil, so.Method, so.URI, so.Origin, so.Destination, so.Content, false)
+		msg, err := requestMessage(nil, so.Method, so.URI, so.Origin, so.Destination, so.Content, bodyRaw)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -279,3 +279,38 @@ func TestVerifyRequestAllocations(t *testing.T) {
 		t.Errorf("VerifyRequest allocates %v times per call", n)
 	}
 }
+
+// TestVerifyRequestContent: verifying pre-canonicalised content gives the
+// same answers as verifying the raw body, and altered content fails.
+func TestVerifyRequestContent(t *testing.T) {
+	key, err := GenerateSigningKey("content_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte(`{ "pdus": [], "origin": "origin.example", "big": 12345678901234567890, "origin_server_ts": 1 }`)
+	x, err := SignRequest(key, "PUT", "/_matrix/federation/v1/send/1", "origin.example", "dest.example", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := CanonicalizeContent(nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyRequest(x, "PUT", "/_matrix/federation/v1/send/1", "dest.example", body, key.Public()); err != nil {
+		t.Fatalf("raw body: %v", err)
+	}
+	if err := VerifyRequestContent(x, "PUT", "/_matrix/federation/v1/send/1", "dest.example", content, key.Public()); err != nil {
+		t.Fatalf("content: %v", err)
+	}
+	altered := append([]byte(nil), content...)
+	altered[len(altered)-2] = '2'
+	if err := VerifyRequestContent(x, "PUT", "/_matrix/federation/v1/send/1", "dest.example", altered, key.Public()); KindOf(err) != KindBadSignature {
+		t.Fatalf("altered content: %v", err)
+	}
+	if err := VerifyRequestContent(x, "PUT", "/_matrix/federation/v1/send/1", "dest.example", nil, key.Public()); KindOf(err) != KindBadSignature {
+		t.Fatalf("missing content: %v", err)
+	}
+	if _, err := CanonicalizeContent(nil, []byte(`{"a":1.5}`)); err == nil {
+		t.Fatal("float accepted")
+	}
+}

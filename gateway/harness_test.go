@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
@@ -30,12 +31,15 @@ type testGateway struct {
 	cfg    *config.Config
 	hs     *fedtest.Homeserver
 	ca     *fedtest.CA
-	addr   string // federation listener
+	key    auth.SigningKey // the gateway's signing key
+	dir    string          // the test's folder (config, key, data)
+	addr   string          // federation listener
 	client *http.Client
 }
 
-// gatewayConfig is the TOML every test starts from; %s are the upstream URL,
-// the data folder and extra TOML appended at the end.
+// gatewayConfig is the TOML every test starts from; the verbs are the data
+// folder, the upstream URL and extra TOML appended at the end (with the
+// signing key file added to its [keys] table).
 const gatewayConfig = `
 server_name = "gw.test"
 data_dir = %q
@@ -44,8 +48,6 @@ url = %q
 timeout = "5s"
 [listen]
 federation = ["127.0.0.1:0"]
-[keys]
-generate = true
 [log]
 access = true
 %s
@@ -63,6 +65,21 @@ func startGateway(t *testing.T, extra string) *testGateway {
 func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra string) *testGateway {
 	t.Helper()
 	dir := t.TempDir()
+	key, err := auth.GenerateSigningKey("gw_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "signing.key")
+	if err := auth.WriteKeyFile(keyFile, auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
+		t.Fatal(err)
+	}
+	// [keys] may appear in extra; the key file goes into that table.
+	keysLine := fmt.Sprintf("signing_key = %q\n", keyFile)
+	if strings.Contains(extra, "[keys]\n") {
+		extra = strings.Replace(extra, "[keys]\n", "[keys]\n"+keysLine, 1)
+	} else {
+		extra += "\n[keys]\n" + keysLine
+	}
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(gatewayConfig, filepath.Join(dir, "data"), upstreamURL, extra)), 0o600); err != nil {
 		t.Fatal(err)
@@ -90,7 +107,7 @@ func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra str
 		defer cancel()
 		gw.Shutdown(ctx)
 	})
-	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: hs, ca: ca, addr: gw.Addrs(ListenerFederation)[0].String()}
+	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: hs, ca: ca, key: key, dir: dir, addr: gw.Addrs(ListenerFederation)[0].String()}
 	tg.client = &http.Client{
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: ca.Pool(), ServerName: "gw.test"},

@@ -8,12 +8,16 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
 	"go.uber.org/zap"
 
+	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
 )
@@ -52,6 +56,13 @@ type Gateway struct {
 	rt     atomic.Pointer[runtime]
 	policy *policy.Engine // long-lived: limiter state survives reloads
 
+	// keyring caches remote servers' keys; long-lived, its cache is worth
+	// keeping across reloads.
+	keyring *auth.Keyring
+	// fedClient reaches remote servers (key fetches, egress); replaced when
+	// a reload changes [outbound].
+	fedClient atomic.Pointer[discovery.Client]
+
 	// bg scopes background work (list polling, key refresh); Shutdown ends it.
 	bg     context.Context
 	stopBg context.CancelFunc
@@ -68,6 +79,7 @@ type runtime struct {
 	cfg         *config.Config
 	upstream    *upstream
 	passthrough func(path string) *endpoints.Endpoint
+	keys        *signingKeys
 }
 
 // server is one bound listener.
@@ -104,6 +116,14 @@ func New(opts Options) (*Gateway, error) {
 	if err != nil {
 		return nil, opts.Config.Errorf("policy", "%v", err)
 	}
+	client, err := g.newClient(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	g.fedClient.Store(client)
+	if g.keyring, err = g.newKeyring(opts.Config); err != nil {
+		return nil, err
+	}
 	g.rt.Store(rt)
 	g.bg, g.stopBg = context.WithCancel(context.Background())
 	return g, nil
@@ -111,11 +131,15 @@ func New(opts Options) (*Gateway, error) {
 
 // build compiles a configuration into a runtime without side effects.
 func (g *Gateway) build(c *config.Config) (*runtime, error) {
+	keys, err := loadSigningKeys(c)
+	if err != nil {
+		return nil, err
+	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {
 		return nil, err
 	}
-	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough)}, nil
+	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys}, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -125,10 +149,21 @@ func (g *Gateway) Reload(c *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	var client *discovery.Client
+	if !reflect.DeepEqual(c.Outbound, g.rt.Load().cfg.Outbound) {
+		if client, err = g.newClient(c); err != nil {
+			rt.upstream.close()
+			return fmt.Errorf("reload: %w", err)
+		}
+	}
 	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
 		rt.upstream.close()
 		return fmt.Errorf("reload: policy: %w", err)
 	}
+	if client != nil {
+		g.fedClient.Swap(client).CloseIdleConnections()
+	}
+	g.warnRestartNeeded(c)
 	if old := g.rt.Swap(rt); old != nil {
 		// Requests in flight keep the old runtime; its idle upstream
 		// connections are closed, busy ones finish normally.
@@ -184,10 +219,14 @@ func (g *Gateway) Start() error {
 		g.serveWG.Add(1)
 		go g.serve(s)
 	}
-	g.bgWG.Add(1)
+	g.bgWG.Add(2)
 	go func() {
 		defer g.bgWG.Done()
 		g.policy.Run(g.bg)
+	}()
+	go func() {
+		defer g.bgWG.Done()
+		g.keyring.Run(g.bg)
 	}()
 	return nil
 }
@@ -267,6 +306,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.serveWG.Wait()
 	g.stopBg()
 	g.bgWG.Wait()
+	if err := g.keyring.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("keyring: %w", err))
+	}
+	g.client().CloseIdleConnections()
 	return errors.Join(errs...)
 }
 
@@ -299,4 +342,42 @@ func trimNewline(p []byte) []byte {
 		return p[:n-1]
 	}
 	return p
+}
+
+// warnRestartNeeded logs settings a reload cannot apply: listeners and the
+// keyring's configuration are fixed for the life of the process.
+func (g *Gateway) warnRestartNeeded(c *config.Config) {
+	old := g.rt.Load().cfg
+	if !reflect.DeepEqual(old.Listen, c.Listen) {
+		g.log.Warn("listen addresses changed; restart fedgate to apply them")
+	}
+	if !reflect.DeepEqual(old.Keys.TrustedKeyServers, c.Keys.TrustedKeyServers) ||
+		!reflect.DeepEqual(old.Keys.Pinned, c.Keys.Pinned) || old.Keys.CacheFile != c.Keys.CacheFile {
+		g.log.Warn("keys.trusted_key_servers, keys.pinned or keys.cache_file changed; restart fedgate to apply them")
+	}
+}
+
+// Check compiles c the way New and Reload do (signing keys, upstream,
+// outbound, policy) without binding or starting anything, so that
+// "fedgate check-config" refuses exactly what "fedgate run" would. A key
+// file that does not exist yet is fine when keys.generate is set.
+func Check(c *config.Config) error {
+	g := &Gateway{log: zap.NewNop()}
+	if _, err := os.Stat(c.Keys.SigningKey); err == nil || !c.Keys.Generate {
+		if _, err := loadSigningKeys(c); err != nil {
+			return err
+		}
+	}
+	up, err := newUpstream(c, g.log)
+	if err != nil {
+		return err
+	}
+	up.close()
+	if _, err := g.newClient(c); err != nil {
+		return err
+	}
+	if _, err := policy.New(policyOptions(c, g.log)); err != nil {
+		return c.Errorf("policy", "%v", err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/gateway"
 )
 
 func cmdCheckConfig(env *environment, args []string) int {
@@ -26,11 +27,11 @@ func cmdCheckConfig(env *environment, args []string) int {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
-	keys, err := describeKeys(c)
-	if err != nil {
+	if err := gateway.Check(c); err != nil {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
+	keys := describeKeys(c)
 	fmt.Fprintf(env.stdout, "%s: configuration OK\n", c.File)
 	writeSummary(env.stdout, c, keys)
 	if *printAll {

@@ -54,12 +54,8 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data folder: %w", err)
 	}
-	keys, err := loadSigningKeys(c, log)
-	if err != nil {
+	if err := ensureSigningKey(c, log); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		log.Info("signing key loaded", zap.String("key_id", string(k.ID)))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,0 +1,235 @@
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/discovery"
+)
+
+// maxKeyResponse bounds a key document or notary answer fetched from the
+// network (auth refuses documents over auth.MaxKeyDocumentSize anyway; a
+// notary answer may hold a few documents).
+const maxKeyResponse = 256 << 10
+
+// signingKeys is the runtime's view of our own keys.
+type signingKeys struct {
+	current []auth.SigningKey
+	request auth.SigningKey // signs outbound requests and notary answers
+	old     []auth.OldVerifyKey
+	doc     *keyDocument
+}
+
+// loadSigningKeys reads [keys]: the key file (every key in it is current),
+// the request key and the retired keys. Problems point into the config.
+func loadSigningKeys(c *config.Config) (*signingKeys, error) {
+	keys, err := auth.LoadKeyFile(c.Keys.SigningKey)
+	if err != nil {
+		return nil, c.Errorf("keys.signing_key", "%v", err)
+	}
+	sk := &signingKeys{current: keys, request: keys[0]}
+	if id := c.Keys.RequestKey; id != "" {
+		found := false
+		for _, k := range keys {
+			if string(k.ID) == id {
+				sk.request, found = k, true
+			}
+		}
+		if !found {
+			return nil, c.Errorf("keys.request_key", "%s is not in %s", id, c.Keys.SigningKey)
+		}
+	}
+	for i, o := range c.Keys.Old {
+		pub, err := auth.DecodeBase64(o.PublicKey)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return nil, c.Errorf(fmt.Sprintf("keys.old[%d].public_key", i), "not an ed25519 public key")
+		}
+		for _, k := range keys {
+			if string(k.ID) == o.KeyID {
+				return nil, c.Errorf(fmt.Sprintf("keys.old[%d].key_id", i), "%s is still in the signing key file; a key is either current or old", o.KeyID)
+			}
+		}
+		sk.old = append(sk.old, auth.OldVerifyKey{ID: auth.KeyID(o.KeyID), Key: ed25519.PublicKey(pub), ExpiredTS: o.ExpiredTS})
+	}
+	sk.doc = &keyDocument{serverName: c.ServerName, keys: keys, old: sk.old, validFor: c.Keys.ValidFor.D()}
+	if _, err := sk.doc.get(time.Now()); err != nil {
+		return nil, c.Errorf("keys.signing_key", "building the key document: %v", err)
+	}
+	return sk, nil
+}
+
+// keyDocument is our /_matrix/key/v2/server answer: built once, served
+// from memory, and signed again before it gets within an hour of its
+// valid_until_ts (servers refuse documents that expire sooner).
+type keyDocument struct {
+	serverName string
+	keys       []auth.SigningKey
+	old        []auth.OldVerifyKey
+	validFor   time.Duration
+
+	mu      sync.Mutex
+	current atomic.Pointer[signedDocument]
+}
+
+type signedDocument struct {
+	body       []byte
+	validUntil time.Time
+}
+
+// resignBefore is how long before valid_until_ts the document is renewed.
+const resignBefore = time.Hour
+
+func (d *keyDocument) get(now time.Time) (*signedDocument, error) {
+	if cur := d.current.Load(); cur != nil && now.Before(cur.validUntil.Add(-resignBefore)) {
+		return cur, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur := d.current.Load(); cur != nil && now.Before(cur.validUntil.Add(-resignBefore)) {
+		return cur, nil
+	}
+	validUntil := now.Add(d.validFor).Truncate(time.Millisecond)
+	body, err := auth.BuildKeyDocument(d.serverName, d.keys, d.old, validUntil)
+	if err != nil {
+		return nil, err
+	}
+	doc := &signedDocument{body: body, validUntil: validUntil}
+	d.current.Store(doc)
+	return doc, nil
+}
+
+// newKeyring builds the keyring from [keys]; it lives as long as the
+// Gateway (its cache is worth keeping across reloads).
+func (g *Gateway) newKeyring(c *config.Config) (*auth.Keyring, error) {
+	opts := auth.KeyringOptions{
+		Fetcher:      &keyFetcher{g: g},
+		CacheFile:    c.Keys.CacheFile,
+		FetchTimeout: c.Keys.FetchTimeout.D(),
+		Logger:       slogFor(g.log, "keyring"),
+		OnEvent:      g.onKeyringEvent,
+	}
+	for i, t := range c.Keys.TrustedKeyServers {
+		n := auth.Notary{ServerName: t.ServerName, Keys: map[auth.KeyID]ed25519.PublicKey{}}
+		for id, b64 := range t.VerifyKeys {
+			pub, err := auth.DecodeBase64(b64)
+			if err != nil || len(pub) != ed25519.PublicKeySize {
+				return nil, c.Errorf(fmt.Sprintf("keys.trusted_key_servers[%d].verify_keys", i), "%s is not an ed25519 public key", id)
+			}
+			n.Keys[auth.KeyID(id)] = pub
+		}
+		opts.Notaries = append(opts.Notaries, n)
+	}
+	if len(c.Keys.Pinned) > 0 {
+		opts.Pinned = map[string]map[auth.KeyID]ed25519.PublicKey{}
+		for i, p := range c.Keys.Pinned {
+			pub, err := auth.DecodeBase64(p.PublicKey)
+			if err != nil || len(pub) != ed25519.PublicKeySize {
+				return nil, c.Errorf(fmt.Sprintf("keys.pinned[%d].public_key", i), "not an ed25519 public key")
+			}
+			if opts.Pinned[p.ServerName] == nil {
+				opts.Pinned[p.ServerName] = map[auth.KeyID]ed25519.PublicKey{}
+			}
+			opts.Pinned[p.ServerName][auth.KeyID(p.KeyID)] = pub
+		}
+	}
+	return auth.NewKeyring(opts)
+}
+
+// onKeyringEvent logs what the keyring does; metrics hook in here too.
+func (g *Gateway) onKeyringEvent(ev auth.KeyringEvent) {
+	switch ev.Kind {
+	case auth.EventFetchFailed, auth.EventNotaryFailed:
+		if ce := g.log.Check(zap.InfoLevel, "key fetch failed"); ce != nil {
+			ce.Write(zap.String("server", ev.Server), zap.String("notary", ev.Notary), zap.Bool("background", ev.Background), zap.Error(ev.Err))
+		}
+	case auth.EventCacheError:
+		g.log.Warn("keyring cache file", zap.Error(ev.Err))
+	}
+}
+
+// keyFetcher is the keyring's network side: it fetches key documents over
+// the federation client (discovery, TLS checks, the SSRF guard) and applies
+// outbound server policy first, since notary queries let anyone name the
+// server we fetch from.
+type keyFetcher struct{ g *Gateway }
+
+func (f *keyFetcher) allowed(server string) error {
+	d := f.g.policy.Snapshot().CheckDestination(server)
+	if !d.Allowed {
+		return &auth.Error{Kind: auth.KindKeyFetchFailed, Msg: fmt.Sprintf("Keys of %s are not fetched: %s", server, d.Msg)}
+	}
+	return nil
+}
+
+// FetchServerKeys gets GET /_matrix/key/v2/server from server.
+func (f *keyFetcher) FetchServerKeys(ctx context.Context, server string) ([]byte, error) {
+	if err := f.allowed(server); err != nil {
+		return nil, err
+	}
+	body, err := f.g.client().Get(ctx, server, "/_matrix/key/v2/server", maxKeyResponse)
+	if err != nil {
+		return nil, fmt.Errorf("fetching keys of %s: %w", server, err)
+	}
+	return body, nil
+}
+
+// QueryNotary asks notary for all of server's keys. The GET form carries
+// minimum_valid_until_ts for every key id, which the POST form cannot.
+func (f *keyFetcher) QueryNotary(ctx context.Context, notary, server string, minValidUntil time.Time) ([]byte, error) {
+	if err := f.allowed(notary); err != nil {
+		return nil, err
+	}
+	path := "/_matrix/key/v2/query/" + url.PathEscape(server) +
+		"?minimum_valid_until_ts=" + strconv.FormatInt(minValidUntil.UnixMilli(), 10)
+	body, err := f.g.client().Get(ctx, notary, path, maxKeyResponse)
+	if err != nil {
+		return nil, fmt.Errorf("asking notary %s for keys of %s: %w", notary, server, err)
+	}
+	return body, nil
+}
+
+// newClient builds the federation client from [outbound].
+func (g *Gateway) newClient(c *config.Config) (*discovery.Client, error) {
+	opts, err := DiscoveryOptions(c, slogFor(g.log, "discovery"))
+	if err != nil {
+		return nil, err
+	}
+	r, err := discovery.NewResolver(opts)
+	if err != nil {
+		return nil, c.Errorf("outbound", "%v", err)
+	}
+	return discovery.NewClient(r), nil
+}
+
+// client returns the current federation client.
+func (g *Gateway) client() *discovery.Client { return g.fedClient.Load() }
+
+// keyError maps a key lookup or verification failure to the Matrix answer.
+func keyError(err error) *Error {
+	var ae *auth.Error
+	msg := "Request could not be authenticated"
+	if errors.As(err, &ae) && ae.Msg != "" {
+		msg = ae.Msg
+	}
+	kind := auth.KindOf(err)
+	switch kind {
+	case auth.KindBadBody:
+		return &Error{Status: 400, Code: CodeBadJSON, Msg: msg, Reason: "bad_body", Err: err}
+	case auth.KindMalformedHeader:
+		return &Error{Status: 400, Code: CodeUnauthorized, Msg: msg, Reason: "malformed_header", Err: err}
+	case auth.KindOther, auth.KindNone:
+		return &Error{Status: 401, Code: CodeUnauthorized, Msg: msg, Reason: "key_unavailable", Err: err}
+	}
+	return &Error{Status: 401, Code: CodeUnauthorized, Msg: msg, Reason: kind.String(), Err: err}
+}

@@ -53,20 +53,28 @@ func errTooLarge(limit int64) *Error {
 		Msg: fmt.Sprintf("Request body is larger than %d bytes", limit), Reason: "body_too_large"}
 }
 
-// readLimited reads a body of declared length n (-1: unknown) up to limit.
+// initialBodyBuffer is how much is reserved before a body's bytes arrive.
+// The buffer grows with what is actually received, so a client that
+// declares a large Content-Length and then trickles bytes pins little
+// memory.
+const initialBodyBuffer = 64 << 10
+
+// readLimited reads a body of declared length n (-1: unknown) up to limit
+// (the caller has already refused n > limit).
 func readLimited(body io.Reader, n, limit int64) ([]byte, error) {
+	want := limit + 1
 	if n >= 0 {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, fmt.Errorf("body shorter than its Content-Length: %w", err)
-		}
-		return buf, nil
+		want = n
 	}
 	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(body, limit+1)); err != nil {
+	buf.Grow(int(min(want, initialBodyBuffer)))
+	if _, err := buf.ReadFrom(io.LimitReader(body, want)); err != nil {
 		return nil, err
 	}
-	if int64(buf.Len()) > limit {
+	switch {
+	case n >= 0 && int64(buf.Len()) < n:
+		return nil, fmt.Errorf("body shorter than its Content-Length (%d of %d bytes)", buf.Len(), n)
+	case int64(buf.Len()) > limit:
 		return nil, errBodyTooLarge
 	}
 	return buf.Bytes(), nil

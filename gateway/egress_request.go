@@ -52,8 +52,8 @@ type egressRequest struct {
 	remoteStart     time.Time
 	remoteHeaders   time.Time
 	sentAt          time.Time // when delivery started, on the backoff clock
-	bytesUp         int64 // passthrough: homeserver to remote
-	bytesDown       int64 // passthrough: remote to homeserver
+	bytesUp         int64     // passthrough: homeserver to remote
+	bytesDown       int64     // passthrough: remote to homeserver
 	status          int
 	reason          string
 	stage           string
@@ -82,14 +82,14 @@ type egressStage struct {
 // before any limiter is charged. TestEgressStageOrder pins it.
 func egressStages() []egressStage {
 	return []egressStage{
-		{"route", (*egress).stageRoute},                         // endpoint table
-		{"x_matrix", (*egress).stageXMatrix},                    // Authorization header(s), origin is us
-		{"destination", (*egress).stageDestination},             // which server, allow/deny lists
-		{"endpoint_policy", (*egress).stageEndpointPolicy},      // endpoint and room rules
-		{"body", (*egress).stageBody},                           // size limit, JSON object
-		{"signature", (*egress).stageSignature},                 // internal sender check
-		{"destination_limit", (*egress).stageDestinationLimit},  // per_destination rate limit
-		{"backoff", (*egress).stageBackoff},                     // remote down or rate limiting us
+		{"route", (*egress).stageRoute},                        // endpoint table
+		{"x_matrix", (*egress).stageXMatrix},                   // Authorization header(s), origin is us
+		{"destination", (*egress).stageDestination},            // which server, allow/deny lists
+		{"endpoint_policy", (*egress).stageEndpointPolicy},     // endpoint and room rules
+		{"body", (*egress).stageBody},                          // size limit, JSON object
+		{"signature", (*egress).stageSignature},                // internal sender check
+		{"destination_limit", (*egress).stageDestinationLimit}, // per_destination rate limit
+		{"backoff", (*egress).stageBackoff},                    // remote down or rate limiting us
 	}
 }
 

@@ -167,7 +167,7 @@ func retryAfter(h http.Header, body []byte, now time.Time) time.Duration {
 			return time.Duration(min(secs, int64(backoffMaxRateLimited/time.Second))) * time.Second
 		}
 		if t, err := http.ParseTime(v); err == nil {
-			return max(t.Sub(now), 0)
+			return min(max(t.Sub(now), 0), backoffMaxRateLimited)
 		}
 	}
 	var m struct {

@@ -183,7 +183,10 @@ func parseBasic(v string) (user, password string, ok bool) {
 		return "", "", false
 	}
 	user, password, ok = strings.Cut(string(raw), ":")
-	return user, password, ok
+	if !ok {
+		return "", "", false
+	}
+	return user, password, true
 }
 
 // hijack takes the homeserver's connection over from the HTTP server. What

@@ -52,9 +52,11 @@ func (e *egress) deliver(er *egressRequest) {
 // outboundRequest builds what fedgate sends: the method, request-target
 // bytes and body exactly as the homeserver sent them; a fresh X-Matrix
 // signature over exactly those, made with [keys] request_key for the
-// destination; Content-Type: application/json with every body; the
-// homeserver's User-Agent. Nothing else of the homeserver's request is
-// forwarded (no cookies, no proxy credentials, no hop-by-hop headers).
+// destination (or, for an unsigned request, the homeserver's own
+// non-X-Matrix Authorization); Content-Type: application/json with every
+// body; the homeserver's User-Agent. Nothing else of the homeserver's
+// request is forwarded (no cookies, no proxy credentials, no hop-by-hop
+// headers).
 func (er *egressRequest) outboundRequest(ctx context.Context) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, er.r.Method, "https://destination.invalid/", nil)
 	if err != nil {
@@ -83,6 +85,10 @@ func (er *egressRequest) outboundRequest(ctx context.Context) (*http.Request, er
 			return nil, fmt.Errorf("signing the request for %s: %w", er.dest, err)
 		}
 		h.Set("Authorization", x.String())
+	} else if v := er.r.Header.Values("Authorization"); len(v) > 0 {
+		// Not X-Matrix (that would be signed afresh): passed on as the
+		// worker proxy protocol does.
+		h["Authorization"] = v
 	}
 	return req, nil
 }

@@ -15,7 +15,11 @@ func (er *egressRequest) logFields() []zap.Field {
 	fields = append(fields,
 		zap.String("direction", "egress"),
 		zap.String("request_id", er.id),
-		zap.String("mode", er.mode),
+	)
+	if er.mode != "" {
+		fields = append(fields, zap.String("mode", er.mode))
+	}
+	fields = append(fields,
 		zap.String("method", er.r.Method),
 		zap.Int("status", er.status),
 		zap.Stringer("peer", er.peer),

@@ -51,13 +51,15 @@ type egressOptions struct {
 	loopbackAllowed bool
 	// overrides are [outbound.overrides] entries.
 	overrides map[string]string
+	// noAccessLog turns the access log off (benchmarks).
+	noAccessLog bool
 }
 
 // egressEnv is a running gateway with an egress listener, a DNS server
 // that maps remoteNames to 127.0.0.1 and a remote federation server behind
 // them (ports 443 and 8448 are mapped to it, no real port is used).
 type egressEnv struct {
-	t          *testing.T
+	t          testing.TB
 	gw         *Gateway
 	cfg        *config.Config
 	key        auth.SigningKey // the server's signing key, shared with the "homeserver"
@@ -71,7 +73,7 @@ type egressEnv struct {
 	egressCA   *x509.CertPool
 }
 
-func startEgress(t *testing.T, o egressOptions) *egressEnv {
+func startEgress(t testing.TB, o egressOptions) *egressEnv {
 	t.Helper()
 	ca := fedtest.NewCA(t)
 	var zone []string
@@ -100,7 +102,7 @@ func startEgress(t *testing.T, o egressOptions) *egressEnv {
 	fmt.Fprintf(&b, "server_name = \"gw.test\"\ndata_dir = %q\n", filepath.Join(dir, "data"))
 	fmt.Fprintf(&b, "[upstream]\nurl = %q\n", hs.URL)
 	b.WriteString("[listen]\nfederation = [\"127.0.0.1:0\"]\negress = \"127.0.0.1:0\"\n")
-	b.WriteString("[log]\naccess = true\n")
+	fmt.Fprintf(&b, "[log]\naccess = %v\n", !o.noAccessLog)
 	fmt.Fprintf(&b, "[keys]\nsigning_key = %q\n", keyFile)
 	fmt.Fprintf(&b, "[outbound]\nca_file = %q\nresolvers = [%q]\ndns_timeout = \"2s\"\ndial_timeout = \"2s\"\n", ca.WriteCertFile(t, dir), dnsSrv.Addr)
 	if o.loopbackAllowed {
@@ -112,7 +114,11 @@ func startEgress(t *testing.T, o egressOptions) *egressEnv {
 			fmt.Fprintf(&b, "%q = %q\n", k, v)
 		}
 	}
-	fmt.Fprintf(&b, "[egress]\nsecret = %q\ntimeout = \"10s\"\n%s\n", testSecret, o.egress)
+	b.WriteString("[egress]\ntimeout = \"10s\"\n")
+	if !strings.Contains(o.egress, "secret_file") {
+		fmt.Fprintf(&b, "secret = %q\n", testSecret)
+	}
+	b.WriteString(o.egress + "\n")
 	b.WriteString(o.extra)
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -173,7 +179,15 @@ func startEgress(t *testing.T, o egressOptions) *egressEnv {
 // signed with the shared key as gw.test.
 func (env *egressEnv) sign(method, target, destination, body string) string {
 	env.t.Helper()
-	return signWith(env.t, env.key, "gw.test", method, target, destination, body)
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	x, err := auth.SignRequest(env.key, method, target, "gw.test", destination, b)
+	if err != nil {
+		env.t.Fatalf("signing: %v", err)
+	}
+	return "Authorization: " + x.String()
 }
 
 // worker sends one request of Synapse's worker proxy protocol over a new
@@ -322,10 +336,11 @@ type remoteRequest struct {
 // records every other request, checking X-Matrix signatures against the
 // key document the gateway publishes.
 type testRemote struct {
-	t    *testing.T
-	env  *egressEnv
-	srv  *httptest.Server
-	port uint16
+	t     testing.TB
+	env   *egressEnv
+	srv   *httptest.Server
+	port  uint16
+	quiet atomic.Bool // answer {} without recording (benchmarks)
 
 	mu        sync.Mutex
 	requests  []remoteRequest
@@ -334,7 +349,7 @@ type testRemote struct {
 	keys      *auth.ServerKeys
 }
 
-func startRemote(t *testing.T, ca *fedtest.CA, env *egressEnv) *testRemote {
+func startRemote(t testing.TB, ca *fedtest.CA, env *egressEnv) *testRemote {
 	t.Helper()
 	rm := &testRemote{t: t, env: env}
 	rm.srv = httptest.NewUnstartedServer(http.HandlerFunc(rm.serve))
@@ -346,6 +361,13 @@ func startRemote(t *testing.T, ca *fedtest.CA, env *egressEnv) *testRemote {
 }
 
 func (rm *testRemote) serve(w http.ResponseWriter, r *http.Request) {
+	if rm.quiet.Load() {
+		// Benchmarks: answer without recording or verifying.
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	if r.URL.Path == "/.well-known/matrix/server" {
 		rm.mu.Lock()

@@ -2,15 +2,18 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/config"
 )
 
 func TestEgressStageOrder(t *testing.T) {
@@ -399,4 +402,88 @@ func TestEgressDispatch(t *testing.T) {
 	env2 := startEgress(t, egressOptions{egress: "worker_proxy = false"})
 	resp := env2.worker("GET", "remote.test", "/_matrix/federation/v1/version", "", bearer(testSecret))
 	egressError(t, resp, 400, CodeUnrecognized, "error")
+}
+
+// TestEgressDestinationRateLimit: [rate_limit] per_destination answers 429
+// with Retry-After before anything is sent.
+func TestEgressDestinationRateLimit(t *testing.T) {
+	env := startEgress(t, egressOptions{loopbackAllowed: true, extra: "[rate_limit]\nper_destination = { rate = \"1/h\", burst = 1 }\n"})
+	const target = "/_matrix/federation/v1/version"
+	if resp := env.worker("GET", "remote.test", target, "", bearer(testSecret)); resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	resp := env.worker("GET", "remote.test", target, "", bearer(testSecret))
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	egressError(t, resp, http.StatusTooManyRequests, CodeLimitExceeded, "error")
+	// Another destination has its own budget.
+	if resp := env.worker("GET", "other.test", target, "", bearer(testSecret)); resp.StatusCode != 200 {
+		t.Fatalf("other destination: %d", resp.StatusCode)
+	}
+	if n := len(env.remote.federationRequests()); n != 2 {
+		t.Fatalf("remote saw %d requests, want 2", n)
+	}
+	line := env.waitAccess(func(m map[string]any) bool { return m["status"] == int64(429) })
+	if line["limiter"] != "per_destination" || line["stage"] != "destination_limit" {
+		t.Errorf("access line %v", line)
+	}
+}
+
+// TestEgressBrokenResponse: a remote answer that breaks off after its
+// headers is never passed on as complete; the homeserver's connection is
+// cut.
+func TestEgressBrokenResponse(t *testing.T) {
+	env := startEgress(t, egressOptions{loopbackAllowed: true})
+	env.remote.handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(200)
+		io.WriteString(w, `{"partial":`)
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	const target = "/_matrix/federation/v1/event/%24e%3Aremote.test"
+	resp := env.worker("GET", "remote.test", target, "", bearer(testSecret), env.sign("GET", target, "remote.test", ""))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("a broken answer was read to the end without error")
+	}
+	line := env.waitAccess(func(m map[string]any) bool { return m["reason"] == "remote_broken" })
+	if line["decision"] != "failed" {
+		t.Errorf("access line %v", line)
+	}
+}
+
+// TestEgressReloadSecret: a reload re-reads egress.secret_file; the old
+// secret stops working at once.
+func TestEgressReloadSecret(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/secret"
+	if err := os.WriteFile(file, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := startEgress(t, egressOptions{loopbackAllowed: true, egress: fmt.Sprintf("secret_file = %q", file)})
+	const target = "/_matrix/federation/v1/version"
+	if resp := env.worker("GET", "remote.test", target, "", bearer("first")); resp.StatusCode != 200 {
+		t.Fatalf("first secret: %d", resp.StatusCode)
+	}
+	if err := os.WriteFile(file, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(env.cfg.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.gw.Reload(c); err != nil {
+		t.Fatal(err)
+	}
+	egressError(t, env.worker("GET", "remote.test", target, "", bearer("first")), http.StatusUnauthorized, CodeUnauthorized, "err")
+	if resp := env.worker("GET", "remote.test", target, "", bearer("second")); resp.StatusCode != 200 {
+		t.Fatalf("second secret: %d", resp.StatusCode)
+	}
 }

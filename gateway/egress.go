@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,14 @@ const workerProxyScheme = "matrix-federation://"
 // inside intercepted tunnels and the tunnels themselves. It lives as long
 // as the Gateway; configuration is read per request from the runtime
 // snapshot. Its methods are safe for concurrent use.
+//
+// Request flow (worker-proxy and intercepted requests, [egressStages]):
+//
+//	credentials (worker proxy) / TLS interception (CONNECT) -> target
+//	  -> route -> X-Matrix origin is us -> destination lists (before DNS)
+//	  -> endpoint and room rules -> body -> signature against our keys
+//	  -> per_destination limit -> backoff -> fresh signature
+//	  -> discovery client (SSRF guard, SNI, pool) -> remote -> relayed answer
 type egress struct {
 	g   *Gateway
 	log *zap.Logger
@@ -129,6 +139,29 @@ func (e *egress) start(c *config.Config) error {
 		if c.Egress.Secret == "" && c.Egress.SecretFile == "" {
 			e.log.Warn("egress.connect = \"passthrough\" without egress.secret: anything that can reach listen.egress can open tunnels to every destination policy allows")
 		}
+	}
+	return nil
+}
+
+// checkEgress is the part of [Check] that concerns the egress: the secret
+// (file), and an existing interception CA, which must load. A missing CA
+// is fine (fedgate run creates it); check-config creates nothing.
+func checkEgress(c *config.Config) error {
+	if _, err := newEgressSettings(c); err != nil {
+		return err
+	}
+	if c.Listen.Egress == "" || c.Egress.Connect != config.ConnectIntercept {
+		return nil
+	}
+	_, certErr := os.Stat(filepath.Join(c.Egress.CADir, certs.EgressCACertFile))
+	_, keyErr := os.Stat(filepath.Join(c.Egress.CADir, certs.EgressCAKeyFile))
+	if errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist) {
+		return nil
+	}
+	// Both or one of the files exist: loading validates them, and with one
+	// missing it fails without creating anything.
+	if _, err := certs.LoadOrCreateEgressCA(c.Egress.CADir, nil); err != nil {
+		return c.Errorf("egress.ca_dir", "%v", err)
 	}
 	return nil
 }

@@ -167,9 +167,15 @@ func TestSecretMatches(t *testing.T) {
 // mustConfig loads a minimal configuration plus extra TOML.
 func mustConfig(t *testing.T, extra string) *config.Config {
 	t.Helper()
+	return mustConfigText(t, "[listen]\nfederation = [\"127.0.0.1:0\"]\n[keys]\ngenerate = true\n"+extra)
+}
+
+// mustConfigText loads server_name and [upstream] plus text.
+func mustConfigText(t *testing.T, text string) *config.Config {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gateway.toml")
-	text := "server_name = \"gw.test\"\n[upstream]\nurl = \"http://127.0.0.1:8008\"\n[listen]\nfederation = [\"127.0.0.1:0\"]\n[keys]\ngenerate = true\n" + extra
+	text = "server_name = \"gw.test\"\n[upstream]\nurl = \"http://127.0.0.1:8008\"\n" + text
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -317,4 +323,27 @@ func FuzzRetryAfter(f *testing.F) {
 			t.Fatalf("retryAfter(%q, %q) = %s", header, body, d)
 		}
 	})
+}
+
+// TestCheckEgress: check-config refuses what fedgate run would (a broken
+// secret file, half an egress CA) and creates nothing.
+func TestCheckEgress(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	cfg := mustConfigText(t, "[listen]\negress = \"127.0.0.1:0\"\n"+fmt.Sprintf("[keys]\ngenerate = true\n[egress]\nsecret = \"x\"\nca_dir = %q\n", caDir))
+	if err := checkEgress(cfg); err != nil {
+		t.Fatalf("missing CA: %v", err)
+	}
+	if _, err := os.Stat(caDir); err == nil {
+		t.Fatal("check created the CA folder")
+	}
+	os.MkdirAll(caDir, 0o700)
+	os.WriteFile(filepath.Join(caDir, "ca.key"), []byte("junk"), 0o600)
+	if err := checkEgress(cfg); err == nil || !strings.Contains(err.Error(), "egress.ca_dir") {
+		t.Fatalf("half a CA: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(caDir, "ca.pem")); err == nil {
+		t.Fatal("check wrote a certificate")
+	}
 }

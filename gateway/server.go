@@ -387,7 +387,7 @@ func Check(c *config.Config) error {
 			return err
 		}
 	}
-	if _, err := newEgressSettings(c); err != nil {
+	if err := checkEgress(c); err != nil {
 		return err
 	}
 	up, err := newUpstream(c, g.log)

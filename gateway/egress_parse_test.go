@@ -346,4 +346,10 @@ func TestCheckEgress(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(caDir, "ca.pem")); err == nil {
 		t.Fatal("check wrote a certificate")
 	}
+	// An interception without signature checks and without a secret would
+	// sign for anyone on the internal network.
+	open := mustConfigText(t, "[listen]\negress = \"127.0.0.1:0\"\n[keys]\ngenerate = true\n[egress]\nworker_proxy = false\nrequire_signature = false\n")
+	if err := checkEgress(open); err == nil || !strings.Contains(err.Error(), "egress.require_signature") {
+		t.Fatalf("unauthenticated interception: %v", err)
+	}
 }

@@ -63,6 +63,10 @@ type Gateway struct {
 	// a reload changes [outbound].
 	fedClient atomic.Pointer[discovery.Client]
 
+	// egress captures the homeserver's outbound federation; its CA,
+	// backoff table and tunnels outlive reloads.
+	egress *egress
+
 	// bg scopes background work (list polling, key refresh); Shutdown ends it.
 	bg     context.Context
 	stopBg context.CancelFunc
@@ -80,6 +84,7 @@ type runtime struct {
 	upstream    *upstream
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
+	egress      *egressSettings
 }
 
 // server is one bound listener.
@@ -125,6 +130,10 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.rt.Store(rt)
+	g.egress = newEgress(g, opts.Config)
+	if err := g.egress.start(opts.Config); err != nil {
+		return nil, err
+	}
 	g.bg, g.stopBg = context.WithCancel(context.Background())
 	return g, nil
 }
@@ -135,11 +144,15 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	eg, err := newEgressSettings(c)
+	if err != nil {
+		return nil, err
+	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {
 		return nil, err
 	}
-	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys}, nil
+	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg}, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -195,6 +208,9 @@ func (g *Gateway) Start() error {
 			h = g.opts.WrapHTTP(h)
 		}
 		specs = append(specs, spec{ListenerHTTP, c.Listen.HTTP, h, false})
+	}
+	if c.Listen.Egress != "" {
+		specs = append(specs, spec{ListenerEgress, c.Listen.Egress, g.egress, false})
 	}
 	if c.Listen.Admin != "" {
 		specs = append(specs, spec{ListenerAdmin, c.Listen.Admin, g.adminHandler(), false})
@@ -304,6 +320,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	g.serveWG.Wait()
+	if err := g.egress.shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	g.stopBg()
 	g.bgWG.Wait()
 	if err := g.keyring.Close(); err != nil {
@@ -367,6 +386,9 @@ func Check(c *config.Config) error {
 		if _, err := loadSigningKeys(c); err != nil {
 			return err
 		}
+	}
+	if err := checkEgress(c); err != nil {
+		return err
 	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {

@@ -41,6 +41,7 @@ func commands() []command {
 		{"keygen", "write a new ed25519 signing key", cmdKeygen},
 		{"version", "print version information", cmdVersion},
 		{"resolve", "show how a server name is resolved and whether federation with it works", cmdResolve},
+		{"egress-ca", "print (creating it if needed) the CA homeservers trust for intercepted egress", cmdEgressCA},
 	}
 }
 

@@ -12,6 +12,14 @@
 //	  -> body read (size limit) -> origin key (keyring) -> signature
 //	  -> endpoint/room/user policy and limits -> reverse proxy -> homeserver
 //
+// Request flow (egress, one plain-HTTP listener for the homeserver):
+//
+//	CONNECT (TLS interception, or passthrough) | matrix-federation:// (Synapse)
+//	  -> route -> X-Matrix origin is us -> destination lists (before DNS)
+//	  -> endpoint/room rules -> body -> signature against our own keys
+//	  -> per-destination limit and backoff -> fresh X-Matrix signature
+//	  -> discovery client (SSRF guard, SNI) -> remote -> relayed answer
+//
 // A [Gateway] reads its configuration through one immutable runtime
 // snapshot per request; [Gateway.Reload] swaps the snapshot atomically.
 // Listeners, the keyring and limiter state outlive reloads.

@@ -95,6 +95,11 @@ type hostileCase struct {
 	// homeserver exactly once, with target as its request-target.
 	forwarded bool
 	target    string
+	// check, when set, inspects what the homeserver received.
+	check func(t *testing.T, got fedtest.Request)
+	// closes means the gateway must close the connection after its
+	// answer, reading nothing more from it.
+	closes bool
 }
 
 // rawRequest builds an HTTP/1.1 request. A Content-Length is added for a
@@ -166,7 +171,8 @@ func (e *hostileEnv) run(t *testing.T, cases []hostileCase) {
 			} else if _, err := io.WriteString(conn, tc.request); err != nil {
 				t.Fatalf("writing the request: %v", err)
 			}
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			br := bufio.NewReader(conn)
+			resp, err := http.ReadResponse(br, nil)
 			if tc.status == 0 {
 				if err == nil {
 					resp.Body.Close()
@@ -183,6 +189,13 @@ func (e *hostileEnv) run(t *testing.T, cases []hostileCase) {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				checkHostileAnswer(t, tc, resp, body)
+				if tc.closes {
+					if more, err := http.ReadResponse(br, nil); err == nil {
+						t.Fatalf("a second answer (%s) on a connection that should have closed", more.Status)
+					} else if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+						t.Fatalf("waiting for the connection to close: %v", err)
+					}
+				}
 			}
 			e.checkForwarded(t, tc)
 		})
@@ -227,6 +240,9 @@ func (e *hostileEnv) checkForwarded(t *testing.T, tc hostileCase) {
 	}
 	if tc.target != "" && got[0].RequestURI != tc.target {
 		t.Fatalf("request-target changed on the way:\n sent %s\n  got %s", tc.target, got[0].RequestURI)
+	}
+	if tc.check != nil {
+		tc.check(t, got[0])
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // configured timeouts (server.read_header_timeout 1s, read_timeout 2s).
 func TestHostileHTTP(t *testing.T) {
 	t.Parallel()
-	e, _ := startHostile(t, "")
+	e, _ := startHostile(t, "", nil)
 	const send = "/_matrix/federation/v1/send/txn1"
 	const txn = `{"origin":"origin.test","origin_server_ts":1,"pdus":[],"edus":[]}`
 	auth := e.good.sign("PUT", send, "gw.test", txn)

@@ -13,7 +13,7 @@ import (
 // verified against its canonical form and forwarded byte for byte.
 func TestHostileJSON(t *testing.T) {
 	t.Parallel()
-	e, _ := startHostile(t, "")
+	e, _ := startHostile(t, "", nil)
 	n := 0
 	target := func() string { n++; return fmt.Sprintf("/_matrix/federation/v1/send/json%d", n) }
 	// refused sends body under a signature over an innocent body: the

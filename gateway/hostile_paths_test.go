@@ -12,7 +12,7 @@ import (
 // where it names the same thing it named here.
 func TestHostilePaths(t *testing.T) {
 	t.Parallel()
-	e, _ := startHostile(t, "")
+	e, _ := startHostile(t, "", nil)
 	unknown := func(target string) hostileCase {
 		return hostileCase{name: target, request: rawRequest("GET", target, ""), status: 404, errcode: CodeUnrecognized}
 	}

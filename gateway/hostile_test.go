@@ -53,12 +53,15 @@ type hostileEnv struct {
 	// dns is the only resolver the gateway asks, so no lookup a case
 	// provokes ever leaves the machine; groups add records to it.
 	dns *fedtest.DNS
+	// originCA issued the origins' certificates; the gateway trusts it.
+	originCA *fedtest.CA
 }
 
-// startHostile starts the shared hostile configuration; extraOrigins are
-// created with the origins' CA and reachable through [outbound.overrides];
-// outbound is extra TOML for the [outbound] table (timeouts, resolvers).
-func startHostile(t *testing.T, outbound string, extraOrigins ...func(ca *fedtest.CA) *testOrigin) (*hostileEnv, []*testOrigin) {
+// startHostile starts the shared hostile configuration. extraOrigins are
+// created with the origins' CA and reachable through [outbound.overrides],
+// as are the names in overrides (name -> "host:port"); outbound is extra
+// TOML for the [outbound] table.
+func startHostile(t *testing.T, outbound string, overrides map[string]string, extraOrigins ...func(ca *fedtest.CA) *testOrigin) (*hostileEnv, []*testOrigin) {
 	t.Helper()
 	ca := fedtest.NewCA(t)
 	good := newOrigin(t, ca, "origin.test")
@@ -73,8 +76,11 @@ func startHostile(t *testing.T, outbound string, extraOrigins ...func(ca *fedtes
 	for _, o := range origins {
 		fmt.Fprintf(&b, "%q = %q\n", o.name, o.addr())
 	}
+	for name, addr := range overrides {
+		fmt.Fprintf(&b, "%q = %q\n", name, addr)
+	}
 	tg := startGateway(t, b.String()+hostileTOML)
-	return &hostileEnv{testGateway: tg, good: origins[0], dns: dns}, origins[1:]
+	return &hostileEnv{testGateway: tg, good: origins[0], dns: dns, originCA: ca}, origins[1:]
 }
 
 // hostileCase is one hostile request and the answer it must get.

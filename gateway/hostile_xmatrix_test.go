@@ -13,7 +13,7 @@ import (
 // 401 M_UNAUTHORIZED; what the spec's grammar allows is accepted.
 func TestHostileXMatrix(t *testing.T) {
 	t.Parallel()
-	e, _ := startHostile(t, "")
+	e, _ := startHostile(t, "", nil)
 	const target = "/_matrix/federation/v1/query/profile?user_id=%40bob%3Agw.test"
 	sig := e.sig("GET", target, "gw.test", "")
 	base := fmt.Sprintf(`origin="origin.test",destination="gw.test",key="ed25519:o_1",sig="%s"`, sig)

@@ -182,7 +182,9 @@ func median(rs []*result) *result {
 	m.n = 1000000
 	m.elapsed = time.Duration(float64(m.n) / rps * float64(time.Second))
 	m.cpu = time.Duration(pick(func(r *result) float64 { return float64(r.cpuPerReq()) })) * time.Duration(m.n)
-	p := func(q float64) time.Duration { return time.Duration(pick(func(r *result) float64 { return float64(r.pct(q)) })) }
+	p := func(q float64) time.Duration {
+		return time.Duration(pick(func(r *result) float64 { return float64(r.pct(q)) }))
+	}
 	m.lat = []time.Duration{p(0.5), p(0.9), p(0.99)}
 	m.errors = 0
 	for _, r := range rs {

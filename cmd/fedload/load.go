@@ -215,6 +215,10 @@ func run(ctx context.Context, client *http.Client, t *target, s scenario, spec l
 				}
 				r := &s.reqs[int(i)%len(s.reqs)]
 				status, body, err := do(ctx, client, t.base, r)
+				if err != nil && ctx.Err() != nil {
+					lat[i] = -1 // cut off by the end of the measurement, not an error
+					return
+				}
 				lat[i] = time.Since(from)
 				if err != nil || status/100 != 2 {
 					errs.Add(1)
@@ -239,8 +243,8 @@ func run(ctx context.Context, client *http.Client, t *target, s scenario, spec l
 		res.cpu = cpu1 - cpu0
 	}
 	n := min(int(next.Load()), spec.requests)
-	res.n, res.errors = n, int(errs.Load())
-	res.lat = slices.Clone(lat[:n])
+	res.lat = slices.DeleteFunc(slices.Clone(lat[:n]), func(d time.Duration) bool { return d < 0 })
+	res.n, res.errors = len(res.lat), int(errs.Load())
 	slices.Sort(res.lat)
 	return res, nil
 }

@@ -77,7 +77,9 @@ func cmdSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			for ctx.Err() == nil {
 				// Runs in slices of one sample period so counts show up live.
 				spec.duration = min(*sample, time.Until(deadlineOf(ctx)))
-				spec.requests = max(1, int(spec.rate*spec.duration.Seconds()))
+				if spec.requests = int(spec.rate * spec.duration.Seconds()); spec.requests < 1 {
+					return // less than one request's interval left
+				}
 				r, err := run(ctx, client, &target{name: t.name, base: t.base}, s, spec)
 				if err != nil {
 					return

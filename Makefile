@@ -6,6 +6,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 15s
+BENCH     ?= .
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 1
 
 .PHONY: build test lint bench fuzz run clean
 
@@ -22,9 +25,13 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## bench: benchmarks of the hot path (results in docs/performance.md)
+## bench: benchmarks of the hot path (results in docs/performance.md):
+## X-Matrix parse, canonical JSON (2/16/64 KiB), sign/verify, policy,
+## rate limiters, route lookup, the inbound pipeline in process.
+## BENCHTIME=2s BENCHCOUNT=5 for numbers worth comparing (benchstat).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./auth/ ./policy/ ./internal/endpoints/ ./internal/glob/ ./gateway/
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) \
+		./auth/ ./policy/ ./internal/endpoints/ ./internal/glob/ ./gateway/
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:

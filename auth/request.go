@@ -121,6 +121,28 @@ func CanonicalizeContent(dst, body []byte) ([]byte, error) {
 	return canonicalizeLenient(dst, body)
 }
 
+// ContentOf returns the form in which a request body is signed as X-Matrix
+// "content", like [CanonicalizeContent], but without copying in the common
+// case: a body that is already canonical (Synapse sends canonical JSON) is
+// checked in one pass and returned itself, so the signature is verified
+// over the received bytes; any other acceptable body is written out anew.
+// The result may share memory with body. Errors are *[JSONError]. It is
+// safe for concurrent use.
+func ContentOf(body []byte) ([]byte, error) {
+	c := getCanonicalizer(true)
+	defer putCanonicalizer(c)
+	err := c.scan(body)
+	defer c.release()
+	if err != nil {
+		return nil, err
+	}
+	if c.edits == 0 {
+		return body, nil
+	}
+	dst, _ := c.emit(make([]byte, 0, len(body)), 0)
+	return dst, nil
+}
+
 // VerifyRequestContent is [VerifyRequest] for a body already turned into
 // content by [CanonicalizeContent] (nil or empty: the request has no body).
 // The content is used as given; passing anything else makes verification

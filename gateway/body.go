@@ -40,6 +40,12 @@ func (g *Gateway) stageBody(in *inbound) error {
 			in.w.Header().Set("Connection", "close")
 			return errTooLarge(limit)
 		}
+		if isTimeout(err) {
+			// server.read_timeout cut off a sender too slow to finish its
+			// body (or one holding the connection on purpose).
+			in.w.Header().Set("Connection", "close")
+			return &Error{Status: http.StatusRequestTimeout, Code: CodeUnknown, Msg: "Timed out reading the request body", Reason: "body_timeout", Err: err}
+		}
 		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Could not read the request body", Reason: "body_read", Err: err}
 	}
 	in.body = body

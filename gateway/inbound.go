@@ -91,6 +91,15 @@ func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 		start: time.Now(),
 	}
 	defer g.finish(in)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent alongside Transfer-Encoding
+		// before we see the request, so a smuggling attempt cannot be told
+		// from a plain chunked request. RFC 9112 section 6.1 asks to close
+		// the connection after answering such a request; federation
+		// senders give a Content-Length, so closing after every chunked
+		// request costs them nothing.
+		w.Header().Set("Connection", "close")
+	}
 	for _, st := range g.stages {
 		err := st.check(g, in)
 		if err == nil {

@@ -67,7 +67,7 @@ func (g *Gateway) checkJSONBody(in *inbound) error {
 	if len(in.body) == 0 {
 		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Request body must be a JSON object", Reason: "not_json"}
 	}
-	canon, err := auth.CanonicalizeContent(make([]byte, 0, len(in.body)), in.body)
+	canon, err := auth.ContentOf(in.body) // in.body itself when already canonical
 	if err != nil {
 		code, reason := CodeBadJSON, "bad_json"
 		if !json.Valid(in.body) {

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/gateway"
+)
+
+// TestScenariosThroughGateway runs every scenario, briefly, through a
+// gateway built in process from the configuration fedload writes: the
+// pre-signed requests must verify and be forwarded, and the local
+// endpoints answered, without a single error.
+func TestScenariosThroughGateway(t *testing.T) {
+	dir := t.TempDir()
+	e, err := newEnv(dir, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.close)
+	key, err := auth.GenerateSigningKey("gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "fedgate-data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.WriteKeyFile(filepath.Join(dir, "fedgate-data", "signing.key"), auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "fedgate.toml")
+	if err := os.WriteFile(path, []byte(e.fedgateTOML(0, 0, true)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("fedload's configuration: %v", err)
+	}
+	cert, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+	})
+	scenarios, err := buildScenarios(scenarioNames, e.origins, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := []*target{
+		{name: "direct", base: "http://" + e.upstream.addr},
+		{name: "fedgate", base: "https://" + gw.Addrs(gateway.ListenerFederation)[0].String(), pid: os.Getpid()},
+	}
+	client := newClient(e.ca, 4)
+	t.Cleanup(client.CloseIdleConnections)
+	for _, s := range scenarios {
+		for _, tg := range targets {
+			r, err := run(context.Background(), client, tg, s, loadSpec{requests: 40, duration: 20 * time.Second, conns: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.n != 40 || r.errors != 0 {
+				t.Fatalf("%s against %s: %d requests, %d errors, first: %s", s.name, tg.name, r.n, r.errors, r.firstError)
+			}
+			if tg.pid != 0 && r.cpu < 0 {
+				t.Fatalf("negative CPU time %v", r.cpu)
+			}
+		}
+	}
+	for _, o := range e.origins {
+		if o.fetches.Load() == 0 {
+			t.Errorf("%s: fedgate never fetched its keys", o.name)
+		}
+	}
+}
+
+func TestProcReadings(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	cpu, err := procCPU(os.Getpid())
+	if err != nil || cpu < 0 {
+		t.Fatalf("procCPU: %v %v", cpu, err)
+	}
+	m, err := readProcMem(os.Getpid())
+	if err != nil || m.RSS <= 0 || m.Threads <= 0 || m.FDs <= 0 {
+		t.Fatalf("readProcMem: %+v %v", m, err)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Fatal("procCPU of no process succeeded")
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"help"}, 0, "Usage"},
+		{[]string{"bench", "-h"}, 0, "interleaved rounds"},
+		{[]string{"soak", "-h"}, 0, "steady mixed load"},
+		{[]string{"nonsense"}, 2, "unknown mode"},
+		{[]string{"bench", "-requests", "0"}, 1, "must be positive"},
+		{[]string{"bench", "-scenarios", "nope", "-fedgate", "none", "-caddy", "none", "-nginx", "none", "-origins", "1", "-distinct", "1"}, 1, "unknown scenario"},
+		{[]string{"soak", "-rate", "0"}, 1, "must be positive"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		code := dispatch(context.Background(), tt.args, &out, &out)
+		if code != tt.code || !strings.Contains(out.String(), tt.out) {
+			t.Errorf("%v: code %d, output %q", tt.args, code, out.String())
+		}
+	}
+}

@@ -172,13 +172,27 @@ func (e *hostileEnv) run(t *testing.T, cases []hostileCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.hs.Reset()
 			conn := e.dial(t)
+			// The request is written while the answer is read: the gateway
+			// may answer (413, 431) and close before a large request is
+			// fully written, and a writer that waited would see a reset
+			// instead of the answer.
+			written := make(chan error, 1)
 			if tc.converse != nil {
 				tc.converse(t, conn)
-			} else if _, err := io.WriteString(conn, tc.request); err != nil {
-				t.Fatalf("writing the request: %v", err)
+				written <- nil
+			} else {
+				go func() {
+					_, err := io.WriteString(conn, tc.request)
+					written <- err
+				}()
 			}
 			br := bufio.NewReader(conn)
 			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				if werr := <-written; werr != nil && tc.status != 0 {
+					t.Fatalf("writing the request: %v (reading: %v)", werr, err)
+				}
+			}
 			if tc.status == 0 {
 				if err == nil {
 					resp.Body.Close()

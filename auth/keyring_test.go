@@ -731,13 +731,21 @@ func TestKeyringCacheFileProblems(t *testing.T) {
 		}
 		r.Close()
 	}
-	// An unwritable location is reported, not fatal.
+	// A missing folder is created on save.
 	r, err := NewKeyring(KeyringOptions{CacheFile: filepath.Join(dir, "missing", "keyring.json")})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Close(); err != nil {
+		t.Errorf("saving into a folder that did not exist: %v", err)
+	}
+	// An unwritable location (under a regular file) is reported, not fatal.
+	r, err = NewKeyring(KeyringOptions{CacheFile: filepath.Join(dir, "corrupt.json", "keyring.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Close(); err == nil {
-		t.Error("saving into a missing directory succeeded")
+		t.Error("saving under a regular file succeeded")
 	}
 }
 

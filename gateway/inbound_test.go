@@ -100,6 +100,7 @@ func TestAuthenticationFailures(t *testing.T) {
 		{"origin key server down", "GET", target, "", []string{dead.sign("GET", target, "gw.test", "")}, 401, CodeUnauthorized, ""},
 		{"destination mismatch", "GET", target, "", []string{origin.sign("GET", target, "other.test", "")}, 401, CodeUnauthorized, ""},
 		{"origin is us", "GET", target, "", []string{signWith(t, tg.key, "gw.test", "GET", target, "gw.test", "")}, 401, CodeUnauthorized, ""},
+		{"origin is us in upper case", "GET", target, "", []string{signWith(t, tg.key, "GW.TEST", "GET", target, "gw.test", "")}, 401, CodeUnauthorized, ""},
 		{"non-JSON body", "PUT", send, `{"a":`, []string{origin.sign("PUT", send, "gw.test", `{}`)}, 400, CodeNotJSON, ""},
 		{"array body", "PUT", send, `[1]`, []string{origin.sign("PUT", send, "gw.test", `{}`)}, 400, CodeBadJSON, ""},
 		{"float in body", "PUT", send, `{"a":1.5}`, []string{origin.sign("PUT", send, "gw.test", `{}`)}, 400, CodeBadJSON, ""},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/fedgate/fedgate/auth"
 )
@@ -38,10 +39,11 @@ func (g *Gateway) stageXMatrix(in *inbound) error {
 		}
 		in.auth[i].x = x
 	}
-	if in.origin == in.rt.cfg.ServerName {
+	if strings.EqualFold(in.origin, in.rt.cfg.ServerName) {
 		// Servers never send federation requests to themselves; accepting
 		// one from the network would mean fetching our own keys from
-		// wherever the claimed name resolves to.
+		// wherever the claimed name resolves to. DNS ignores case, so
+		// neither does this check.
 		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "Requests from this server's own name are not accepted", Reason: "origin_is_us"}
 	}
 	return nil

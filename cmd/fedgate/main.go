@@ -41,6 +41,7 @@ func commands() []command {
 		{"keygen", "write a new ed25519 signing key", cmdKeygen},
 		{"version", "print version information", cmdVersion},
 		{"resolve", "show how a server name is resolved and whether federation with it works", cmdResolve},
+		{"selftest", "check this deployment from the outside: discovery, TLS, keys, homeserver, egress", cmdSelftest},
 	}
 }
 

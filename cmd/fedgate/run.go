@@ -70,10 +70,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 	defer cm.Stop()
 
 	gw, err := gateway.New(gateway.Options{
-		Config:    c,
-		Logger:    log,
-		TLSConfig: cm.TLSConfig(),
-		WrapHTTP:  cm.HTTPHandler,
+		Config:       c,
+		Logger:       log,
+		TLSConfig:    cm.TLSConfig(),
+		WrapHTTP:     cm.HTTPHandler,
+		Certificates: cm,
+		Version:      version,
 	})
 	if err != nil {
 		return err
@@ -121,6 +123,9 @@ func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger
 		err = gw.Reload(c)
 	}
 	if err != nil {
+		if c == nil {
+			gw.ReloadFailed() // Reload counts its own refusals
+		}
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}

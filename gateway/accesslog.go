@@ -163,16 +163,17 @@ func errField(e *Error) zap.Field {
 	return zap.Skip()
 }
 
-// egressRecord describes one finished egress request, for
-// [Gateway.finishEgress]. The egress fills it as the request goes.
+// egressRecord describes one finished egress request or tunnel, for
+// [Gateway.observeEgress] and [Gateway.finishEgress]. The egress fills it
+// as the request goes.
 type egressRecord struct {
 	id          string              // request id
-	mode        string              // capture mode: "worker_proxy", "connect", "connect_passthrough"
-	method      string              // "" for CONNECT passthrough tunnels
+	mode        string              // capture mode, e.g. "worker_proxy", "intercept", "passthrough"
+	method      string              // request method ("CONNECT" for a tunnel)
 	peer        netip.Addr          // the homeserver's address
 	endpoint    *endpoints.Endpoint // nil when the path is not in the endpoint table
 	destination string              // the remote server name; "" if none could be determined
-	denied      bool                // refused by fedgate (policy, authentication, limits)
+	decision    int                 // decisionForwarded, decisionDenied, decisionFailed, decisionTunnel or decisionBackoff
 	reason      string              // reason code of a denial or failure; "" on success
 	rule        string              // the policy entry that denied it
 	limiter     string              // the limiter that refused it
@@ -181,40 +182,27 @@ type egressRecord struct {
 	start       time.Time           // when the request arrived
 	remoteStart time.Time           // when sending to the remote began; zero if nothing was sent
 	remoteHdrs  time.Time           // when the remote's response headers arrived; zero if none
-	remoteEnd   time.Time           // when relaying the remote's response ended; zero means at finish
-	bytesIn     int64               // request body bytes
-	bytesOut    int64               // response body bytes
+	remoteEnd   time.Time           // when relaying the remote's response ended; zero means now
+	bytesIn     int64               // request body bytes (tunnel: bytes up)
+	bytesOut    int64               // response body bytes (tunnel: bytes down)
 }
 
-// decision classifies a finished egress request.
-func (r *egressRecord) decision() int {
-	switch {
-	case r.denied:
-		return decisionDenied
-	case r.reason != "":
-		return decisionFailed
-	}
-	return decisionForwarded
-}
-
-// finishEgress records a finished egress request: metrics, the access log
-// line (direction "egress") and, for a denial, the decision log line. The
-// egress calls it once per request, after the response is written.
-func (g *Gateway) finishEgress(r *egressRecord) {
-	end := time.Now()
-	rt := g.rt.Load()
-	decision := r.decision()
+// record turns r into what the metrics count, as of end.
+func (r *egressRecord) record(end time.Time) requestRecord {
 	rec := requestRecord{
 		direction: 1,
 		class:     classUnknown,
 		peer:      r.destination,
-		decision:  decision,
+		decision:  r.decision,
 		status:    r.status,
 		reason:    r.reason,
 		limiter:   r.limiter,
 		total:     end.Sub(r.start),
 		bytesIn:   r.bytesIn,
 		bytesOut:  r.bytesOut,
+	}
+	if rec.decision < 0 || rec.decision >= numDecisions {
+		rec.decision = decisionFailed
 	}
 	if r.endpoint != nil {
 		rec.class = r.endpoint.Class
@@ -232,10 +220,41 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 		}
 		rec.upstream = hdrs.Sub(r.remoteStart)
 	}
+	return rec
+}
+
+// observeEgress counts a finished egress request or tunnel in the
+// metrics: requests by class, decision and status, the destination's peer
+// label (admin.peers only), durations (waiting = on the remote server),
+// bytes, denials and failures by reason, rate limiting by limiter. The
+// egress calls it once per request, after its response is written.
+func (g *Gateway) observeEgress(r *egressRecord) {
+	rec := r.record(time.Now())
+	g.metrics.observe(&rec)
+}
+
+// logDecision writes fields (an access log line's fields) to the decision
+// log when it is on and the request was denied or dry_run let a denial
+// through; limited marks rate-limit refusals, which are sampled. The
+// egress calls it with its own log fields.
+func (g *Gateway) logDecision(fields []zap.Field, denied, limited, dryRun bool) {
+	if dl := g.decisions.Load(); dl != nil && (denied || dryRun) {
+		dl.write(fields, denied, limited)
+	}
+}
+
+// finishEgress is observeEgress plus the access log line (direction
+// "egress", the inbound line's fields with destination for origin and the
+// capture mode) and the decision log line, for an egress that writes no
+// log lines of its own.
+func (g *Gateway) finishEgress(r *egressRecord) {
+	end := time.Now()
+	rt := g.rt.Load()
+	rec := r.record(end)
 	defer g.metrics.observe(&rec) // last: a counted request is logged
 
-	dl := g.decisions.Load()
-	toDecisions := dl != nil && (decision == decisionDenied || len(r.dryRun) > 0)
+	denied := rec.decision == decisionDenied
+	toDecisions := g.decisions.Load() != nil && (denied || len(r.dryRun) > 0)
 	var ce *zapcore.CheckedEntry
 	if rt.cfg.Log.Access {
 		ce = g.access.Check(zap.InfoLevel, "request")
@@ -259,7 +278,7 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 	if r.destination != "" {
 		fields = append(fields, zap.String("destination", names.name(r.destination)))
 	}
-	fields = append(fields, zap.String("decision", decisionName(decision)))
+	fields = append(fields, zap.String("decision", decisionName(rec.decision)))
 	fields = appendOutcome(fields, names, r.reason, "", r.rule, r.limiter, r.dryRun)
 	fields = append(fields,
 		zap.Int64("bytes_in", r.bytesIn),
@@ -272,9 +291,7 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 	if ce != nil {
 		ce.Write(fields...)
 	}
-	if toDecisions {
-		dl.write(fields, decision == decisionDenied, r.limiter != "")
-	}
+	g.logDecision(fields, denied, r.limiter != "", len(r.dryRun) > 0)
 }
 
 // logName returns server name s as every log line must show it: a keyed

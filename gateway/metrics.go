@@ -39,6 +39,8 @@ const (
 	decisionLocal            // answered by fedgate itself
 	decisionDenied           // refused by a check: policy, authentication, limits, routing
 	decisionFailed           // allowed, but forwarding failed (upstream or remote unreachable)
+	decisionTunnel           // egress: a CONNECT tunnel passed through
+	decisionBackoff          // egress: answered at once, the destination is backed off
 	numDecisions
 )
 
@@ -52,8 +54,23 @@ func decisionName(d int) string {
 		return "denied"
 	case decisionFailed:
 		return "failed"
+	case decisionTunnel:
+		return "tunnel"
+	case decisionBackoff:
+		return "backoff"
 	}
 	return "unknown"
+}
+
+// decisionIndex maps a decision name ("forwarded", "denied", ...) to its
+// constant; unknown names count as failed.
+func decisionIndex(name string) int {
+	for d := range numDecisions {
+		if decisionName(d) == name {
+			return d
+		}
+	}
+	return decisionFailed
 }
 
 // Endpoint classes outside the endpoint table.

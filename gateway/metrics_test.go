@@ -180,18 +180,22 @@ func TestEgressObservation(t *testing.T) {
 	}
 	start := time.Now().Add(-30 * time.Millisecond)
 	og.gw.finishEgress(&egressRecord{
-		id: "e1", mode: "worker_proxy", method: "PUT", endpoint: ep, destination: "remote.test",
+		id: "e1", mode: "worker_proxy", method: "PUT", endpoint: ep, destination: "remote.test", decision: decisionForwarded,
 		status: 200, start: start, remoteStart: start.Add(time.Millisecond), remoteHdrs: start.Add(20 * time.Millisecond),
 		bytesIn: 100, bytesOut: 2,
 	})
 	og.gw.finishEgress(&egressRecord{
-		id: "e2", mode: "worker_proxy", method: "GET", destination: "evil.test", denied: true,
+		id: "e2", mode: "worker_proxy", method: "GET", destination: "evil.test", decision: decisionIndex("denied"),
 		reason: "destination_denied", rule: `policy.deny[0] "evil.test"`, status: 403, start: start,
 	})
 	og.gw.finishEgress(&egressRecord{
-		id: "e3", mode: "worker_proxy", method: "PUT", endpoint: ep, destination: "down.test",
+		id: "e3", mode: "worker_proxy", method: "PUT", endpoint: ep, destination: "down.test", decision: decisionFailed,
 		reason: "remote_unreachable", status: 502, start: start, remoteStart: start,
 	})
+	og.gw.observeEgress(&egressRecord{mode: "passthrough", method: "CONNECT", destination: "remote.test",
+		decision: decisionIndex("tunnel"), status: 200, start: start, bytesIn: 10, bytesOut: 20})
+	og.gw.observeEgress(&egressRecord{mode: "worker_proxy", method: "GET", destination: "down.test",
+		decision: decisionIndex("backoff"), reason: "remote_backoff", status: 502, start: start})
 	og.gw.observeDiscovery(nil, &discovery.Error{ServerName: "down.test", Phase: discovery.PhaseDial,
 		Steps: []discovery.Step{{Kind: discovery.StepSRV, Cached: true}, {Kind: discovery.StepAddress}}})
 	m := og.scrape()
@@ -199,11 +203,14 @@ func TestEgressObservation(t *testing.T) {
 	wantValue(t, m, 1, "fedgate_gateway_requests_total", "direction=egress", "class=unknown", "decision=denied", "status=403")
 	wantValue(t, m, 1, "fedgate_gateway_requests_total", "direction=egress", "class=send", "decision=failed", "status=502")
 	wantValue(t, m, 1, "fedgate_gateway_peer_requests_total", "direction=egress", "peer=remote.test", "decision=forwarded")
-	wantValue(t, m, 2, "fedgate_gateway_peer_requests_total", "direction=egress", "peer=other")
+	wantValue(t, m, 3, "fedgate_gateway_peer_requests_total", "direction=egress", "peer=other")
 	wantValue(t, m, 1, "fedgate_gateway_denied_requests_total", "direction=egress", "reason=destination_denied")
 	wantValue(t, m, 1, "fedgate_gateway_failed_requests_total", "direction=egress", "reason=remote_unreachable")
 	wantValue(t, m, 2, "fedgate_gateway_upstream_response_seconds_count", "direction=egress", "class=send")
 	wantValue(t, m, 100, "fedgate_gateway_request_bytes_total", "direction=egress", "class=send")
+	wantValue(t, m, 1, "fedgate_gateway_requests_total", "direction=egress", "class=unknown", "decision=tunnel", "status=200")
+	wantValue(t, m, 1, "fedgate_gateway_peer_requests_total", "direction=egress", "peer=remote.test", "decision=tunnel")
+	wantValue(t, m, 1, "fedgate_gateway_requests_total", "direction=egress", "decision=backoff", "status=502")
 	wantValue(t, m, 1, "fedgate_discovery_failures_total", "phase=dial")
 	wantValue(t, m, 1, "fedgate_discovery_lookups_total", "step=srv", "cache=hit")
 	wantValue(t, m, 1, "fedgate_discovery_lookups_total", "step=address", "cache=miss")

@@ -92,6 +92,7 @@ const maxLabelValues = 128
 // newMetrics; all methods are safe for concurrent use.
 type metrics struct {
 	reg *prometheus.Registry
+	own []prometheus.Collector // fedgate's own collectors, for the documentation test
 
 	requests       *prometheus.CounterVec
 	peerRequests   *prometheus.CounterVec
@@ -220,17 +221,18 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	m.discFailures = counter("discovery", "failures_total",
 		"Failures reaching a remote server, by phase (server_name, well_known, dns, ssrf_guard, dial, tls, request, status).", "phase")
 
-	m.reg.MustRegister(m.requests, m.peerRequests, m.denied, m.failed, m.rateLimited, m.duration, m.overhead,
+	m.own = []prometheus.Collector{m.requests, m.peerRequests, m.denied, m.failed, m.rateLimited, m.duration, m.overhead,
 		m.upstreamTime, m.bytesIn, m.bytesOut, m.inFlight, m.upstreamErrors, m.probes, m.keyringEvents, m.keyFetch,
-		m.discLookups, m.discFailures)
-	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "fedgate", Name: "build_info", Help: "Always 1; labels say which fedgate runs.",
-		ConstLabels: prometheus.Labels{"version": version, "goversion": goruntime.Version()},
-	}, func() float64 { return 1 }))
+		m.discLookups, m.discFailures,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "fedgate", Name: "build_info", Help: "Always 1; labels say which fedgate runs.",
+			ConstLabels: prometheus.Labels{"version": version, "goversion": goruntime.Version()},
+		}, func() float64 { return 1 })}
 	if state != nil {
-		m.reg.MustRegister(state)
+		m.own = append(m.own, state)
 	}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	for i := range m.statusSlot {
 		m.statusSlot[i] = 255

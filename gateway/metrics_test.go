@@ -3,9 +3,13 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/discovery"
@@ -261,4 +265,38 @@ func BenchmarkObserveDenied(b *testing.B) {
 			m.observe(&r)
 		}
 	})
+}
+
+// TestMetricsDocumented: docs/readme/metrics.md lists every fedgate metric
+// and no metric that does not exist.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/readme/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(fedgate_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	g := &Gateway{}
+	m := newMetrics(newStateCollector(g), "test")
+	ch := make(chan *prometheus.Desc, 256)
+	for _, c := range m.own {
+		c.Describe(ch)
+	}
+	close(ch)
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	exported := map[string]bool{}
+	for d := range ch {
+		name := fqName.FindStringSubmatch(d.String())[1]
+		exported[name] = true
+		if !documented[name] {
+			t.Errorf("%s is not in docs/readme/metrics.md", name)
+		}
+	}
+	for name := range documented {
+		if !exported[name] {
+			t.Errorf("docs/readme/metrics.md lists %s, which does not exist", name)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -39,22 +38,40 @@ const (
 )
 
 // nameHasher turns server names (and peer addresses) into what the logs
-// show. A nil *nameHasher, or one without a key, shows names as they are.
-// Immutable; safe for concurrent use.
+// show. A nil *nameHasher shows names as they are. Build it with
+// newHasher; immutable and safe for concurrent use.
 type nameHasher struct {
-	key []byte
+	// ipad and opad are the HMAC key blocks (RFC 2104), computed once so
+	// that hashing a name allocates nothing but the result.
+	ipad, opad [sha256.BlockSize]byte
 }
 
-// name returns s for the logs: "h:" followed by 16 hex digits of
+// newHasher returns the hasher for key (any length, as HMAC allows).
+func newHasher(key []byte) *nameHasher {
+	if len(key) > sha256.BlockSize {
+		sum := sha256.Sum256(key)
+		key = sum[:]
+	}
+	h := &nameHasher{}
+	for i := range h.ipad {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		h.ipad[i], h.opad[i] = k^0x36, k^0x5c
+	}
+	return h
+}
+
+// name returns s for the logs: "h:" followed by the first 16 hex digits of
 // HMAC-SHA256(key, lower-case s) when hashing is on, s otherwise. The
 // empty string stays empty.
 func (h *nameHasher) name(s string) string {
-	if h == nil || len(h.key) == 0 || s == "" {
+	if h == nil || s == "" {
 		return s
 	}
-	mac := hmac.New(sha256.New, h.key)
-	var buf [256]byte
-	b := buf[:0]
+	var buf [sha256.BlockSize + 256]byte
+	b := append(buf[:0], h.ipad[:]...)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if 'A' <= c && c <= 'Z' {
@@ -62,16 +79,19 @@ func (h *nameHasher) name(s string) string {
 		}
 		b = append(b, c)
 	}
-	mac.Write(b)
-	var sum [sha256.Size]byte
-	out := make([]byte, len(hashPrefix)+hashHexDigits)
-	copy(out, hashPrefix)
-	hex.Encode(out[len(hashPrefix):], mac.Sum(sum[:0])[:hashHexDigits/2])
-	return string(out)
+	inner := sha256.Sum256(b)
+	var outer [sha256.BlockSize + sha256.Size]byte
+	copy(outer[:], h.opad[:])
+	copy(outer[sha256.BlockSize:], inner[:])
+	sum := sha256.Sum256(outer[:])
+	var out [len(hashPrefix) + hashHexDigits]byte
+	copy(out[:], hashPrefix)
+	hex.Encode(out[len(hashPrefix):], sum[:hashHexDigits/2])
+	return string(out[:])
 }
 
 // enabled reports whether names are hashed.
-func (h *nameHasher) enabled() bool { return h != nil && len(h.key) > 0 }
+func (h *nameHasher) enabled() bool { return h != nil }
 
 // rule shortens a policy rule for the logs when hashing is on: `policy.deny[2]
 // "evil.example"` names the server it matched, so only the part before the
@@ -146,7 +166,7 @@ func newNameHasher(hash bool, keyFile string, create bool) (*nameHasher, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &nameHasher{key: key}, nil
+	return newHasher(key), nil
 }
 
 // isHashedAttr reports whether key is one of the attribute keys the

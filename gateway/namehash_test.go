@@ -19,7 +19,7 @@ import (
 
 func TestNameHasher(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	h := &nameHasher{key: key}
+	h := newHasher(key)
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("example.org"))
 	want := "h:" + hex.EncodeToString(mac.Sum(nil))[:16]
@@ -33,11 +33,20 @@ func TestNameHasher(t *testing.T) {
 			t.Errorf("name(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+	// Keys longer than a block are hashed first, as HMAC says.
+	long := make([]byte, 100)
+	mac = hmac.New(sha256.New, long)
+	mac.Write([]byte("a.example"))
+	if got := newHasher(long).name("a.example"); got != "h:"+hex.EncodeToString(mac.Sum(nil))[:16] {
+		t.Errorf("100-byte key: %s", got)
+	}
 	if h.name("example.org:8448") == want {
 		t.Error("a port does not change the hash")
 	}
-	long := strings.Repeat("a", 300) // longer than the stack buffer
-	if got := h.name(long); len(got) != 18 {
+	longName := strings.Repeat("a", 300) // longer than the stack buffer
+	mac = hmac.New(sha256.New, key)
+	mac.Write([]byte(longName))
+	if got := h.name(longName); got != "h:"+hex.EncodeToString(mac.Sum(nil))[:16] {
 		t.Errorf("long name hashed to %q", got)
 	}
 	var off *nameHasher
@@ -152,7 +161,7 @@ func TestHashedLogs(t *testing.T) {
 // same treatment.
 func TestHashingHandler(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	h := &nameHasher{key: []byte("0123456789abcdef")}
+	h := newHasher([]byte("0123456789abcdef"))
 	on := true
 	g := &Gateway{log: zap.New(core)}
 	lg := slog.New(&hashingHandler{next: slogFor(g.log, "keyring").Handler(), hasher: func() *nameHasher {
@@ -188,7 +197,7 @@ func TestHashingHandler(t *testing.T) {
 }
 
 func TestHashAddresses(t *testing.T) {
-	h := &nameHasher{key: []byte("0123456789abcdef")}
+	h := newHasher([]byte("0123456789abcdef"))
 	n := h.name
 	tests := []struct{ in, want string }{
 		{"dial tcp 192.0.2.1:8448: connection refused", "dial tcp " + n("192.0.2.1") + ":8448: connection refused"},
@@ -209,7 +218,7 @@ func FuzzHashAddresses(f *testing.F) {
 	for _, s := range []string{"dial tcp 192.0.2.1:8448", "[::1]:1", "1.2.3.4.5.6", "[", "]", "0.0.0.0.", "[1.2.3.4]", "a[b]c[d"} {
 		f.Add(s)
 	}
-	h := &nameHasher{key: []byte("0123456789abcdef")}
+	h := newHasher([]byte("0123456789abcdef"))
 	f.Fuzz(func(t *testing.T, s string) {
 		out := hashAddresses(h, s)
 		if !strings.Contains(s, ".") && !strings.Contains(s, "[") && out != s {
@@ -219,7 +228,7 @@ func FuzzHashAddresses(f *testing.F) {
 }
 
 func BenchmarkNameHash(b *testing.B) {
-	h := &nameHasher{key: make([]byte, 32)}
+	h := newHasher(make([]byte, 32))
 	b.ReportAllocs()
 	for b.Loop() {
 		h.name("matrix.example.org")

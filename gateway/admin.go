@@ -77,7 +77,9 @@ func (u *upstreamState) seen(t time.Time) {
 }
 
 // Ready reports whether fedgate should receive traffic and the state of
-// each check. It is cheap (no network) and safe for concurrent use.
+// each check. It is cheap (no network) and safe for concurrent use. The
+// homeserver is probed only when an admin listener is configured; without
+// one, only responses to forwarded requests show it reachable.
 func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	now := time.Now()
 	rt := g.rt.Load()

@@ -586,9 +586,10 @@ func stagesAfter(stages []stage, name string) map[string]bool {
 	return out
 }
 
-// countInFlight wraps the federation handler to count requests in flight.
-func (g *Gateway) countInFlight(h http.Handler) http.Handler {
-	gauge := g.metrics.inFlightBy[0]
+// countInFlight wraps a listener's handler to count its requests in
+// flight: direction 0 for the federation listeners, 1 for the egress.
+func (g *Gateway) countInFlight(direction int, h http.Handler) http.Handler {
+	gauge := g.metrics.inFlightBy[direction]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gauge.Inc()
 		defer gauge.Dec()

@@ -251,7 +251,7 @@ func (g *Gateway) Start() error {
 		tls        bool
 	}
 	var specs []spec
-	fed := g.countInFlight(http.HandlerFunc(g.serveFederation))
+	fed := g.countInFlight(0, http.HandlerFunc(g.serveFederation))
 	for _, a := range c.Listen.Federation {
 		specs = append(specs, spec{ListenerFederation, a, fed, true})
 	}

@@ -10,9 +10,9 @@ BENCH     ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: build test lint bench fuzz run clean
+.PHONY: build test lint bench fuzz run docker clean
 
-## build: static binaries in bin/
+## build: static binary in bin/fedgate
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/...
 
@@ -20,10 +20,12 @@ build:
 test:
 	$(GO) test -race ./...
 
-## lint: formatting and vet (what CI checks before the tests)
+## lint: formatting, vet and module checks (what CI checks before the tests)
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod verify
+	$(GO) mod tidy -diff
 
 ## bench: benchmarks of the hot path (results in docs/performance.md):
 ## X-Matrix parse, canonical JSON (2/16/64 KiB), sign/verify, policy,
@@ -41,5 +43,11 @@ fuzz:
 run:
 	$(GO) run ./cmd/fedgate run -config gateway.toml.example
 
+## docker: the container image (packaging/Dockerfile), tagged fedgate:VERSION
+docker:
+	docker build -f packaging/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+	  -t fedgate:$(VERSION) -t fedgate:latest .
+
+## clean: build output (data/, where "make run" keeps its keys, stays)
 clean:
-	rm -rf bin/ data/
+	rm -rf bin/

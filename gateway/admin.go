@@ -1,13 +1,303 @@
 package gateway
 
-import "net/http"
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/certs"
+)
+
+// The admin listener ([listen] admin) is for the operator's network only:
+//
+//	/healthz        200 "ok" while the process serves at all (liveness)
+//	/readyz         200 when fedgate should get traffic, 503 otherwise,
+//	                one line per check (readiness)
+//	/metrics        Prometheus exposition
+//	/debug/pprof/   Go's profiler, unless admin.pprof = false
+//
+// Readiness is: our signing keys loaded and the key document signed,
+// certificates present and valid now, the homeserver reached within
+// admin.ready_window, and not shutting down.
+
+// Readiness check names, as /readyz and fedgate_ready_check report them.
+const (
+	readyKeys         = "keys"
+	readyCertificates = "certificates"
+	readyUpstream     = "upstream"
+	readyShutdown     = "shutdown"
+)
+
+// ReadyCheck is one part of [Gateway.Ready].
+type ReadyCheck struct {
+	// Name is "keys", "certificates", "upstream" or "shutdown".
+	Name string
+	// OK reports whether this part is ready.
+	OK bool
+	// Detail says what was found, in one line.
+	Detail string
+}
+
+// CertificateStatus is what the gateway needs of the certificate manager
+// (*certs.Manager satisfies it): whether every certificate exists and is
+// valid now, for /readyz, and each certificate's details, for metrics.
+// Implementations must be safe for concurrent use.
+type CertificateStatus interface {
+	Ready() (bool, string)
+	Status() []certs.CertStatus
+}
+
+// upstreamState tracks when the homeserver last answered: the readiness
+// probe and every forwarded request that got a response update it.
+type upstreamState struct {
+	lastOK   atomic.Int64           // unix nanoseconds; 0 = never
+	lastErr  atomic.Pointer[string] // why the last probe failed; nil after a success
+	draining atomic.Bool            // Shutdown has begun
+}
+
+// seen records a response from the homeserver at t.
+func (u *upstreamState) seen(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := u.lastOK.Load()
+		if cur >= n || u.lastOK.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// Ready reports whether fedgate should receive traffic and the state of
+// each check. It is cheap (no network) and safe for concurrent use. The
+// homeserver is probed only when an admin listener is configured; without
+// one, only responses to forwarded requests show it reachable.
+func (g *Gateway) Ready() (bool, []ReadyCheck) {
+	now := time.Now()
+	rt := g.rt.Load()
+	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
+	if g.hs.draining.Load() {
+		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
+	} else {
+		checks = append(checks, ReadyCheck{Name: readyShutdown, OK: true, Detail: "serving"})
+	}
+	ok := true
+	for _, c := range checks {
+		ok = ok && c.OK
+	}
+	return ok, checks
+}
+
+func (g *Gateway) readyKeys(rt *runtime, now time.Time) ReadyCheck {
+	c := ReadyCheck{Name: readyKeys}
+	doc, err := rt.keys.doc.get(now)
+	if err != nil {
+		c.Detail = "key document cannot be signed: " + err.Error()
+		return c
+	}
+	ids := make([]string, len(rt.keys.current))
+	for i, k := range rt.keys.current {
+		ids[i] = string(k.ID)
+	}
+	c.OK = true
+	c.Detail = fmt.Sprintf("%s; key document valid until %s", strings.Join(ids, ", "), doc.validUntil.UTC().Format(time.RFC3339))
+	return c
+}
+
+func (g *Gateway) readyCertificates(rt *runtime) ReadyCheck {
+	c := ReadyCheck{Name: readyCertificates}
+	l := rt.cfg.Listen
+	switch {
+	case len(l.Federation) == 0 && len(l.HTTPS) == 0:
+		c.OK, c.Detail = true, "no TLS listener"
+	case g.opts.Certificates == nil:
+		c.OK, c.Detail = g.opts.TLSConfig != nil, "certificates provided by the embedding program"
+	default:
+		c.OK, c.Detail = g.opts.Certificates.Ready()
+	}
+	return c
+}
+
+func (g *Gateway) readyUpstream(rt *runtime, now time.Time) ReadyCheck {
+	c := ReadyCheck{Name: readyUpstream}
+	window := rt.cfg.Admin.ReadyWindow.D()
+	last := g.hs.lastOK.Load()
+	why := ""
+	if p := g.hs.lastErr.Load(); p != nil {
+		why = " (last probe: " + *p + ")"
+	}
+	switch {
+	case last == 0:
+		c.Detail = fmt.Sprintf("%s not reached yet%s", rt.upstream.url.Redacted(), why)
+	case now.Sub(time.Unix(0, last)) > window:
+		c.Detail = fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
+			rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
+	default:
+		c.OK = true
+		c.Detail = fmt.Sprintf("%s reached %s ago", rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Millisecond))
+	}
+	return c
+}
 
 // adminHandler serves the admin listener.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.registry(), promhttp.HandlerOpts{
+		ErrorLog:            promLogger{g.log.Named("metrics")},
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	profiles := map[string]http.HandlerFunc{
+		"/debug/pprof/":        pprof.Index,
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	}
+	for path, h := range profiles {
+		mux.Handle(path, g.pprofGate(h))
+	}
 	return mux
 }
+
+// pprofGate serves h only while admin.pprof is on (a reload may turn it
+// off).
+func (g *Gateway) pprofGate(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.rt.Load().cfg.Admin.Pprof {
+			http.Error(w, "pprof is disabled (admin.pprof = false)", http.StatusNotFound)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// serveReady answers /readyz: 200 or 503, one "ok NAME: detail" or
+// "FAIL NAME: detail" line per check.
+func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	ok, checks := g.Ready()
+	var b strings.Builder
+	for _, c := range checks {
+		state := "ok  "
+		if !c.OK {
+			state = "FAIL"
+		}
+		fmt.Fprintf(&b, "%s %s: %s\n", state, c.Name, c.Detail)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	io.WriteString(w, b.String())
+}
+
+// promLogger passes promhttp's errors to zap.
+type promLogger struct{ log *zap.Logger }
+
+func (l promLogger) Println(v ...any) {
+	l.log.Warn("serving metrics", zap.String("error", fmt.Sprint(v...)))
+}
+
+// probeUpstreamVersion is what the readiness probe asks the homeserver.
+const probeUpstreamVersion = "/_matrix/federation/v1/version"
+
+// maxProbeBody bounds what is read of a probe's answer.
+const maxProbeBody = 64 << 10
+
+// probeInterval is how often the homeserver is probed: three times per
+// ready_window, between 200 ms and 10 s.
+func probeInterval(window time.Duration) time.Duration {
+	return min(max(window/3, 200*time.Millisecond), 10*time.Second)
+}
+
+// runUpstreamProbe probes the homeserver until ctx ends. Call it once, in
+// its own goroutine.
+func (g *Gateway) runUpstreamProbe(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rt := g.rt.Load()
+		window := rt.cfg.Admin.ReadyWindow.D()
+		g.probeUpstream(ctx, rt, min(max(window/2, time.Second), 10*time.Second, rt.cfg.Upstream.Timeout.D()))
+		t.Reset(probeInterval(window))
+	}
+}
+
+// probeUpstream sends one GET /_matrix/federation/v1/version to the
+// homeserver. Any answer below 500 counts as reachable: the homeserver's
+// federation listener answered.
+func (g *Gateway) probeUpstream(parent context.Context, rt *runtime, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	u := *rt.upstream.url
+	u.Path, u.RawPath, u.RawQuery = probeUpstreamVersion, "", ""
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		g.probeFailed(fmt.Sprintf("building the request: %v", err))
+		return
+	}
+	req.Header.Set("User-Agent", "fedgate readiness probe")
+	resp, err := rt.upstream.transport.RoundTrip(req)
+	if err != nil {
+		if parent.Err() != nil {
+			return // shutting down
+		}
+		g.probeFailed(err.Error())
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		g.probeFailed(fmt.Sprintf("HTTP %d from %s", resp.StatusCode, probeUpstreamVersion))
+		return
+	}
+	g.metrics.probe(true)
+	if g.hs.lastErr.Swap(nil) != nil {
+		g.log.Info("homeserver reachable again", zap.String("upstream", rt.upstream.url.Redacted()))
+	}
+	g.hs.seen(time.Now())
+}
+
+func (g *Gateway) probeFailed(why string) {
+	g.metrics.probe(false)
+	if prev := g.hs.lastErr.Swap(&why); prev == nil {
+		g.log.Warn("homeserver not reachable", zap.String("upstream", g.rt.Load().upstream.url.Redacted()), zap.String("error", why))
+	}
+}
+
+// warnPublicAdmin warns when the admin listener, which serves pprof and
+// metrics without authentication, binds an address other than loopback.
+func (g *Gateway) warnPublicAdmin(addr net.Addr) {
+	if !g.rt.Load().cfg.Admin.Pprof {
+		return
+	}
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil || ap.Addr().IsLoopback() {
+		return
+	}
+	g.log.Warn("the admin listener serves /debug/pprof/ and /metrics without authentication on a non-loopback address; "+
+		"keep it off the internet (firewall) or set admin.pprof = false", zap.Stringer("addr", addr))
+}
+
+var _ CertificateStatus = (*certs.Manager)(nil)

@@ -216,7 +216,7 @@ func TestPassthrough(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 	line := env.waitAccess(func(m map[string]any) bool { return m["mode"] == modePassthrough && m["decision"] == "tunnel" })
-	if line["destination"] != fmt.Sprintf("remote.test:%d", port) || line["bytes_up"].(int64) == 0 || line["bytes_down"].(int64) == 0 {
+	if line["destination"] != fmt.Sprintf("remote.test:%d", port) || line["bytes_in"].(int64) == 0 || line["bytes_out"].(int64) == 0 {
 		t.Errorf("access line %v", line)
 	}
 }

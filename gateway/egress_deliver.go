@@ -38,7 +38,7 @@ func (e *egress) deliver(er *egressRequest) {
 		return
 	}
 	er.remoteStart, er.sentAt = time.Now(), e.now()
-	resp, err := e.g.client().Do(ctx, er.deliverTo, req)
+	resp, err := e.g.fedDo(ctx, er.deliverTo, req)
 	if err != nil {
 		e.deliveryFailed(er, err)
 		return

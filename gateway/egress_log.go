@@ -1,68 +1,52 @@
 package gateway
 
 import (
-	"time"
-
 	"go.uber.org/zap"
 )
 
-// logFields are the access log fields of an egress request or tunnel:
-// direction "egress", the capture mode, the destination, the endpoint
-// (never the raw path: paths carry room and user IDs), status, the
-// decision and why, and durations.
-func (er *egressRequest) logFields() []zap.Field {
-	fields := make([]zap.Field, 0, 20)
-	fields = append(fields,
-		zap.String("direction", "egress"),
-		zap.String("request_id", er.id),
-	)
-	if er.mode != "" {
-		fields = append(fields, zap.String("mode", er.mode))
+// record describes the finished request for the access log, the decision
+// log and the metrics ([Gateway.finishEgress]). Passthrough tunnels count
+// the bytes spliced each way as bytes in and out.
+func (er *egressRequest) record() *egressRecord {
+	r := &egressRecord{
+		id:          er.id,
+		mode:        er.mode,
+		method:      er.r.Method,
+		peer:        er.peer,
+		endpoint:    er.match.Endpoint,
+		destination: er.dest,
+		decision:    decisionIndex(er.decision()),
+		reason:      er.reason,
+		stage:       er.stage,
+		rule:        er.rule,
+		limiter:     er.limiter,
+		dryRun:      er.dryRunReasons,
+		status:      er.status,
+		start:       er.start,
+		remoteStart: er.remoteStart,
+		remoteHdrs:  er.remoteHeaders,
+		bytesIn:     int64(len(er.body)),
+		bytesOut:    er.w.bytes,
 	}
-	fields = append(fields,
-		zap.String("method", er.r.Method),
-		zap.Int("status", er.status),
-		zap.Stringer("peer", er.peer),
-	)
 	if er.tun != nil {
-		fields = append(fields, zap.String("tunnel", er.tun.id), zap.String("connect", er.tun.authority))
-	}
-	if er.dest != "" {
-		fields = append(fields, zap.String("destination", er.dest))
-	}
-	if ep := er.match.Endpoint; ep != nil {
-		fields = append(fields, zap.String("endpoint", ep.Name), zap.String("class", ep.Class))
-	}
-	fields = append(fields, zap.String("decision", er.decision()))
-	if er.reason != "" {
-		fields = append(fields, zap.String("reason", er.reason))
-	}
-	if er.stage != "" {
-		fields = append(fields, zap.String("stage", er.stage))
-	}
-	if er.rule != "" {
-		fields = append(fields, zap.String("rule", er.rule))
-	}
-	if er.limiter != "" {
-		fields = append(fields, zap.String("limiter", er.limiter))
-	}
-	if len(er.dryRunReasons) > 0 {
-		fields = append(fields, zap.Strings("dry_run_would_deny", er.dryRunReasons))
+		r.tunnel, r.connect = er.tun.id, er.tun.authority
 	}
 	if er.mode == modePassthrough {
-		fields = append(fields, zap.Int64("bytes_up", er.bytesUp), zap.Int64("bytes_down", er.bytesDown))
-	} else {
-		fields = append(fields, zap.Int("bytes_in", len(er.body)), zap.Int64("bytes_out", er.w.bytes))
+		r.connect = er.dest
+		r.bytesIn, r.bytesOut = er.bytesUp, er.bytesDown
 	}
-	fields = append(fields, zap.Duration("duration", time.Since(er.start)))
-	if !er.remoteStart.IsZero() {
-		end := er.remoteHeaders
-		if end.IsZero() {
-			end = time.Now()
-		}
-		fields = append(fields, zap.Duration("remote_duration", end.Sub(er.remoteStart)))
+	return r
+}
+
+// errorFields identify a failed request in an error log line, with names
+// hashed as every log line must show them.
+func (er *egressRequest) errorFields(g *Gateway) []zap.Field {
+	return []zap.Field{
+		zap.String("direction", directionEgress),
+		zap.String("request_id", er.id),
+		zap.String("mode", er.mode),
+		zap.String("destination", g.logName(er.dest)),
 	}
-	return fields
 }
 
 // decision summarises what happened: "forwarded" (delivered and answered),

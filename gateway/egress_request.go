@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/internal/endpoints"
@@ -131,7 +130,7 @@ func (e *egress) reject(er *egressRequest, err error) {
 	ee := asError(err)
 	er.status, er.reason = ee.Status, ee.Reason
 	if ee.Reason == "internal" {
-		e.log.Error("egress request failed", append(er.logFields(), errField(ee))...)
+		e.log.Error("egress request failed", append(er.errorFields(e.g), errField(ee))...)
 	}
 	writeErrorKey(er.w, ee, er.errKey(ee.Status))
 }
@@ -148,16 +147,13 @@ func (er *egressRequest) errKey(status int) string {
 	return "error"
 }
 
-// finish writes the access log line.
+// finish writes the access and decision log lines and counts the request
+// in the metrics.
 func (e *egress) finish(er *egressRequest) {
 	if er.status == 0 {
 		er.status = er.w.status
 	}
-	if er.rt.cfg.Log.Access {
-		if ce := e.g.access.Check(zap.InfoLevel, "request"); ce != nil {
-			ce.Write(er.logFields()...)
-		}
-	}
+	e.g.finishEgress(er.record())
 }
 
 // splitTarget cuts an origin-form request-target into path and query.

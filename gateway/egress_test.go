@@ -105,8 +105,8 @@ func TestWorkerProxyDelivers(t *testing.T) {
 	if line["mode"] != modeWorkerProxy || line["destination"] != "remote.test" || line["decision"] != "forwarded" || line["status"] != int64(200) {
 		t.Errorf("access line %v", line)
 	}
-	if _, ok := line["remote_duration"]; !ok {
-		t.Errorf("no remote_duration: %v", line)
+	if _, ok := line["upstream_duration"]; !ok {
+		t.Errorf("no upstream_duration: %v", line)
 	}
 }
 

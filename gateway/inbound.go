@@ -131,8 +131,8 @@ func (g *Gateway) forward(in *inbound) {
 	in.rt.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
 }
 
-// finish runs after every request: it returns resources and writes the
-// access log line.
+// finish runs after every request: it returns resources, counts the
+// request in the metrics and writes the access (and decision) log lines.
 func (g *Gateway) finish(in *inbound) {
 	if in.release != nil {
 		in.release()
@@ -140,9 +140,10 @@ func (g *Gateway) finish(in *inbound) {
 	if in.status == 0 {
 		in.status = in.w.status
 	}
-	if in.rt.cfg.Log.Access {
-		g.accessLog(in)
-	}
+	end := time.Now()
+	decision := in.decision()
+	g.logInbound(in, decision, end)
+	g.observeInbound(in, decision, end) // last: a counted request is logged
 }
 
 // stagePeer records the peer address; network policy and the per-IP limit

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -116,7 +117,7 @@ func (g *Gateway) newKeyring(c *config.Config) (*auth.Keyring, error) {
 		Fetcher:      &keyFetcher{g: g},
 		CacheFile:    c.Keys.CacheFile,
 		FetchTimeout: c.Keys.FetchTimeout.D(),
-		Logger:       slogFor(g.log, "keyring"),
+		Logger:       g.slog("keyring"),
 		OnEvent:      g.onKeyringEvent,
 	}
 	for i, t := range c.Keys.TrustedKeyServers {
@@ -146,12 +147,18 @@ func (g *Gateway) newKeyring(c *config.Config) (*auth.Keyring, error) {
 	return auth.NewKeyring(opts)
 }
 
-// onKeyringEvent logs what the keyring does; metrics hook in here too.
+// onKeyringEvent counts and logs what the keyring does.
 func (g *Gateway) onKeyringEvent(ev auth.KeyringEvent) {
+	g.metrics.keyringEvent(ev)
 	switch ev.Kind {
 	case auth.EventFetchFailed, auth.EventNotaryFailed:
 		if ce := g.log.Check(zap.InfoLevel, "key fetch failed"); ce != nil {
-			ce.Write(zap.String("server", ev.Server), zap.String("notary", ev.Notary), zap.Bool("background", ev.Background), zap.Error(ev.Err))
+			errText := ""
+			if ev.Err != nil {
+				errText = replaceNames(g.hasher(), ev.Err.Error(), []string{ev.Server, ev.Notary})
+			}
+			ce.Write(zap.String("server", g.logName(ev.Server)), zap.String("notary", g.logName(ev.Notary)),
+				zap.Bool("background", ev.Background), zap.String("error", errText))
 		}
 	case auth.EventCacheError:
 		g.log.Warn("keyring cache file", zap.Error(ev.Err))
@@ -177,7 +184,7 @@ func (f *keyFetcher) FetchServerKeys(ctx context.Context, server string) ([]byte
 	if err := f.allowed(server); err != nil {
 		return nil, err
 	}
-	body, err := f.g.client().Get(ctx, server, "/_matrix/key/v2/server", maxKeyResponse)
+	body, err := f.g.fedGet(ctx, server, "/_matrix/key/v2/server", maxKeyResponse)
 	if err != nil {
 		return nil, fmt.Errorf("fetching keys of %s: %w", server, err)
 	}
@@ -192,7 +199,7 @@ func (f *keyFetcher) QueryNotary(ctx context.Context, notary, server string, min
 	}
 	path := "/_matrix/key/v2/query/" + url.PathEscape(server) +
 		"?minimum_valid_until_ts=" + strconv.FormatInt(minValidUntil.UnixMilli(), 10)
-	body, err := f.g.client().Get(ctx, notary, path, maxKeyResponse)
+	body, err := f.g.fedGet(ctx, notary, path, maxKeyResponse)
 	if err != nil {
 		return nil, fmt.Errorf("asking notary %s for keys of %s: %w", notary, server, err)
 	}
@@ -201,7 +208,7 @@ func (f *keyFetcher) QueryNotary(ctx context.Context, notary, server string, min
 
 // newClient builds the federation client from [outbound].
 func (g *Gateway) newClient(c *config.Config) (*discovery.Client, error) {
-	opts, err := DiscoveryOptions(c, slogFor(g.log, "discovery"))
+	opts, err := DiscoveryOptions(c, g.slog("discovery"))
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +221,45 @@ func (g *Gateway) newClient(c *config.Config) (*discovery.Client, error) {
 
 // client returns the current federation client.
 func (g *Gateway) client() *discovery.Client { return g.fedClient.Load() }
+
+// fedDo is discovery.Client.Do with the resolution and any failure counted
+// in the discovery metrics; key fetches and the egress both send through it.
+func (g *Gateway) fedDo(ctx context.Context, server string, req *http.Request) (*http.Response, error) {
+	c := g.client()
+	res, err := c.Resolver().Resolve(ctx, server)
+	g.metrics.discovery(res, err)
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := c.DoResolved(ctx, res, req)
+	if err != nil {
+		g.metrics.discovery(nil, err)
+	}
+	return resp, err
+}
+
+// fedGet sends GET path to server and returns the body of a 200 answer of
+// at most maxBytes.
+func (g *Gateway) fedGet(ctx context.Context, server, path string, maxBytes int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, &discovery.Error{ServerName: server, Phase: discovery.PhaseRequest, Err: err}
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := g.fedDo(ctx, server, req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := discovery.ReadBody(server, resp, maxBytes)
+	if err != nil {
+		g.metrics.discovery(nil, err)
+		return nil, err
+	}
+	return body, nil
+}
 
 // keyError maps a key lookup or verification failure to the Matrix answer.
 func keyError(err error) *Error {

@@ -42,6 +42,12 @@ type Options struct {
 	// WrapHTTP wraps the plain-HTTP listener's handler, e.g. to answer ACME
 	// HTTP-01 challenges; nil leaves it unwrapped.
 	WrapHTTP func(http.Handler) http.Handler
+	// Certificates reports on the certificates TLSConfig serves, for
+	// /readyz and the certificate metrics (a *certs.Manager); nil means
+	// readiness only checks that TLSConfig is set.
+	Certificates CertificateStatus
+	// Version is reported in fedgate_build_info; "" reports "unknown".
+	Version string
 }
 
 // Gateway serves fedgate's listeners. Create it with [New], then [Gateway.Start];
@@ -75,6 +81,17 @@ type Gateway struct {
 	mu      sync.Mutex
 	servers []*server
 	serveWG sync.WaitGroup
+
+	// Operations: metrics, readiness, decision log, reload outcomes.
+	metrics          *metrics
+	hs               upstreamState
+	verifiedStages   map[string]bool // stages that run after the signature check
+	decisions        atomic.Pointer[decisionLog]
+	decisionsMu      sync.Mutex // serialises changes to decisions
+	decisionErrors   atomic.Uint64
+	reloadsOK        atomic.Uint64
+	reloadsFailed    atomic.Uint64
+	lastReloadFailed atomic.Bool
 }
 
 // runtime is everything a request reads from configuration, built once per
@@ -85,6 +102,7 @@ type runtime struct {
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
 	egress      *egressSettings
+	names       *nameHasher // log.hash_server_names; nil shows names as they are
 }
 
 // server is one bound listener.
@@ -113,11 +131,25 @@ func New(opts Options) (*Gateway, error) {
 		stages: inboundStages(),
 		ids:    newRequestIDs(),
 	}
+	version := opts.Version
+	if version == "" {
+		version = "unknown"
+	}
+	g.metrics = newMetrics(newStateCollector(g), version)
+	g.verifiedStages = stagesAfter(g.stages, "signature")
 	rt, err := g.build(opts.Config)
 	if err != nil {
 		return nil, err
 	}
-	g.policy, err = policy.New(policyOptions(opts.Config, logger))
+	if rt.names, err = newNameHasher(opts.Config.Log.HashServerNames, opts.Config.Log.HashKeyFile, true); err != nil {
+		return nil, opts.Config.Errorf("log.hash_key_file", "%v", err)
+	}
+	// Published now so that what the packages below log while starting is
+	// already subject to name hashing.
+	g.rt.Store(rt)
+	popts := policyOptions(opts.Config, logger)
+	popts.Logger = g.slog("policy")
+	g.policy, err = policy.New(popts)
 	if err != nil {
 		return nil, opts.Config.Errorf("policy", "%v", err)
 	}
@@ -129,9 +161,17 @@ func New(opts Options) (*Gateway, error) {
 	if g.keyring, err = g.newKeyring(opts.Config); err != nil {
 		return nil, err
 	}
-	g.rt.Store(rt)
+	g.metrics.setPeers(opts.Config.Admin.Peers)
+	dl, keep, err := g.prepareDecisionLog(opts.Config)
+	if err != nil {
+		g.keyring.Close()
+		return nil, err
+	}
+	g.commitDecisionLog(dl, keep)
 	g.egress = newEgress(g, opts.Config)
 	if err := g.egress.start(opts.Config); err != nil {
+		g.keyring.Close()
+		g.closeDecisionLog()
 		return nil, err
 	}
 	g.bg, g.stopBg = context.WithCancel(context.Background())
@@ -157,10 +197,33 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 
 // Reload builds a runtime from c and publishes it; on error the running
 // configuration stays. Listener addresses cannot change without a restart.
+// A file decision log is reopened (for log rotation). Outcomes are counted
+// in fedgate_config_reloads_total.
 func (g *Gateway) Reload(c *config.Config) error {
+	if err := g.reload(c); err != nil {
+		g.ReloadFailed()
+		return err
+	}
+	g.reloadsOK.Add(1)
+	g.lastReloadFailed.Store(false)
+	return nil
+}
+
+// ReloadFailed counts a reload refused before [Gateway.Reload] could be
+// called, such as a configuration file that does not load.
+func (g *Gateway) ReloadFailed() {
+	g.reloadsFailed.Add(1)
+	g.lastReloadFailed.Store(true)
+}
+
+func (g *Gateway) reload(c *config.Config) error {
 	rt, err := g.build(c)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
+	}
+	if rt.names, err = newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, true); err != nil {
+		rt.upstream.close()
+		return fmt.Errorf("reload: %w", c.Errorf("log.hash_key_file", "%v", err))
 	}
 	var client *discovery.Client
 	if !reflect.DeepEqual(c.Outbound, g.rt.Load().cfg.Outbound) {
@@ -169,10 +232,18 @@ func (g *Gateway) Reload(c *config.Config) error {
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
+	dl, keepLog, err := g.prepareDecisionLog(c)
+	if err != nil {
+		rt.upstream.close()
+		return fmt.Errorf("reload: %w", err)
+	}
 	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
 		rt.upstream.close()
+		dl.close()
 		return fmt.Errorf("reload: policy: %w", err)
 	}
+	g.commitDecisionLog(dl, keepLog)
+	g.metrics.setPeers(c.Admin.Peers)
 	if client != nil {
 		g.fedClient.Swap(client).CloseIdleConnections()
 	}
@@ -195,7 +266,7 @@ func (g *Gateway) Start() error {
 		tls        bool
 	}
 	var specs []spec
-	fed := http.HandlerFunc(g.serveFederation)
+	fed := g.countInFlight(0, http.HandlerFunc(g.serveFederation))
 	for _, a := range c.Listen.Federation {
 		specs = append(specs, spec{ListenerFederation, a, fed, true})
 	}
@@ -210,7 +281,7 @@ func (g *Gateway) Start() error {
 		specs = append(specs, spec{ListenerHTTP, c.Listen.HTTP, h, false})
 	}
 	if c.Listen.Egress != "" {
-		specs = append(specs, spec{ListenerEgress, c.Listen.Egress, g.egress, false})
+		specs = append(specs, spec{ListenerEgress, c.Listen.Egress, g.countInFlight(1, g.egress), false})
 	}
 	if c.Listen.Admin != "" {
 		specs = append(specs, spec{ListenerAdmin, c.Listen.Admin, g.adminHandler(), false})
@@ -232,8 +303,20 @@ func (g *Gateway) Start() error {
 	g.servers = append(g.servers, bound...)
 	g.mu.Unlock()
 	for _, s := range bound {
+		if s.kind == ListenerAdmin {
+			g.warnPublicAdmin(s.ln.Addr())
+		}
 		g.serveWG.Add(1)
 		go g.serve(s)
+	}
+	if c.Listen.Admin != "" {
+		// Readiness is only asked on the admin listener; without one,
+		// nothing probes the homeserver.
+		g.bgWG.Add(1)
+		go func() {
+			defer g.bgWG.Done()
+			g.runUpstreamProbe(g.bg)
+		}()
 	}
 	g.bgWG.Add(2)
 	go func() {
@@ -300,12 +383,43 @@ func (g *Gateway) Addrs(kind string) []net.Addr {
 
 // Shutdown stops accepting connections and waits for in-flight requests
 // until ctx ends; then it closes what is left. It returns ctx's error if
-// requests were cut off.
+// requests were cut off. /readyz answers 503 from the start, and the admin
+// listener stops last, so that readiness and metrics stay visible while the
+// other listeners drain.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.hs.draining.Store(true)
 	g.mu.Lock()
 	servers := g.servers
 	g.servers = nil
 	g.mu.Unlock()
+	var admin, traffic []*server
+	for _, s := range servers {
+		if s.kind == ListenerAdmin {
+			admin = append(admin, s)
+		} else {
+			traffic = append(traffic, s)
+		}
+	}
+	errs := shutdownAll(ctx, traffic)
+	// Intercepted tunnels finish their requests in flight; passthrough
+	// tunnels are cut.
+	if err := g.egress.shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, shutdownAll(ctx, admin)...)
+	g.serveWG.Wait()
+	g.stopBg()
+	g.bgWG.Wait()
+	if err := g.keyring.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("keyring: %w", err))
+	}
+	g.client().CloseIdleConnections()
+	g.closeDecisionLog()
+	return errors.Join(errs...)
+}
+
+// shutdownAll shuts servers down in parallel and returns their errors.
+func shutdownAll(ctx context.Context, servers []*server) []error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, s := range servers {
@@ -319,17 +433,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	g.serveWG.Wait()
-	if err := g.egress.shutdown(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	g.stopBg()
-	g.bgWG.Wait()
-	if err := g.keyring.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("keyring: %w", err))
-	}
-	g.client().CloseIdleConnections()
-	return errors.Join(errs...)
+	return errs
 }
 
 // redirectToHTTPS answers plain-HTTP requests with a redirect to https.
@@ -400,6 +504,9 @@ func Check(c *config.Config) error {
 	}
 	if _, err := policy.New(policyOptions(c, g.log)); err != nil {
 		return c.Errorf("policy", "%v", err)
+	}
+	if _, err := newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, false); err != nil {
+		return c.Errorf("log.hash_key_file", "%v", err)
 	}
 	return nil
 }

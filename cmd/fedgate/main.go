@@ -42,6 +42,7 @@ func commands() []command {
 		{"version", "print version information", cmdVersion},
 		{"resolve", "show how a server name is resolved and whether federation with it works", cmdResolve},
 		{"egress-ca", "print (creating it if needed) the CA homeservers trust for intercepted egress", cmdEgressCA},
+		{"selftest", "check this deployment from the outside: discovery, TLS, keys, homeserver, egress", cmdSelftest},
 	}
 }
 
@@ -105,14 +106,20 @@ func newFlagSet(env *environment, name, synopsis, description string) *flag.Flag
 }
 
 // parseFlags parses args; ok is false when the command should exit with
-// code (0 after -h, 2 after a bad flag or unexpected arguments).
+// code (0 after -h, 2 after a bad flag or unexpected arguments). Usage is
+// printed once: on stdout for -h, on stderr after an error.
 func parseFlags(env *environment, fs *flag.FlagSet, args []string, maxArgs int) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package would print it to stderr for -h too
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(env.stdout)
 			fs.Usage()
 			return exitOK, false
 		}
+		fs.Usage()
 		return exitUsage, false
 	}
 	if fs.NArg() > maxArgs {

@@ -229,13 +229,22 @@ format = "json"
 		}
 		close(lines)
 	}()
+	// Lines are kept: the listeners log from their own goroutines, so
+	// their lines and "fedgate ready" come in either order.
+	var seen []string
 	waitFor := func(what string) string {
+		for _, l := range seen {
+			if strings.Contains(l, what) {
+				return l
+			}
+		}
 		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
 					t.Fatalf("process ended before %q", what)
 				}
+				seen = append(seen, l)
 				if strings.Contains(l, what) {
 					return l
 				}

@@ -18,8 +18,11 @@ import (
 func cmdRun(env *environment, args []string) int {
 	fs := newFlagSet(env, "run", "-config FILE",
 		"Runs the gateway on the listeners FILE configures until SIGINT or SIGTERM;\n"+
-			"then it stops accepting connections and lets in-flight requests finish\n"+
-			"for up to server.shutdown_grace. SIGHUP reloads the configuration.")
+			"then /readyz turns 503, fedgate stops accepting connections, lets in-flight\n"+
+			"requests finish for up to server.shutdown_grace and exits 0.\n\n"+
+			"SIGHUP (or a change of FILE) reloads the configuration, the policy list file\n"+
+			"and the certificate files, and reopens a decision log file; a configuration\n"+
+			"with an error is refused and the running one stays.")
 	path := fs.String("config", "gateway.toml", "configuration file")
 	if code, ok := parseFlags(env, fs, args, 0); !ok {
 		return code
@@ -70,10 +73,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 	defer cm.Stop()
 
 	gw, err := gateway.New(gateway.Options{
-		Config:    c,
-		Logger:    log,
-		TLSConfig: cm.TLSConfig(),
-		WrapHTTP:  cm.HTTPHandler,
+		Config:       c,
+		Logger:       log,
+		TLSConfig:    cm.TLSConfig(),
+		WrapHTTP:     cm.HTTPHandler,
+		Certificates: cm,
+		Version:      version,
 	})
 	if err != nil {
 		return err
@@ -121,6 +126,9 @@ func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger
 		err = gw.Reload(c)
 	}
 	if err != nil {
+		if c == nil {
+			gw.ReloadFailed() // Reload counts its own refusals
+		}
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}

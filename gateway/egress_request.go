@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/internal/servername"

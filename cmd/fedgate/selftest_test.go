@@ -334,15 +334,14 @@ func TestSelftest(t *testing.T) {
 }
 
 // TestSelftestAgainstTheEgress runs the egress check against fedgate's own
-// egress listener. It needs the egress (issue 7): until that is merged,
-// fedgate binds no egress listener and the test is skipped.
+// egress listener.
 func TestSelftestAgainstTheEgress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts fedgate")
 	}
 	d := startDeployment(t, deploymentSetup{egress: true})
 	if d.egress == "" {
-		t.Skip("needs the egress listener (issue 7)")
+		t.Fatal("fedgate bound no egress listener")
 	}
 	cfg := d.writeConfig("s.toml", "", `egress = "`+d.egress+`"`, d.keyFile)
 	code, out, _ := runCLI("selftest", "-config", cfg)

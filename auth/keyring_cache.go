@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fsutil"
 )
 
 // The cache file holds the newest checked document of each server, with
@@ -44,7 +43,7 @@ func (k *Keyring) load() {
 	if k.opts.CacheFile == "" {
 		return
 	}
-	data, err := readLimited(k.opts.CacheFile, maxCacheFileSize)
+	data, err := fsutil.ReadFileLimited(k.opts.CacheFile, maxCacheFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
@@ -102,22 +101,6 @@ func (k *Keyring) loadServers(servers []cacheServer) {
 	k.emit(KeyringEvent{Kind: EventCacheLoaded, Count: len(k.servers)})
 }
 
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return data, nil
-}
-
 // Save writes the cache file now (atomically: a temporary file in the same
 // directory, synced, then renamed over the old one; mode 0600). It does
 // nothing without a CacheFile. Run and Close call it; calling it directly
@@ -143,7 +126,7 @@ func (k *Keyring) Save() error {
 	k.mu.Unlock()
 	data, err := json.Marshal(c)
 	if err == nil {
-		err = writeFileAtomic(k.opts.CacheFile, data, 0o600)
+		err = fsutil.WriteFileAtomic(k.opts.CacheFile, data, 0o600)
 	}
 	if err != nil {
 		err = fmt.Errorf("saving keyring cache: %w", err)
@@ -151,46 +134,5 @@ func (k *Keyring) Save() error {
 		return err
 	}
 	k.emit(KeyringEvent{Kind: EventCacheSaved, Count: len(c.Servers)})
-	return nil
-}
-
-// writeFileAtomic replaces path with data so that readers see either the
-// old or the new content, never a mix, even after a crash.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // make the rename durable; not all systems support it
-		d.Close()
-	}
 	return nil
 }

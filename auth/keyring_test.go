@@ -11,27 +11,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
-// fakeClock is the injected time source.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: testNow} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fedtest.Clock { return fedtest.NewClock(testNow) }
 
 // fakeFetcher serves key documents from memory. It is the one fake in
 // auth's tests: the real Fetcher is the gateway's HTTP client, tested there
@@ -179,7 +163,7 @@ func (o origin) doc(t testing.TB, validUntil time.Time, extra ...SigningKey) []b
 
 type ringEnv struct {
 	ring   *Keyring
-	clock  *fakeClock
+	clock  *fedtest.Clock
 	fetch  *fakeFetcher
 	events *eventLog
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/internal/fsutil"
 )
 
 // errNotStarted fails handshakes in acme mode before [Manager.Start].
@@ -59,7 +61,7 @@ func newACMESource(o *Options) (*acmeSource, error) {
 		a.testCA = dir
 	}
 	if o.CARoot != "" {
-		pemData, err := readLimited(o.CARoot, maxPEMFileSize)
+		pemData, err := fsutil.ReadFileLimited(o.CARoot, maxPEMFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("reading ACME CA roots: %w", err)
 		}

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/internal/fsutil"
 )
 
 // Egress CA files inside [EgressCAOptions].Dir.
@@ -164,8 +166,8 @@ func NewEgressCA(o EgressCAOptions) (*EgressCA, error) {
 // readCAFiles reads both files. It returns fs.ErrNotExist only when both
 // are missing; one without the other is an error of its own.
 func readCAFiles(certPath, keyPath string) (certPEM, keyPEM []byte, err error) {
-	certPEM, certErr := readLimited(certPath, maxPEMFileSize)
-	keyPEM, keyErr := readLimited(keyPath, maxPEMFileSize)
+	certPEM, certErr := fsutil.ReadFileLimited(certPath, maxPEMFileSize)
+	keyPEM, keyErr := fsutil.ReadFileLimited(keyPath, maxPEMFileSize)
 	certMissing, keyMissing := errors.Is(certErr, fs.ErrNotExist), errors.Is(keyErr, fs.ErrNotExist)
 	switch {
 	case certMissing && keyMissing:
@@ -246,10 +248,10 @@ func createEgressCA(dir, certPath, keyPath string, now time.Time) (certPEM, keyP
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("writing key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(certPath, certPEM, 0o644); err != nil {
 		return nil, nil, fmt.Errorf("writing certificate: %w", err)
 	}
 	return certPEM, keyPEM, nil

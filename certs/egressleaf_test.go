@@ -8,27 +8,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
-// testClock is a settable clock.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newTestEgressCA(tb testing.TB, clock *testClock, size int) *EgressCA {
+func newTestEgressCA(tb testing.TB, clock *fedtest.Clock, size int) *EgressCA {
 	tb.Helper()
 	o := EgressCAOptions{Dir: tb.TempDir(), CacheSize: size}
 	if clock != nil {
@@ -84,7 +68,7 @@ func TestEgressConcurrentRequestsShareOneMint(t *testing.T) {
 
 func TestEgressCacheRefreshAndBound(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Now()}
+	clock := fedtest.NewClock(time.Now())
 	ca := newTestEgressCA(t, clock, 3)
 
 	first, err := ca.CertificateFor("a.example")
@@ -127,7 +111,7 @@ func TestEgressCacheRefreshAndBound(t *testing.T) {
 
 func TestEgressLeafCappedByCA(t *testing.T) {
 	t.Parallel()
-	clock := &testClock{now: time.Now()}
+	clock := fedtest.NewClock(time.Now())
 	ca := newTestEgressCA(t, clock, 0)
 	clock.Advance(ca.cert.NotAfter.Sub(clock.Now()) - time.Hour)
 	c, err := ca.CertificateFor("late.example")

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/internal/fsutil"
 )
 
 // fileSource serves the certificate and key of files mode and replaces
@@ -125,11 +127,11 @@ func (f *fileSource) install(cert *tls.Certificate, h pairHash) {
 
 // read returns the contents of both files.
 func (f *fileSource) read() (certPEM, keyPEM []byte, err error) {
-	certPEM, err = readLimited(f.certFile, maxPEMFileSize)
+	certPEM, err = fsutil.ReadFileLimited(f.certFile, maxPEMFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading certificate file: %w", err)
 	}
-	keyPEM, err = readLimited(f.keyFile, maxPEMFileSize)
+	keyPEM, err = fsutil.ReadFileLimited(f.keyFile, maxPEMFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading key file: %w", err)
 	}

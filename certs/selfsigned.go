@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/internal/fsutil"
 )
 
 const (
@@ -59,10 +61,10 @@ func loadOrCreateSelfSigned(dataDir string, names []string, now time.Time, log *
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("creating self-signed certificate folder: %w", err)
 	}
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, "", fmt.Errorf("writing self-signed key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(certPath, certPEM, 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing self-signed certificate: %w", err)
 	}
 	cert, err = tls.X509KeyPair(certPEM, keyPEM)

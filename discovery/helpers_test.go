@@ -24,25 +24,7 @@ import (
 // loopback is what tests that expect success allow through the SSRF guard.
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-// clock is an injectable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *fedtest.Clock { return fedtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // seen is what a test server saw of one request.
 type seen struct {
@@ -215,7 +197,7 @@ type env struct {
 	ca    *fedtest.CA
 	dns   *fedtest.DNS
 	srv   *server
-	clock *clock
+	clock *fedtest.Clock
 }
 
 // names every test certificate covers.

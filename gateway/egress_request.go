@@ -47,17 +47,12 @@ type egressRequest struct {
 	canon     []byte // canonical JSON of body, for the signature check
 	sign      bool   // fedgate signs the request it sends
 
-	remoteStart     time.Time
-	remoteHeaders   time.Time
-	sentAt          time.Time // when delivery started, on the backoff clock
-	bytesUp         int64     // passthrough: homeserver to remote
-	bytesDown       int64     // passthrough: remote to homeserver
-	status          int
-	reason          string
-	stage           string
-	rule            string
-	limiter         string
-	dryRunReasons   []string
+	remoteStart   time.Time
+	remoteHeaders time.Time
+	sentAt        time.Time // when delivery started, on the backoff clock
+	bytesUp       int64     // passthrough: homeserver to remote
+	bytesDown     int64     // passthrough: remote to homeserver
+	outcome
 	backoffDecision bool // answered from the backoff table
 }
 
@@ -399,38 +394,6 @@ func (e *egress) stageBackoff(er *egressRequest) error {
 			Msg: fmt.Sprintf("%s failed %d time(s) in a row; fedgate retries it in %s (remote_backoff)", er.deliverTo, failures, wait.Round(time.Millisecond))}
 	}
 	return nil
-}
-
-// decisionError turns a policy denial into the Matrix error to send, or
-// records a dry-run denial and lets the request through (nil).
-func (er *egressRequest) decisionError(d policy.Decision) error {
-	if d.DryRun {
-		er.dryRunReasons = append(er.dryRunReasons, d.Reason)
-		return nil
-	}
-	if d.Allowed {
-		return nil
-	}
-	er.rule = d.Rule
-	return &Error{Status: d.Status(), Code: d.Errcode, Msg: d.Msg, Reason: d.Reason}
-}
-
-// limitError turns a rate-limit refusal into 429 M_LIMIT_EXCEEDED with
-// Retry-After, or records a dry-run refusal.
-func (er *egressRequest) limitError(r policy.LimitResult) error {
-	if r.DryRun {
-		er.dryRunReasons = append(er.dryRunReasons, r.Reason)
-		return nil
-	}
-	if r.Allowed {
-		return nil
-	}
-	er.limiter = r.Limiter
-	retry := r.RetryAfter
-	if retry <= 0 {
-		retry = time.Second
-	}
-	return &Error{Status: http.StatusTooManyRequests, Code: CodeLimitExceeded, Msg: r.Msg, Reason: r.Reason, RetryAfter: retry}
 }
 
 // quoteShort quotes remote-supplied text for messages, cut to a sane

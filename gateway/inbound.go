@@ -37,12 +37,7 @@ type inbound struct {
 
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
-	status          int
-	reason          string // why the request was refused or failed
-	stage           string // the stage that refused it
-	rule            string // the policy entry that matched a denial (log only)
-	limiter         string // the limiter that refused it
-	dryRunReasons   []string
+	outcome
 }
 
 // fail records why a request did not succeed, for the access log.

@@ -27,31 +27,43 @@ func policyOptions(c *config.Config, log *zap.Logger) policy.Options {
 	}
 }
 
+// outcome is how a request ended when it did not simply succeed: inbound
+// and egress requests embed it, and the access and decision logs and the
+// metrics read it.
+type outcome struct {
+	status        int
+	reason        string   // reason code of a refusal or failure
+	stage         string   // the check that refused it
+	rule          string   // the policy entry that matched a denial (log only)
+	limiter       string   // the limiter that refused it
+	dryRunReasons []string // denials dry_run let through
+}
+
 // decisionError turns a policy denial into the Matrix error to send, or
 // records a dry-run denial and lets the request through (nil).
-func (in *inbound) decisionError(d policy.Decision) error {
+func (o *outcome) decisionError(d policy.Decision) error {
 	if d.DryRun {
-		in.dryRunReasons = append(in.dryRunReasons, d.Reason)
+		o.dryRunReasons = append(o.dryRunReasons, d.Reason)
 		return nil
 	}
 	if d.Allowed {
 		return nil
 	}
-	in.rule = d.Rule
+	o.rule = d.Rule
 	return &Error{Status: d.Status(), Code: d.Errcode, Msg: d.Msg, Reason: d.Reason}
 }
 
 // limitError turns a rate-limit refusal into 429 M_LIMIT_EXCEEDED with
 // Retry-After, or records a dry-run refusal.
-func (in *inbound) limitError(r policy.LimitResult) error {
+func (o *outcome) limitError(r policy.LimitResult) error {
 	if r.DryRun {
-		in.dryRunReasons = append(in.dryRunReasons, r.Reason)
+		o.dryRunReasons = append(o.dryRunReasons, r.Reason)
 		return nil
 	}
 	if r.Allowed {
 		return nil
 	}
-	in.limiter = r.Limiter
+	o.limiter = r.Limiter
 	retry := r.RetryAfter
 	if retry <= 0 {
 		retry = time.Second

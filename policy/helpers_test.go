@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/endpoints"
+	"github.com/fedgate/fedgate/internal/fedtest"
 	"github.com/fedgate/fedgate/policy"
 )
 
@@ -37,32 +38,8 @@ func loadConfig(t testing.TB, dir, extra string) *config.Config {
 	return c
 }
 
-// fakeClock is an injectable clock. Safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
+func newClock() *fedtest.Clock {
+	return fedtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
@@ -87,7 +64,7 @@ func (b *syncBuffer) String() string {
 type env struct {
 	t      testing.TB
 	dir    string
-	clock  *fakeClock
+	clock  *fedtest.Clock
 	log    *syncBuffer
 	engine *policy.Engine
 }

@@ -64,7 +64,46 @@ func startGateway(t *testing.T, extra string) *testGateway {
 
 func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra string) *testGateway {
 	t.Helper()
+	return launchGateway(t, gatewaySetup{
+		hs:       hs,
+		upstream: upstreamURL,
+		config: func(dataDir, upstream, keyFile string) string {
+			// [keys] may appear in extra; the key file goes into that table.
+			keysLine := fmt.Sprintf("signing_key = %q\n", keyFile)
+			extra := extra
+			if strings.Contains(extra, "[keys]\n") {
+				extra = strings.Replace(extra, "[keys]\n", "[keys]\n"+keysLine, 1)
+			} else {
+				extra += "\n[keys]\n" + keysLine
+			}
+			return fmt.Sprintf(gatewayConfig, dataDir, upstream, extra)
+		},
+		logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	})
+}
+
+// gatewaySetup describes a gateway for launchGateway.
+type gatewaySetup struct {
+	hs       *fedtest.Homeserver // recorded in the testGateway; may be nil
+	upstream string              // upstream URL
+	// config renders the configuration file from the data folder, the
+	// upstream URL and the signing key file.
+	config  func(dataDir, upstream, keyFile string) string
+	logger  *zap.Logger
+	options func(*Options) // adjusts the options before New; may be nil
+}
+
+// launchGateway writes a signing key and the configuration into a fresh
+// folder, starts a Gateway with a certificate from a new test CA, and
+// returns it with an HTTP/2-capable client that trusts the CA. The data
+// folder exists, as "fedgate run" creates it.
+func launchGateway(t *testing.T, s gatewaySetup) *testGateway {
+	t.Helper()
 	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	key, err := auth.GenerateSigningKey("gw_1")
 	if err != nil {
 		t.Fatal(err)
@@ -73,29 +112,27 @@ func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra str
 	if err := auth.WriteKeyFile(keyFile, auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
 		t.Fatal(err)
 	}
-	// [keys] may appear in extra; the key file goes into that table.
-	keysLine := fmt.Sprintf("signing_key = %q\n", keyFile)
-	if strings.Contains(extra, "[keys]\n") {
-		extra = strings.Replace(extra, "[keys]\n", "[keys]\n"+keysLine, 1)
-	} else {
-		extra += "\n[keys]\n" + keysLine
-	}
 	path := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(gatewayConfig, filepath.Join(dir, "data"), upstreamURL, extra)), 0o600); err != nil {
+	text := s.config(dataDir, s.upstream, keyFile)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		t.Fatalf("config: %v", err)
+		t.Fatalf("config: %v\n%s", err, text)
 	}
 	ca := fedtest.NewCA(t)
 	cert := ca.Issue(t, "gw.test", "127.0.0.1")
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	gw, err := New(Options{
+	opts := Options{
 		Config:    cfg,
-		Logger:    log,
+		Logger:    s.logger,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12},
-	})
+		Version:   "test",
+	}
+	if s.options != nil {
+		s.options(&opts)
+	}
+	gw, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +144,7 @@ func startGatewayTo(t *testing.T, hs *fedtest.Homeserver, upstreamURL, extra str
 		defer cancel()
 		gw.Shutdown(ctx)
 	})
-	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: hs, ca: ca, key: key, dir: dir, addr: gw.Addrs(ListenerFederation)[0].String()}
+	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: s.hs, ca: ca, key: key, dir: dir, addr: gw.Addrs(ListenerFederation)[0].String()}
 	tg.client = &http.Client{
 		Transport: &http.Transport{
 			TLSClientConfig:   &tls.Config{RootCAs: ca.Pool(), ServerName: "gw.test"},

@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"bufio"
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,8 +15,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/fedgate/fedgate/auth"
-	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
@@ -78,56 +73,17 @@ func startOps(t *testing.T, s opsSetup) *opsGateway {
 	if len(origins) > 0 {
 		extra += "\n" + outboundTOML(t, ca, origins...)
 	}
-	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil { // as "fedgate run" does
-		t.Fatal(err)
-	}
-	key, err := auth.GenerateSigningKey("gw_1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "signing.key")
-	if err := auth.WriteKeyFile(keyFile, auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "gateway.toml")
-	text := fmt.Sprintf(opsConfig, filepath.Join(dir, "data"), hs.URL, keyFile, extra)
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, text)
-	}
 	core, logs := observer.New(zap.DebugLevel)
-	cert := ca.Issue(t, "gw.test", "127.0.0.1")
-	opts := Options{
-		Config:    cfg,
-		Logger:    zap.New(core),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12},
-		Version:   "test",
-	}
-	if s.options != nil {
-		s.options(&opts)
-	}
-	gw, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		gw.Shutdown(ctx)
+	tg := launchGateway(t, gatewaySetup{
+		hs:       hs,
+		upstream: hs.URL,
+		config: func(dataDir, upstream, keyFile string) string {
+			return fmt.Sprintf(opsConfig, dataDir, upstream, keyFile, extra)
+		},
+		logger:  zap.New(core),
+		options: s.options,
 	})
-	tg := &testGateway{t: t, gw: gw, cfg: cfg, hs: hs, ca: ca, key: key, dir: dir, addr: gw.Addrs(ListenerFederation)[0].String()}
-	tg.client = &http.Client{
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "gw.test"}},
-		Timeout:   10 * time.Second,
-	}
-	t.Cleanup(tg.client.CloseIdleConnections)
+	gw, path := tg.gw, filepath.Join(tg.dir, "gateway.toml")
 	return &opsGateway{testGateway: tg, admin: gw.Addrs(ListenerAdmin)[0].String(), logs: logs, origins: origins, path: path}
 }
 

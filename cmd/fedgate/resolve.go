@@ -75,14 +75,23 @@ func cmdResolve(env *environment, args []string) int {
 	defer cancel()
 
 	rep := probe(ctx, client, fs.Arg(0), time.Now)
-	if *asJSON {
+	return writeReport(env, *asJSON, rep, rep.OK)
+}
+
+// report is what resolve and selftest print: as text or, with -json, as
+// indented JSON.
+type report interface{ print(io.Writer) }
+
+// writeReport prints rep and returns the command's exit code.
+func writeReport(env *environment, asJSON bool, rep report, ok bool) int {
+	if asJSON {
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(rep)
 	} else {
 		rep.print(env.stdout)
 	}
-	if !rep.OK {
+	if !ok {
 		return exitFailure
 	}
 	return exitOK

@@ -83,17 +83,7 @@ func cmdSelftest(env *environment, args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	rep := st.run(ctx)
-	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rep)
-	} else {
-		rep.print(env.stdout)
-	}
-	if !rep.OK {
-		return exitFailure
-	}
-	return exitOK
+	return writeReport(env, *asJSON, rep, rep.OK)
 }
 
 // checkResult is one line of the selftest.

@@ -132,3 +132,18 @@ func TestDispatch(t *testing.T) {
 		}
 	}
 }
+
+// TestFindBinaryMakesPathsAbsolute: fedload starts the proxies in its work
+// folder, so "-fedgate bin/fedgate" must not be resolved there.
+func TestFindBinaryMakesPathsAbsolute(t *testing.T) {
+	got := findBinary("bin/fedgate", "fedgate")
+	if !filepath.IsAbs(got) || !strings.HasSuffix(got, filepath.Join("bin", "fedgate")) {
+		t.Fatalf("findBinary(bin/fedgate) = %q", got)
+	}
+	if got := findBinary("none", "fedgate"); got != "" {
+		t.Fatalf("none: %q", got)
+	}
+	if got := findBinary("caddy", "caddy"); got != "caddy" {
+		t.Fatalf("a bare name stays for PATH lookup: %q", got)
+	}
+}

@@ -50,13 +50,20 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // findBinary resolves a -fedgate/-caddy/-nginx flag: "none" skips the
-// target, a path is used as given, "" looks beside fedload and in PATH.
+// target, a path is used as given (made absolute: the processes run in the
+// work folder, where a relative path would point elsewhere), "" looks
+// beside fedload and in PATH.
 func findBinary(flagValue, name string) string {
 	switch flagValue {
 	case "none":
 		return ""
 	case "":
 	default:
+		if strings.ContainsRune(flagValue, filepath.Separator) {
+			if abs, err := filepath.Abs(flagValue); err == nil {
+				return abs
+			}
+		}
 		return flagValue
 	}
 	if self, err := os.Executable(); err == nil {

@@ -147,3 +147,15 @@ func TestFindBinaryMakesPathsAbsolute(t *testing.T) {
 		t.Fatalf("a bare name stays for PATH lookup: %q", got)
 	}
 }
+
+func TestWorkDirIsAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir, cleanup, err := workDir("bench-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	if !filepath.IsAbs(dir) {
+		t.Fatalf("workDir(bench-run) = %q", dir)
+	}
+}

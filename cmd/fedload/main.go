@@ -78,10 +78,16 @@ func findBinary(flagValue, name string) string {
 	return ""
 }
 
-// workDir returns dir, or a new temporary folder removed by the cleanup.
+// workDir returns dir as an absolute path (the proxies run with it as
+// their working folder, so paths inside it must not be relative to ours),
+// or a new temporary folder removed by the cleanup.
 func workDir(dir string) (string, func(), error) {
 	if dir != "" {
-		return dir, func() {}, os.MkdirAll(dir, 0o700)
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return "", nil, err
+		}
+		return abs, func() {}, os.MkdirAll(abs, 0o700)
 	}
 	d, err := os.MkdirTemp("", "fedload-")
 	if err != nil {

@@ -2,54 +2,104 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
+	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/internal/endpoints"
 )
 
 // stageBody reads the request body under the endpoint's size limit and
-// checks that PUT and POST carry a JSON object. It never reads past the
-// limit: an oversized body is refused from Content-Length alone when
-// declared, or as soon as the limit is crossed when streamed.
+// turns PUT and POST bodies into the canonical JSON content X-Matrix
+// signatures cover, once, before any key is fetched.
 func (g *Gateway) stageBody(in *inbound) error {
-	r := in.r
-	limit := int64(in.rt.cfg.Inbound.MaxBody)
-	if in.match.Endpoint.Body == endpoints.BodyLarge {
-		limit = int64(in.rt.cfg.Inbound.MaxBodySend)
-	}
-	switch r.Method {
-	case http.MethodPut, http.MethodPost:
-	default:
-		// Federation GETs carry no body and sign no content; refuse one
-		// rather than forward bytes the signature does not cover.
-		if r.ContentLength > 0 || (r.ContentLength < 0 && bodyNotEmpty(r)) {
-			return &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "This request must not have a body", Reason: "unexpected_body"}
-		}
-		return nil
-	}
-	if r.ContentLength > limit {
-		in.w.Header().Set("Connection", "close")
-		return errTooLarge(limit)
-	}
-	body, err := readLimited(r.Body, r.ContentLength, limit)
-	if err != nil {
-		if errors.Is(err, errBodyTooLarge) {
-			in.w.Header().Set("Connection", "close")
-			return errTooLarge(limit)
-		}
-		if isTimeout(err) {
-			// server.read_timeout cut off a sender too slow to finish its
-			// body (or one holding the connection on purpose).
-			in.w.Header().Set("Connection", "close")
-			return &Error{Status: http.StatusRequestTimeout, Code: CodeUnknown, Msg: "Timed out reading the request body", Reason: "body_timeout", Err: err}
-		}
-		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Could not read the request body", Reason: "body_read", Err: err}
+	body, err := readBody(in.w, in.r, bodyLimit(in.rt, in.match.Endpoint.Body == endpoints.BodyLarge))
+	if err != nil || !carriesBody(in.r.Method) {
+		return err
 	}
 	in.body = body
-	return g.checkJSONBody(in)
+	in.canon, err = jsonContent(body)
+	return err
+}
+
+// carriesBody reports whether requests with method carry a JSON body in
+// federation (PUT and POST always do, possibly {}).
+func carriesBody(method string) bool {
+	return method == http.MethodPut || method == http.MethodPost
+}
+
+// bodyLimit is [inbound] max_body, or max_body_send for transactions.
+func bodyLimit(rt *runtime, large bool) int64 {
+	if large {
+		return int64(rt.cfg.Inbound.MaxBodySend)
+	}
+	return int64(rt.cfg.Inbound.MaxBody)
+}
+
+// readBody reads the body of a request fedgate received, inbound or from
+// the homeserver. PUT and POST bodies are read up to limit, never past it:
+// an oversized body is refused from Content-Length alone when declared, or
+// as soon as the limit is crossed when streamed. Other methods must have
+// no body (federation GETs sign no content, so fedgate refuses to forward
+// bytes no signature covers). When part of the body is left unread, or
+// reading it timed out, the connection is closed after the answer.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if !carriesBody(r.Method) {
+		if r.ContentLength > 0 || (r.ContentLength < 0 && bodyNotEmpty(r)) {
+			return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "This request must not have a body", Reason: "unexpected_body"}
+		}
+		return nil, nil
+	}
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
+		return nil, errTooLarge(limit)
+	}
+	body, err := readLimited(r.Body, r.ContentLength, limit)
+	switch {
+	case err == nil:
+		return body, nil
+	case errors.Is(err, errBodyTooLarge):
+		w.Header().Set("Connection", "close")
+		return nil, errTooLarge(limit)
+	case isTimeout(err):
+		// server.read_timeout cut off a sender too slow to finish its
+		// body (or one holding the connection on purpose).
+		w.Header().Set("Connection", "close")
+		return nil, &Error{Status: http.StatusRequestTimeout, Code: CodeUnknown, Msg: "Timed out reading the request body", Reason: "body_timeout", Err: err}
+	}
+	return nil, &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Could not read the request body", Reason: "body_read", Err: err}
+}
+
+// jsonContent requires body to be a JSON object and returns the canonical
+// content X-Matrix signatures cover: body itself when it is already
+// canonical (what Synapse sends), else its canonical form. Refusals are
+// M_NOT_JSON for text that is not JSON at all and M_BAD_JSON for JSON that
+// canonical JSON forbids (floats, duplicate keys, out-of-range numbers) or
+// that is not an object.
+func jsonContent(body []byte) ([]byte, error) {
+	if len(body) == 0 {
+		return nil, &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Request body must be a JSON object", Reason: "not_json"}
+	}
+	canon, err := auth.ContentOf(body)
+	if err != nil {
+		code, reason := CodeBadJSON, "bad_json"
+		if !json.Valid(body) {
+			code, reason = CodeNotJSON, "not_json"
+		}
+		var je *auth.JSONError
+		msg := "Request body is not acceptable JSON"
+		if errors.As(err, &je) {
+			msg += ": " + je.Error()
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: code, Msg: msg, Reason: reason, Err: err}
+	}
+	if canon[0] != '{' {
+		return nil, &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "Request body must be a JSON object", Reason: "bad_json"}
+	}
+	return canon, nil
 }
 
 var errBodyTooLarge = errors.New("body larger than the limit")

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -282,42 +280,14 @@ func (e *egress) stageEndpointPolicy(er *egressRequest) error {
 // get, and requires PUT and POST bodies to be JSON objects: they are
 // signed as JSON, and remote servers refuse anything else.
 func (e *egress) stageBody(er *egressRequest) error {
-	r := er.r
-	switch r.Method {
-	case http.MethodPut, http.MethodPost:
-	default:
-		if r.ContentLength > 0 || (r.ContentLength < 0 && bodyNotEmpty(r)) {
-			return &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "This request must not have a body", Reason: "unexpected_body"}
-		}
-		return nil
-	}
-	limit := int64(er.rt.cfg.Inbound.MaxBody)
-	if er.match.Endpoint.Body == endpoints.BodyLarge || er.match.Endpoint == &otherEndpoint {
-		limit = int64(er.rt.cfg.Inbound.MaxBodySend)
-	}
-	if r.ContentLength > limit {
-		er.w.Header().Set("Connection", "close")
-		return errTooLarge(limit)
-	}
-	body, err := readLimited(r.Body, r.ContentLength, limit)
-	if err != nil {
-		if errors.Is(err, errBodyTooLarge) {
-			er.w.Header().Set("Connection", "close")
-			return errTooLarge(limit)
-		}
-		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Could not read the request body", Reason: "body_read", Err: err}
+	large := er.match.Endpoint.Body == endpoints.BodyLarge || er.match.Endpoint == &otherEndpoint
+	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large))
+	if err != nil || !carriesBody(er.r.Method) {
+		return err
 	}
 	er.body = body
-	canon, err := auth.CanonicalizeContent(make([]byte, 0, len(body)), body)
-	if err != nil || len(canon) == 0 || canon[0] != '{' {
-		code, reason := CodeBadJSON, "bad_json"
-		if !json.Valid(body) {
-			code, reason = CodeNotJSON, "not_json"
-		}
-		return &Error{Status: http.StatusBadRequest, Code: code, Msg: "Request body must be a JSON object", Reason: reason, Err: err}
-	}
-	er.canon = canon
-	return nil
+	er.canon, err = jsonContent(body)
+	return err
 }
 
 // stageSignature is the internal sender check: with require_signature,

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"strings"
 
@@ -59,33 +57,6 @@ func (g *Gateway) stageDestination(in *inbound) error {
 				Msg: "The request is for another server (X-Matrix destination does not match)", Reason: "destination_mismatch"}
 		}
 	}
-	return nil
-}
-
-// checkJSONBody requires PUT and POST bodies to be JSON objects and turns
-// them into the canonical content X-Matrix signatures cover, once, before
-// any key is fetched.
-func (g *Gateway) checkJSONBody(in *inbound) error {
-	if len(in.body) == 0 {
-		return &Error{Status: http.StatusBadRequest, Code: CodeNotJSON, Msg: "Request body must be a JSON object", Reason: "not_json"}
-	}
-	canon, err := auth.ContentOf(in.body) // in.body itself when already canonical
-	if err != nil {
-		code, reason := CodeBadJSON, "bad_json"
-		if !json.Valid(in.body) {
-			code, reason = CodeNotJSON, "not_json"
-		}
-		var je *auth.JSONError
-		msg := "Request body is not acceptable JSON"
-		if errors.As(err, &je) {
-			msg += ": " + je.Error()
-		}
-		return &Error{Status: http.StatusBadRequest, Code: code, Msg: msg, Reason: reason, Err: err}
-	}
-	if canon[0] != '{' {
-		return &Error{Status: http.StatusBadRequest, Code: CodeBadJSON, Msg: "Request body must be a JSON object", Reason: "bad_json"}
-	}
-	in.canon = canon
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -152,5 +151,3 @@ type Limit struct {
 
 // Enabled reports whether the limit is on.
 func (l Limit) Enabled() bool { return !l.Rate.Unlimited() }
-
-var errNotText = errors.New("not text")

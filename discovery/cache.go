@@ -54,12 +54,6 @@ func (c *boundedCache[K, V]) put(k K, v V, now time.Time) {
 	c.m[k] = v
 }
 
-func (c *boundedCache[K, V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
-
 // flight is one lookup in progress; every caller asking for the same key
 // while it runs waits for it instead of starting another.
 type flight[V any] struct {

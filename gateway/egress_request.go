@@ -156,11 +156,8 @@ func (er *egressRequest) splitTarget(target string) error {
 	if target == "" || target[0] != '/' || strings.HasPrefix(target, "//") || strings.ContainsAny(target, "# \t\r\n") {
 		return &Error{Status: http.StatusBadRequest, Code: CodeUnrecognized, Msg: "The request-target is not a federation path", Reason: "bad_target"}
 	}
-	er.target, er.path, er.rawQuery, er.forceQuery = target, target, "", false
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		er.path, er.rawQuery = target[:i], target[i+1:]
-		er.forceQuery = er.rawQuery == ""
-	}
+	er.target = target
+	er.path, er.rawQuery, er.forceQuery = cutTarget(target)
 	return nil
 }
 

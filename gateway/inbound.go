@@ -159,11 +159,7 @@ func (g *Gateway) stageRoute(in *inbound) error {
 	if target == "" || target[0] != '/' {
 		return errUnrecognized()
 	}
-	in.path, in.rawQuery = target, ""
-	if i := strings.IndexByte(target, '?'); i >= 0 {
-		in.path, in.rawQuery = target[:i], target[i+1:]
-		in.forceQuery = in.rawQuery == ""
-	}
+	in.path, in.rawQuery, in.forceQuery = cutTarget(target)
 	m, res := g.router.Lookup(in.r.Method, in.path)
 	switch res {
 	case endpoints.Found:
@@ -178,6 +174,14 @@ func (g *Gateway) stageRoute(in *inbound) error {
 		return nil
 	}
 	return errUnrecognized()
+}
+
+// cutTarget cuts a raw origin-form request-target into path and query.
+// forceQuery marks a bare trailing '?', which must be sent on as it came:
+// the X-Matrix signature covers the target byte for byte.
+func cutTarget(target string) (path, rawQuery string, forceQuery bool) {
+	path, rawQuery, hasQuery := strings.Cut(target, "?")
+	return path, rawQuery, hasQuery && rawQuery == ""
 }
 
 func errUnrecognized() *Error {

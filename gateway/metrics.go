@@ -237,9 +237,7 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	for i := range m.statusSlot {
 		m.statusSlot[i] = 255
 	}
-	for _, class := range []string{"1xx", "2xx", "3xx", "4xx", "5xx", labelOther} {
-		m.statusLabel = append(m.statusLabel, class)
-	}
+	m.statusLabel = append(m.statusLabel, "1xx", "2xx", "3xx", "4xx", "5xx", labelOther)
 	for _, code := range statusCodes {
 		m.statusSlot[code] = uint8(len(m.statusLabel))
 		m.statusLabel = append(m.statusLabel, strconv.Itoa(code))

@@ -32,7 +32,6 @@ type upstream struct {
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	log       *zap.Logger
-	onResult  func(in *inbound, status int, err error)
 }
 
 // ctxKey carries the request's *inbound through the reverse proxy.

@@ -16,7 +16,6 @@ type idBuf [maxIDLength]byte
 var (
 	errBadEscape = errors.New("malformed percent-escape")
 	errIDTooLong = errors.New("longer than 255 bytes")
-	errEmptyID   = errors.New("empty")
 )
 
 // unescape percent-decodes s into buf and returns the decoded bytes, which

@@ -303,11 +303,25 @@ func TestReloadUnderLoad(t *testing.T) {
 	// The last reload is in force; a bad one is refused and changes nothing.
 	reloadWith("[policy]\ndeny = [\"remote.test\"]\n")
 	expectDenied(t, tg, signedGet(tg, origin, "/_matrix/federation/v1/event/%24z"), 403, "origin_denied")
+	// A configuration that parses but does not compile (the request key is
+	// not in the key file) is refused by Reload, and the running one stays:
+	// its policy still denies, the new one would have allowed.
 	path := filepath.Join(tg.dir, "gateway.toml")
-	data, _ := os.ReadFile(path)
-	os.WriteFile(path, append(data, []byte("\nbogus_key = 1\n")...), 0o600)
-	if _, err := config.Load(path); err == nil {
-		t.Fatal("invalid config loaded")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "deny = [\"remote.test\"]", "deny = []", 1)
+	text = strings.Replace(text, "[keys]\n", "[keys]\nrequest_key = \"ed25519:not_there\"\n", 1)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("the broken configuration should parse: %v", err)
+	}
+	if err := tg.gw.Reload(c); err == nil || !strings.Contains(err.Error(), "keys.request_key") {
+		t.Fatalf("Reload accepted a configuration that does not compile: %v", err)
 	}
 	expectDenied(t, tg, signedGet(tg, origin, "/_matrix/federation/v1/event/%24y"), 403, "origin_denied")
 }

@@ -338,7 +338,7 @@ func idleRSS(ctx context.Context, out io.Writer, e *env, targets []*target, n in
 		}
 		var conns []*tls.Conn
 		for range n {
-			c, err := tls.Dial("tcp", strings.TrimPrefix(t.base, "https://"), &tls.Config{RootCAs: e.ca.pool, ServerName: serverName, NextProtos: []string{"http/1.1"}})
+			c, err := tls.Dial("tcp", strings.TrimPrefix(t.base, "https://"), &tls.Config{RootCAs: e.ca.Pool(), ServerName: serverName, NextProtos: []string{"http/1.1"}})
 			if err != nil {
 				break
 			}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // preReq is one request signed before the measurement starts.
@@ -121,11 +122,11 @@ func transaction(origin string, txn, size int) []byte {
 
 // newClient is the load generator's HTTP/1.1 keep-alive client, with at
 // most conns connections to a target.
-func newClient(ca *testCA, conns int) *http.Client {
+func newClient(ca *fedtest.CA, conns int) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: ca.pool, ServerName: serverName, NextProtos: []string{"http/1.1"}},
+			TLSClientConfig:     &tls.Config{RootCAs: ca.Pool(), ServerName: serverName, NextProtos: []string{"http/1.1"}},
 			MaxIdleConns:        conns,
 			MaxIdleConnsPerHost: conns,
 			MaxConnsPerHost:     conns,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // origin is one simulated remote homeserver: a server name, a signing key,
@@ -24,7 +25,7 @@ type origin struct {
 }
 
 // startOrigins starts n key servers named o<i>.<domain>.
-func startOrigins(ca *testCA, n int, domain string) ([]*origin, error) {
+func startOrigins(ca *fedtest.CA, n int, domain string) ([]*origin, error) {
 	var out []*origin
 	for i := range n {
 		o, err := startOrigin(ca, fmt.Sprintf("o%d.%s", i, domain))
@@ -37,7 +38,7 @@ func startOrigins(ca *testCA, n int, domain string) ([]*origin, error) {
 	return out, nil
 }
 
-func startOrigin(ca *testCA, name string) (*origin, error) {
+func startOrigin(ca *fedtest.CA, name string) (*origin, error) {
 	key, err := auth.GenerateSigningKey("load")
 	if err != nil {
 		return nil, err
@@ -46,7 +47,7 @@ func startOrigin(ca *testCA, name string) (*origin, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.issue(name)
+	cert, err := ca.Leaf(time.Now().Add(-time.Hour), ca.Cert.NotAfter, name)
 	if err != nil {
 		return nil, err
 	}

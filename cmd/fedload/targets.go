@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // serverName is the server fedgate fronts in a fedload run, and the name
@@ -63,7 +64,7 @@ func freePort() (int, error) {
 // env is the state of one run shared by the targets' configurations.
 type env struct {
 	dir      string
-	ca       *testCA
+	ca       *fedtest.CA
 	origins  []*origin
 	upstream *upstream
 	certFile string
@@ -72,16 +73,16 @@ type env struct {
 }
 
 func newEnv(dir string, nOrigins int) (*env, error) {
-	ca, err := newCA()
+	ca, err := fedtest.GenerateCA("fedload test CA", 7*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
 	e := &env{dir: dir, ca: ca,
 		certFile: filepath.Join(dir, "proxy.pem"), keyFile: filepath.Join(dir, "proxy.key"), caFile: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(e.caFile, ca.certPEM, 0o644); err != nil {
+	if err := os.WriteFile(e.caFile, ca.CertPEM(), 0o644); err != nil {
 		return nil, err
 	}
-	if err := ca.writeLeaf(e.certFile, e.keyFile, serverName, "127.0.0.1"); err != nil {
+	if err := ca.WriteLeaf(e.certFile, e.keyFile, serverName, "127.0.0.1"); err != nil {
 		return nil, err
 	}
 	if e.origins, err = startOrigins(ca, nOrigins, "origins.fedload.test"); err != nil {
@@ -273,7 +274,7 @@ func (e *env) spawn(name string, port int, bin string, args ...string) (*target,
 // waitReady polls the target's well-known endpoint until it answers.
 func (e *env) waitReady(t *target) error {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: e.ca.pool, ServerName: serverName}}}
+		TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool(), ServerName: serverName}}}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

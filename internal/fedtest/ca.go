@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -23,31 +24,42 @@ type CA struct {
 	certPEM []byte
 }
 
-// NewCA creates a fresh root certificate.
+// NewCA creates a fresh root certificate, valid for a day.
 func NewCA(t testing.TB) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := GenerateCA("fedgate test CA", 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca
+}
+
+// GenerateCA creates a root certificate named commonName, valid from an
+// hour ago for validFor. It is NewCA for code that is not a test, such as
+// the load generator.
+func GenerateCA(commonName string, validFor time.Duration) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "fedgate test CA"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(validFor),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &CA{Cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
 // Pool returns a pool holding only this CA.
@@ -80,13 +92,23 @@ func (ca *CA) Issue(t testing.TB, names ...string) tls.Certificate {
 // IssueValid is Issue with an explicit validity window.
 func (ca *CA) IssueValid(t testing.TB, notBefore, notAfter time.Time, names ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := ca.Leaf(notBefore, notAfter, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// Leaf issues a certificate for names (DNS names or IP addresses) valid
+// from notBefore to notAfter; the error form of IssueValid.
+func (ca *CA) Leaf(notBefore, notAfter time.Time, names ...string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -105,32 +127,41 @@ func (ca *CA) IssueValid(t testing.TB, notBefore, notAfter time.Time, names ...s
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return tls.Certificate{}, err
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // WriteLeafFiles issues a certificate for names and writes cert.pem
 // (leaf followed by the CA) and key.pem into dir.
 func (ca *CA) WriteLeafFiles(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
 	t.Helper()
-	c := ca.Issue(t, names...)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
-	certPEM = append(certPEM, ca.certPEM...)
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := ca.WriteLeaf(certFile, keyFile, names...); err != nil {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// WriteLeaf issues a certificate for names, valid as long as the CA, and
+// writes the chain (leaf, then CA) to certFile and the key to keyFile.
+func (ca *CA) WriteLeaf(certFile, keyFile string, names ...string) error {
+	c, err := ca.Leaf(time.Now().Add(-time.Hour), ca.Cert.NotAfter, names...)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return err
+	}
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
+	chain = append(chain, ca.certPEM...)
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

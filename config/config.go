@@ -200,6 +200,14 @@ type Outbound struct {
 	AllowNetworks []string `toml:"allow_networks"`
 	// Resolvers are DNS servers "IP" or "IP:port". Default: /etc/resolv.conf.
 	Resolvers []string `toml:"resolvers"`
+	// HostsFile is a hosts(5) file consulted before DNS for every address
+	// lookup of discovery (as glibc's "hosts: files dns" does): a name it
+	// lists gets exactly its addresses. SRV records still come from DNS,
+	// and its addresses obey the SSRF guard (allow_networks) like DNS
+	// answers. It is re-read when it changes, without a restart; a missing
+	// file means DNS only; at most 8 MiB. "" turns it off. Default:
+	// /etc/hosts.
+	HostsFile string `toml:"hosts_file"`
 	// Overrides maps a server name to a fixed "host:port", skipping
 	// discovery (split horizon).
 	Overrides map[string]string `toml:"overrides"`

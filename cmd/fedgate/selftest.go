@@ -241,7 +241,8 @@ func (st *nameCheck) checkDiscovery(ctx context.Context) checkResult {
 			r.Fix = "https://" + host + "/.well-known/matrix/server did not answer in time; serve it (fedgate does with well_known.server and a listen.https on :443) or remove it"
 		default:
 			r.Fix = fmt.Sprintf("publish \"_matrix-fed._tcp.%s. SRV 10 5 8448 <fedgate's host>.\" and A/AAAA records for that host, "+
-				"or serve https://%s/.well-known/matrix/server; check that the resolvers answer (outbound.resolvers)", host, host)
+				"or serve https://%s/.well-known/matrix/server; check that the resolvers answer (outbound.resolvers); "+
+				"on a private network whose servers share a hosts file, list the host there (outbound.hosts_file)", host, host)
 		}
 		return r
 	}

@@ -215,11 +215,11 @@ func (h *hostsFile) refresh(first bool) error {
 		h.table.Store(&hostsTable{})
 		return nil
 	case err != nil:
-		return h.problem(first, fmt.Errorf("hosts file: %w", err))
+		return h.problem(first, fmt.Errorf("%w: %w", ErrHostsFile, err))
 	case info.IsDir():
-		return h.problem(first, fmt.Errorf("hosts file %s is a folder", h.path))
+		return h.problem(first, fmt.Errorf("%w: %s is a folder", ErrHostsFile, h.path))
 	case info.Size() > MaxHostsFileSize:
-		return h.problem(first, fmt.Errorf("hosts file %s is larger than %d bytes", h.path, MaxHostsFileSize))
+		return h.problem(first, fmt.Errorf("%w: %s is larger than %d bytes", ErrHostsFile, h.path, MaxHostsFileSize))
 	}
 	if !first && !h.racy && h.info != nil && os.SameFile(h.info, info) &&
 		info.Size() == h.info.Size() && info.ModTime().Equal(h.info.ModTime()) {
@@ -228,7 +228,7 @@ func (h *hostsFile) refresh(first bool) error {
 	readAt := time.Now() // compared with the file system's clock, not h.now
 	data, err := fsutil.ReadFileLimited(h.path, MaxHostsFileSize)
 	if err != nil {
-		return h.problem(first, fmt.Errorf("reading hosts file: %w", err))
+		return h.problem(first, fmt.Errorf("%w: %w", ErrHostsFile, err))
 	}
 	t := parseHosts(data)
 	h.table.Store(t)

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -194,7 +195,7 @@ func TestHostsFileProblemsAtStart(t *testing.T) {
 	if _, err := newHostsFile(filepath.Join(dir, "missing"), time.Now, log); err != nil {
 		t.Errorf("a missing hosts file is fine (DNS only): %v", err)
 	}
-	if _, err := newHostsFile(dir, time.Now, log); err == nil || !strings.Contains(err.Error(), "is a folder") {
+	if _, err := newHostsFile(dir, time.Now, log); !errors.Is(err, ErrHostsFile) || !strings.Contains(err.Error(), "is a folder") {
 		t.Errorf("folder: %v", err)
 	}
 	big := filepath.Join(dir, "big")

@@ -58,3 +58,27 @@ func TestSelftestHostsFile(t *testing.T) {
 		t.Errorf("hosts_file = \"\": exit %d, discovery %s", code, got)
 	}
 }
+
+// TestCheckConfigHostsFile: check-config names the hosts file in its
+// summary, and a hosts file that cannot be used is a problem at the
+// outbound.hosts_file line.
+func TestCheckConfigHostsFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gateway.toml")
+	write := func(hosts string) {
+		text := "server_name = \"example.org\"\n[upstream]\nurl = \"http://127.0.0.1:8008\"\n[keys]\ngenerate = true\n[outbound]\nresolvers = [\"127.0.0.1:53\"]\nhosts_file = \"" + hosts + "\"\n"
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "hosts"))
+	code, out, errOut := runCLI("check-config", "-config", cfg)
+	if code != exitOK || !strings.Contains(out, "outbound:     hosts file "+filepath.Join(dir, "hosts")+" before DNS; resolvers 127.0.0.1:53") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	write(dir) // a folder
+	code, _, errOut = runCLI("check-config", "-config", cfg)
+	if code != exitFailure || !strings.Contains(errOut, "gateway.toml:8: outbound.hosts_file: hosts file unusable: "+dir+" is a folder") {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+}

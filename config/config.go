@@ -9,7 +9,8 @@ type Config struct {
 	// the origin fedgate signs outbound requests with.
 	ServerName string `toml:"server_name"`
 	// DataDir holds state fedgate creates: generated keys, the keyring
-	// cache, self-signed certificates, ACME storage, the egress CA.
+	// cache, self-signed certificates, ACME storage, the egress CA. Paths
+	// whose default lies under it follow it. Changing it needs a restart.
 	DataDir string `toml:"data_dir"`
 
 	Upstream  Upstream  `toml:"upstream"`
@@ -48,37 +49,48 @@ type Upstream struct {
 }
 
 // Listen lists the addresses fedgate binds. Empty strings and lists mean
-// "do not listen".
+// "do not listen". Listeners are bound once: changing any of them needs a
+// restart.
 type Listen struct {
 	// Federation are TLS listeners for federation traffic, e.g. "[::]:8448".
+	// Changing it needs a restart.
 	Federation []string `toml:"federation"`
 	// HTTPS are further TLS listeners serving the same handler, e.g. "[::]:443"
-	// for well-known delegation.
+	// for well-known delegation. Changing it needs a restart.
 	HTTPS []string `toml:"https"`
 	// HTTP is a plain listener that answers ACME HTTP-01 challenges and
-	// redirects everything else to https.
+	// redirects everything else to https. Changing it needs a restart.
 	HTTP string `toml:"http"`
 	// Egress is the internal listener the homeserver sends its outbound
-	// federation to. Never expose it to the internet.
+	// federation to. Never expose it to the internet. Changing it needs a
+	// restart.
 	Egress string `toml:"egress"`
 	// Admin serves /metrics, /healthz, /readyz and /debug/pprof/. Internal.
+	// Changing it needs a restart.
 	Admin string `toml:"admin"`
 }
 
-// Server holds HTTP server settings shared by every listener.
+// Server holds HTTP server settings shared by every listener. They are
+// fixed when the listeners start: changing them needs a restart.
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's headers (slowloris).
+	// Changing it needs a restart.
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
-	// ReadTimeout bounds reading a whole request, body included.
+	// ReadTimeout bounds reading a whole request, body included. Changing
+	// it needs a restart.
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds writing a response, measured from the end of the
-	// request headers. It must exceed upstream.timeout.
+	// request headers. It must exceed upstream.timeout. Changing it needs a
+	// restart.
 	WriteTimeout Duration `toml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle for this long.
+	// Changing it needs a restart.
 	IdleTimeout Duration `toml:"idle_timeout"`
-	// MaxHeaderBytes limits the request line plus headers.
+	// MaxHeaderBytes limits the request line plus headers. Changing it
+	// needs a restart.
 	MaxHeaderBytes ByteSize `toml:"max_header_bytes"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
+	// The value at start applies: changing it needs a restart.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 }
 
@@ -108,7 +120,8 @@ type Keys struct {
 	// Every key in it is current: published in verify_keys and signing the
 	// key document. Default: data_dir/signing.key.
 	SigningKey string `toml:"signing_key"`
-	// Generate creates SigningKey if it does not exist.
+	// Generate creates SigningKey when fedgate starts and it does not
+	// exist. A reload never creates a key: this needs a restart.
 	Generate bool `toml:"generate"`
 	// ValidFor sets our key document's valid_until_ts = now + ValidFor.
 	ValidFor Duration `toml:"valid_for"`
@@ -118,14 +131,17 @@ type Keys struct {
 	// Old are retired keys, published in old_verify_keys.
 	Old []OldKey `toml:"old"`
 	// TrustedKeyServers are notaries asked when a direct key fetch fails.
+	// The keyring is built once: changing them needs a restart.
 	TrustedKeyServers []TrustedKeyServer `toml:"trusted_key_servers"`
 	// Pinned keys are used as they are and never fetched (private
 	// federations). A server with any pinned key is never fetched for.
+	// Changing them needs a restart.
 	Pinned []PinnedKey `toml:"pinned"`
 	// CacheFile persists fetched remote keys across restarts. Default:
-	// data_dir/keyring.json.
+	// data_dir/keyring.json. Changing it needs a restart.
 	CacheFile string `toml:"cache_file"`
-	// FetchTimeout bounds one key fetch (direct or via a notary).
+	// FetchTimeout bounds one key fetch (direct or via a notary). Changing
+	// it needs a restart.
 	FetchTimeout Duration `toml:"fetch_timeout"`
 	// Notary enables answering /_matrix/key/v2/query for other servers
 	// from the keyring. Queries about our own server are always answered.
@@ -145,6 +161,7 @@ type OldKey struct {
 
 // TrustedKeyServer is a notary with its pinned verify keys.
 type TrustedKeyServer struct {
+	// ServerName is the notary's server name (required), e.g. "matrix.org".
 	ServerName string `toml:"server_name"`
 	// VerifyKeys maps key ids to unpadded-base64 public keys.
 	VerifyKeys map[string]string `toml:"verify_keys"`
@@ -152,9 +169,12 @@ type TrustedKeyServer struct {
 
 // PinnedKey is a remote server's key configured by hand.
 type PinnedKey struct {
+	// ServerName is the server whose key this is (required).
 	ServerName string `toml:"server_name"`
-	KeyID      string `toml:"key_id"`
-	PublicKey  string `toml:"public_key"`
+	// KeyID is the key's id, "ed25519:<version>" (required).
+	KeyID string `toml:"key_id"`
+	// PublicKey is the unpadded-base64 public key (required).
+	PublicKey string `toml:"public_key"`
 }
 
 // TLS modes.
@@ -164,27 +184,36 @@ const (
 	TLSModeSelfSigned = "self_signed"
 )
 
-// TLS configures certificates for the TLS listeners.
+// TLS configures certificates for the TLS listeners. The certificate
+// manager is built once: changing any of these needs a restart (the
+// certificate files of mode "files" are re-read by themselves and on
+// SIGHUP).
 type TLS struct {
-	// Mode is "acme", "files" or "self_signed".
+	// Mode is "acme", "files" or "self_signed". Changing it needs a restart.
 	Mode string `toml:"mode"`
 	// Names are the certificate's names. acme default: the server name's
 	// host (and the well-known delegated host). self_signed default:
-	// localhost, 127.0.0.1, ::1.
+	// localhost, 127.0.0.1, ::1. Changing them needs a restart.
 	Names []string `toml:"names"`
-	// Email is the ACME account contact.
+	// Email is the ACME account contact. Changing it needs a restart.
 	Email string `toml:"email"`
 	// CA is the ACME directory: "letsencrypt" (default), "letsencrypt-staging"
-	// or a directory URL.
+	// or a directory URL. Changing it needs a restart.
 	CA string `toml:"ca"`
 	// CARoot is a PEM file of roots to trust for the ACME CA itself
-	// (step-ca, Pebble).
+	// (step-ca, Pebble). Changing it needs a restart.
 	CARoot string `toml:"ca_root"`
 	// Storage is certmagic's storage folder. Default: data_dir/acme.
+	// Changing it needs a restart.
 	Storage string `toml:"storage"`
-	// CertFile and KeyFile are PEM files for mode "files" (chain included).
+	// CertFile is the PEM certificate chain for mode "files" (leaf first).
+	// Its content is re-read when it changes; naming another file needs a
+	// restart.
 	CertFile string `toml:"cert_file"`
-	KeyFile  string `toml:"key_file"`
+	// KeyFile is the PEM private key for mode "files" (PKCS#8, PKCS#1 or
+	// EC). Its content is re-read when it changes; naming another file
+	// needs a restart.
+	KeyFile string `toml:"key_file"`
 }
 
 // Outbound configures how fedgate reaches remote servers (key fetches and
@@ -200,6 +229,14 @@ type Outbound struct {
 	AllowNetworks []string `toml:"allow_networks"`
 	// Resolvers are DNS servers "IP" or "IP:port". Default: /etc/resolv.conf.
 	Resolvers []string `toml:"resolvers"`
+	// HostsFile is a hosts(5) file consulted before DNS for every address
+	// lookup of discovery (as glibc's "hosts: files dns" does): a name it
+	// lists gets exactly its addresses. SRV records still come from DNS,
+	// and its addresses obey the SSRF guard (allow_networks) like DNS
+	// answers. It is re-read when it changes, without a restart; a missing
+	// file means DNS only; at most 8 MiB. "" turns it off. Default:
+	// /etc/hosts.
+	HostsFile string `toml:"hosts_file"`
 	// Overrides maps a server name to a fixed "host:port", skipping
 	// discovery (split horizon).
 	Overrides map[string]string `toml:"overrides"`
@@ -227,7 +264,8 @@ type Egress struct {
 	// Secret authenticates the homeserver: the Bearer token of Synapse's
 	// worker proxy protocol and the Basic password for CONNECT.
 	Secret string `toml:"secret"`
-	// SecretFile reads Secret from a file instead (trailing newline ignored).
+	// SecretFile reads the secret from a file instead (trailing newline
+	// ignored).
 	SecretFile string `toml:"secret_file"`
 	// WorkerProxy enables Synapse's matrix-federation:// proxy protocol.
 	WorkerProxy bool `toml:"worker_proxy"`
@@ -254,14 +292,19 @@ type Policy struct {
 	// Default is "allow" (open federation with a deny list) or "deny"
 	// (closed federation: only Allow entries).
 	Default string `toml:"default"`
-	// Allow and Deny are server names, globs ("*.example.org") or regular
-	// expressions written "re:...". Deny wins over Allow.
+	// Allow lists server names, globs ("*.example.org") or regular
+	// expressions written "re:..." that may federate; it matters with
+	// Default "deny". Deny wins over Allow.
 	Allow []string `toml:"allow"`
-	Deny  []string `toml:"deny"`
-	// AllowNetworks and DenyNetworks are CIDRs matched against the inbound
-	// peer's address.
+	// Deny lists server names, globs or "re:" regular expressions refused
+	// in both directions. Deny wins over Allow.
+	Deny []string `toml:"deny"`
+	// AllowNetworks are CIDRs (or addresses) of inbound peers: when set, a
+	// peer outside them is refused.
 	AllowNetworks []string `toml:"allow_networks"`
-	DenyNetworks  []string `toml:"deny_networks"`
+	// DenyNetworks are CIDRs (or addresses) of inbound peers that are
+	// refused, before anything else is read.
+	DenyNetworks []string `toml:"deny_networks"`
 	// ListFile is an external JSON list {"version":N,"allow":[...],"deny":[...]}
 	// reloaded when it changes.
 	ListFile string `toml:"list_file"`
@@ -318,9 +361,10 @@ type RateLimit struct {
 
 // Log configures logging.
 type Log struct {
-	// Level is "debug", "info", "warn" or "error".
+	// Level is "debug", "info", "warn" or "error". The logger is built at
+	// start: changing it needs a restart.
 	Level string `toml:"level"`
-	// Format is "json" or "console".
+	// Format is "json" or "console". Changing it needs a restart.
 	Format string `toml:"format"`
 	// Access logs one line per request.
 	Access bool `toml:"access"`

@@ -44,6 +44,7 @@ func Default() Config {
 			CA:   "letsencrypt",
 		},
 		Outbound: Outbound{
+			HostsFile:             "/etc/hosts",
 			DNSTimeout:            Duration(5 * time.Second),
 			DialTimeout:           Duration(10 * time.Second),
 			TLSTimeout:            Duration(10 * time.Second),
@@ -102,7 +103,7 @@ func (c *Config) derive(dir string) {
 	under(&c.Log.HashKeyFile, "log-hash.key")
 	for _, p := range []*string{
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
-		&c.Outbound.CAFile, &c.Egress.SecretFile, &c.Policy.ListFile,
+		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile,
 	} {
 		abs(p)
 	}

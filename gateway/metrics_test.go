@@ -266,10 +266,13 @@ func BenchmarkObserveDenied(b *testing.B) {
 	})
 }
 
-// TestMetricsDocumented: README.md's Metrics section lists every fedgate
-// metric and no metric that does not exist.
+// TestMetricsDocumented: README.md's Metrics section (with docs/console.md
+// for the metrics the console added) lists every fedgate metric and no
+// metric that does not exist.
 func TestMetricsDocumented(t *testing.T) {
-	doc := readmeSection(t, "Metrics")
+	// Metrics added with the console are documented on its page until
+	// README.md's Metrics section moves into docs/.
+	doc := readmeSection(t, "Metrics") + markdownSection(t, "../docs/console.md", "Metrics for the dashboard and alerts")
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`(fedgate_[a-z_]+)`").FindAllStringSubmatch(doc, -1) {
 		documented[m[1]] = true

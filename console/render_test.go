@@ -300,12 +300,12 @@ func TestRenderingIsBounded(t *testing.T) {
 	t.Parallel()
 	st := fullStatus(fixtureNow)
 	rec := NewRecorder(RecorderOptions{})
-	for i := range 200_000 {
+	for i := range 50_000 {
 		out := Forwarded
 		if i%3 == 0 {
 			out = Denied
 		}
-		rec.Record(&Request{Time: fixtureNow.Add(-time.Duration(i%3600) * time.Second), Server: "s" + strconv.Itoa(i%50_000) + ".example",
+		rec.Record(&Request{Time: fixtureNow.Add(-time.Duration(i%3600) * time.Second), Server: "s" + strconv.Itoa(i%20_000) + ".example",
 			Outcome: out, Reason: "r" + strconv.Itoa(i%7), Status: 403})
 	}
 	st.Traffic = rec.Traffic(fixtureNow, 10, Names{})

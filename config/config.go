@@ -65,8 +65,8 @@ type Listen struct {
 	// federation to. Never expose it to the internet. Changing it needs a
 	// restart.
 	Egress string `toml:"egress"`
-	// Admin serves /metrics, /healthz, /readyz and /debug/pprof/. Internal.
-	// Changing it needs a restart.
+	// Admin serves the console (/ and /status.json), /metrics, /healthz,
+	// /readyz and /debug/pprof/. Internal. Changing it needs a restart.
 	Admin string `toml:"admin"`
 }
 
@@ -388,4 +388,15 @@ type Admin struct {
 	// ReadyWindow: /readyz fails if the homeserver has not been reachable
 	// within this long.
 	ReadyWindow Duration `toml:"ready_window"`
+	// TokenFile is a file holding the admin token (a string): when set,
+	// the console (GET /) and /status.json on the admin listener answer
+	// only requests with "Authorization: Bearer <token>" (or HTTP Basic
+	// with the token as password, so a browser can ask for it); /metrics,
+	// /healthz, /readyz and /debug/pprof/ stay as they are. The token must
+	// have at least 16 characters and no whitespace; surrounding
+	// whitespace and the final newline are ignored. Default "" (no
+	// token). The file is read again on every reload (SIGHUP), so a new
+	// token applies without a restart. Relative paths are taken from the
+	// configuration file's folder.
+	TokenFile string `toml:"token_file"`
 }

@@ -104,6 +104,7 @@ func (c *Config) derive(dir string) {
 	for _, p := range []*string{
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile,
+		&c.Admin.TokenFile,
 	} {
 		abs(p)
 	}

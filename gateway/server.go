@@ -12,11 +12,13 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/console"
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
@@ -92,6 +94,13 @@ type Gateway struct {
 	reloadsOK        atomic.Uint64
 	reloadsFailed    atomic.Uint64
 	lastReloadFailed atomic.Bool
+
+	// The console: recent traffic, fed by every request's finish, and the
+	// handlers of / and /status.json (console.go).
+	traffic *console.Recorder
+	console *console.Console
+	version string
+	started time.Time
 }
 
 // runtime is everything a request reads from configuration, built once per
@@ -102,7 +111,8 @@ type runtime struct {
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
 	egress      *egressSettings
-	names       *nameHasher // log.hash_server_names; nil shows names as they are
+	names       *nameHasher    // log.hash_server_names; nil shows names as they are
+	adminToken  *console.Token // admin.token_file; nil lets every console request in
 }
 
 // server is one bound listener.
@@ -135,7 +145,9 @@ func New(opts Options) (*Gateway, error) {
 	if version == "" {
 		version = "unknown"
 	}
+	g.version, g.started = version, time.Now()
 	g.metrics = newMetrics(newStateCollector(g), version)
+	g.traffic = console.NewRecorder(console.RecorderOptions{})
 	g.verifiedStages = stagesAfter(g.stages, "signature")
 	rt, err := g.build(opts.Config)
 	if err != nil {
@@ -168,6 +180,11 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.commitDecisionLog(dl, keep)
+	if g.console, err = g.newConsole(); err != nil {
+		g.keyring.Close()
+		g.closeDecisionLog()
+		return nil, err
+	}
 	g.egress = newEgress(g, opts.Config)
 	if err := g.egress.start(opts.Config); err != nil {
 		g.keyring.Close()
@@ -188,11 +205,15 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	token, err := loadAdminToken(c)
+	if err != nil {
+		return nil, err
+	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {
 		return nil, err
 	}
-	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg}, nil
+	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg, adminToken: token}, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -492,6 +513,9 @@ func Check(c *config.Config) error {
 		}
 	}
 	if err := checkEgress(c); err != nil {
+		return err
+	}
+	if _, err := loadAdminToken(c); err != nil {
 		return err
 	}
 	up, err := newUpstream(c, g.log)

@@ -128,7 +128,7 @@ func (s *Snapshot) checkServer(server, denyReason string) Decision {
 	if len(s.external) > 0 {
 		now := s.now()
 		for _, x := range s.external {
-			if x.staleAt.IsZero() || !now.After(x.staleAt) {
+			if x.staleAt.IsZero() || now.Before(x.staleAt) {
 				continue
 			}
 			r := rule{source: x.source, index: -1, text: "out of date since " + x.staleAt.UTC().Format(time.RFC3339)}

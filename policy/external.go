@@ -279,3 +279,26 @@ func (e *Engine) externalList() []*compiledExternal {
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
+
+// SetExternalStaleAt moves the stale deadline of the set called name
+// without compiling it again (a source confirmed it is current) and
+// publishes the result. It reports whether the set exists. Safe for
+// concurrent use.
+func (e *Engine) SetExternalStaleAt(name string, staleAt time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old, ok := e.external[name]
+	if !ok {
+		return false
+	}
+	if old.staleAt.Equal(staleAt) {
+		return true
+	}
+	c := *old
+	c.staleAt = staleAt
+	e.external[name] = &c
+	s := *e.snap.Load()
+	s.external = e.externalList()
+	e.snap.Store(&s)
+	return true
+}

@@ -128,6 +128,14 @@ func TestExternalDryRunAndStale(t *testing.T) {
 		t.Errorf("decision %+v", d)
 	}
 	wantDecision(t, "stale egress", e.snap().CheckDestination("good.example"), policy.ReasonBanListStale, false)
+	if !e.engine.SetExternalStaleAt("b-enforced", e.clock.Now().Add(time.Minute)) {
+		t.Fatal("SetExternalStaleAt: no such set")
+	}
+	wantDecision(t, "confirmed again", e.snap().CheckOrigin("good.example"), "", false)
+	wantDecision(t, "rules kept", e.snap().CheckOrigin("evil.example"), policy.ReasonOriginBanned, false)
+	if e.engine.SetExternalStaleAt("nope", time.Time{}) {
+		t.Error("SetExternalStaleAt invented a set")
+	}
 	stale.DryRun = true
 	e.engine.SetExternal("b-enforced", stale)
 	wantDecision(t, "stale dry-run set", e.snap().CheckOrigin("good.example"), policy.ReasonBanListStale, true)

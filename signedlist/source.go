@@ -38,6 +38,7 @@ type Fetcher func(ctx context.Context, url string, header http.Header, maxBytes 
 // Sink receives the list; *policy.Engine is one.
 type Sink interface {
 	SetExternal(name string, x *policy.External) policy.ExternalResult
+	SetExternalStaleAt(name string, staleAt time.Time) bool
 }
 
 // Options configure a [Source]. Exactly one of File and URL is set.
@@ -351,8 +352,8 @@ func (s *Source) confirm(data []byte, confirmed time.Time) error {
 	if confirmed.After(s.cur.confirmed) {
 		s.cur.confirmed = confirmed
 		s.writeCache(confirmed)
-		if s.o.MaxAge > 0 {
-			s.publish() // moves the stale deadline
+		if s.o.MaxAge > 0 && s.o.Sink != nil {
+			s.o.Sink.SetExternalStaleAt(s.o.Name, confirmed.Add(s.o.MaxAge))
 		}
 	}
 	return nil

@@ -2,8 +2,8 @@ package policyroom_test
 
 import (
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +47,10 @@ func TestRulesFollowTheRoom(t *testing.T) {
 	if r := e.reason("watched.example"); r != "" {
 		t.Errorf("a non-ban recommendation denied: %q", r)
 	}
-	eventually(t, "status", func() bool { st := s.Status(); return st.Rules == 4 && st.Ignored[policyroom.IgnoredRecommendation] == 1 })
+	eventually(t, "status", func() bool {
+		st := s.Status()
+		return st.Rules == 4 && st.Ignored[policyroom.IgnoredRecommendation] == 1
+	})
 
 	// Lifted: empty content, a redaction, and a change of recommendation.
 	e.hs.SendState(room1, policyroom.TypeServerRule, "rule:evil", `{}`)

@@ -95,6 +95,7 @@ func (e *env) run(o policyroom.Options) (*policyroom.Source, func()) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	s.Publish()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

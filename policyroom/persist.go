@@ -27,10 +27,10 @@ type savedState struct {
 	Rules   []Rule    `json:"rules"`
 }
 
-// restore loads the state file, if it belongs to the configured room,
-// and publishes its rules. Without one, and with max_age, an empty set
-// that is already stale is published: federation fails closed until the
-// room has been read. Called by New.
+// restore loads the state file, if it belongs to the configured room, for
+// Publish. Without one, and with max_age, Publish hands over an empty set
+// that is already stale: federation fails closed until the room has been
+// read. Called by New.
 func (s *Source) restore() {
 	var saved savedState
 	ok := s.readState(&saved)
@@ -55,11 +55,10 @@ func (s *Source) restore() {
 		s.mu.Unlock()
 		s.log.Info("policy room rules restored from data_dir until the homeserver answers",
 			"room_id", s.roomID, "rules", len(saved.Rules), "synced", saved.Synced)
-		s.publish(saved.Rules, saved.Synced)
-		return
-	}
-	if s.o.MaxAge > 0 {
-		s.publish(nil, time.Time{})
+		s.restored, s.restoredAt = saved.Rules, saved.Synced
+		if s.restored == nil {
+			s.restored = []Rule{}
+		}
 	}
 }
 

@@ -134,15 +134,18 @@ type Source struct {
 	followed    map[string]bool
 	followAfter time.Time
 	persisted   time.Time // LastSync as last written
+	published   bool      // Publish was called: changes reach the sink
+	restored    []Rule    // rules from the state file, until Publish
+	restoredAt  time.Time
 
 	mu     sync.Mutex // guards st
 	st     Status
 	closed bool
 }
 
-// New checks o and restores the rules saved in StateFile, handing them to
-// the sink at once, so that a restart while the homeserver is down keeps
-// enforcing them. It contacts nothing.
+// New checks o and loads the rules saved in StateFile; [Source.Publish]
+// hands them to the sink, so that a restart while the homeserver is down
+// keeps enforcing them. New contacts nothing and changes nothing.
 func New(o Options) (*Source, error) {
 	switch {
 	case o.Room == "" || (o.Room[0] != '!' && o.Room[0] != '#'):
@@ -188,6 +191,18 @@ func New(o Options) (*Source, error) {
 	}
 	s.restore()
 	return s, nil
+}
+
+// Publish hands the rules known now (those saved in data_dir, if any) to
+// the sink; from then on every change reaches it. Call it once, before
+// Run, when the source is put in service: a source built only to check a
+// configuration, or for a reload that fails, never publishes.
+func (s *Source) Publish() {
+	s.published = true
+	if s.restored != nil || s.o.MaxAge > 0 {
+		s.publish(s.restored, s.restoredAt)
+	}
+	s.restored = nil
 }
 
 // Name returns the engine's name for the set.
@@ -400,7 +415,7 @@ func (s *Source) synced(changed bool) {
 	case changed:
 		s.publish(s.state.list(), now)
 		s.persist(now)
-	case s.o.MaxAge > 0 && s.o.Sink != nil:
+	case s.o.MaxAge > 0 && s.o.Sink != nil && s.published:
 		s.o.Sink.SetExternalStaleAt(s.o.Name, now.Add(s.o.MaxAge))
 		fallthrough
 	default:
@@ -512,7 +527,7 @@ func (s *Source) filter() string {
 
 // publish hands rules to the sink. Called by Run and New.
 func (s *Source) publish(rules []Rule, lastSync time.Time) {
-	if s.o.Sink == nil {
+	if s.o.Sink == nil || !s.published {
 		return
 	}
 	label := "policy room " + s.o.Room

@@ -122,6 +122,7 @@ type Source struct {
 	failures  uint64
 	staleLogd bool
 	expired   bool // cur's chain no longer verifies (logged once)
+	published bool // Publish was called: changes reach the sink
 }
 
 // current is the list in force.
@@ -132,10 +133,11 @@ type current struct {
 	confirmed time.Time
 }
 
-// New checks o, loads the last good list (the cache file, then for File
-// the file itself) and hands it to the sink. For File, a file that cannot
-// be verified is an error unless the cache holds a good list; for URL,
-// nothing is fetched yet ([Source.Run] fetches at once).
+// New checks o and loads the last good list (the cache file, then for
+// File the file itself); [Source.Publish] hands it to the sink. For File,
+// a file that cannot be verified is an error unless the cache holds a
+// good list; for URL, nothing is fetched yet ([Source.Run] fetches at
+// once). New changes nothing outside the source.
 func New(o Options) (*Source, error) {
 	switch {
 	case o.Verifier == nil:
@@ -173,10 +175,18 @@ func New(o Options) (*Source, error) {
 			return nil, fmt.Errorf("signed list %s: %w", o.File, err)
 		}
 	}
+	return s, nil
+}
+
+// Publish hands the list known now to the sink; from then on every
+// change reaches it. Call it once, before Run, when the source is put in
+// service: a source built only to check a configuration, or for a reload
+// that fails, never publishes.
+func (s *Source) Publish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.published = true
 	s.publish()
-	return s, nil
 }
 
 // Location returns the file path or URL.
@@ -352,7 +362,7 @@ func (s *Source) confirm(data []byte, confirmed time.Time) error {
 	if confirmed.After(s.cur.confirmed) {
 		s.cur.confirmed = confirmed
 		s.writeCache(confirmed)
-		if s.o.MaxAge > 0 && s.o.Sink != nil {
+		if s.o.MaxAge > 0 && s.o.Sink != nil && s.published {
 			s.o.Sink.SetExternalStaleAt(s.o.Name, confirmed.Add(s.o.MaxAge))
 		}
 	}
@@ -404,7 +414,7 @@ func (s *Source) writeCache(confirmed time.Time) {
 // list_max_age, an empty set that is already stale is published, so that
 // federation fails closed until a good list arrives. Called with s.mu held.
 func (s *Source) publish() {
-	if s.o.Sink == nil {
+	if s.o.Sink == nil || !s.published {
 		return
 	}
 	x := &policy.External{Kind: policy.KindList, Source: s.label}

@@ -48,6 +48,7 @@ func TestFileHotReplacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish()
 	wantOrigin(t, e, "evil.example", policy.ReasonOriginDenied)
 	if d := e.Snapshot().CheckOrigin("evil.example"); d.Rule != `list_file deny[0] "evil.example"` {
 		t.Errorf("rule %q", d.Rule)
@@ -89,6 +90,7 @@ func TestFileHotReplacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s2.Publish()
 	wantOrigin(t, e2, "worse.example", policy.ReasonOriginDenied)
 	wantOrigin(t, e2, "evil.example", "")
 	if st := s2.Status(); st.Version != 2 {
@@ -116,6 +118,7 @@ func TestFileStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish()
 	wantOrigin(t, e, "good.example", "")
 	clock.Advance(2 * time.Hour)
 	wantOrigin(t, e, "good.example", policy.ReasonListStale)
@@ -208,6 +211,7 @@ func TestURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish()
 	// Nothing fetched yet and list_max_age set: fail closed.
 	wantOrigin(t, e, "good.example", policy.ReasonListStale)
 	ctx := background(t)
@@ -268,15 +272,19 @@ func TestURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s2.Publish()
 	if st := s2.Status(); st.Version != 2 || !st.Stale {
 		t.Errorf("restored status %+v", st)
 	}
 	opts.MaxAge = 0
 	e3 := engine(t, clock)
 	opts.Sink = e3
-	if _, err := signedlist.New(opts); err != nil {
+	s3, err := signedlist.New(opts)
+	if err != nil {
 		t.Fatal(err)
 	}
+	wantOrigin(t, e3, "worse.example", "") // not published yet
+	s3.Publish()
 	wantOrigin(t, e3, "worse.example", policy.ReasonOriginDenied)
 	wantOrigin(t, e3, "good.example", "")
 }
@@ -296,6 +304,7 @@ func TestURLSignerExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish()
 	ctx := background(t)
 	if err := s.Fetch(ctx); err != nil {
 		t.Fatal(err)
@@ -320,6 +329,7 @@ func TestRunFetches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Publish()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()

@@ -24,13 +24,14 @@ type stateCollector struct {
 	listEntries, listLoads, listFailures *prometheus.Desc
 	decisionLogErrors, hashing           *prometheus.Desc
 	configReloads, lastReloadOK          *prometheus.Desc
+	sources                              policySourceDescs
 }
 
 func newStateCollector(g *Gateway) *stateCollector {
 	d := func(sub, name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("fedgate", sub, name), help, labels, nil)
 	}
-	return &stateCollector{
+	sc := &stateCollector{
 		g:              g,
 		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, homeserver reached within admin.ready_window, not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
@@ -57,6 +58,8 @@ func newStateCollector(g *Gateway) *stateCollector {
 		configReloads:     d("config", "reloads_total", "Configuration reloads (SIGHUP or a changed file), by result: ok, or failed (the running configuration stayed).", "result"),
 		lastReloadOK:      d("config", "last_reload_successful", "1 unless the last reload was refused."),
 	}
+	sc.sources = newPolicySourceDescs(d)
+	return sc
 }
 
 // Describe sends every descriptor.
@@ -67,6 +70,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.decisionLogErrors, c.hashing, c.configReloads, c.lastReloadOK} {
 		ch <- d
 	}
+	c.sources.describe(ch)
 }
 
 // Collect reads the current values.
@@ -136,6 +140,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.listFailures, float64(l.Failures))
 		}
 	}
+	c.sources.collect(c, g, gauge, counter)
 
 	counter(c.decisionLogErrors, float64(g.decisionErrors.Load()))
 	gauge(c.hashing, b2f(rt.names.enabled()))

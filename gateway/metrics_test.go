@@ -266,10 +266,11 @@ func BenchmarkObserveDenied(b *testing.B) {
 	})
 }
 
-// TestMetricsDocumented: README.md's Metrics section lists every fedgate
-// metric and no metric that does not exist.
+// TestMetricsDocumented: README.md's Metrics section (with the policy
+// sources' pages) lists every fedgate metric and no metric that does not
+// exist.
 func TestMetricsDocumented(t *testing.T) {
-	doc := readmeSection(t, "Metrics")
+	doc := readmeSection(t, "Metrics") + sourceDocPages(t)
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`(fedgate_[a-z_]+)`").FindAllStringSubmatch(doc, -1) {
 		documented[m[1]] = true

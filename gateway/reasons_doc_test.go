@@ -13,9 +13,10 @@ import (
 
 // TestReasonCodesDocumented: every reason code a request can end with
 // (the gateway's own, inbound and egress, the authentication kinds,
-// policy's) has a row in README.md's Troubleshooting section.
+// policy's) has a row in README.md's Troubleshooting section or in the
+// policy sources' pages (sourceDocPages).
 func TestReasonCodesDocumented(t *testing.T) {
-	doc := readmeSection(t, "Troubleshooting")
+	doc := readmeSection(t, "Troubleshooting") + sourceDocPages(t)
 	rows := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
 		rows[m[1]] = true
@@ -51,6 +52,22 @@ func TestReasonCodesDocumented(t *testing.T) {
 			t.Errorf("reason code %s (%s) has no row in README.md's Troubleshooting section", code, from)
 		}
 	}
+}
+
+// sourceDocPages returns the pages that document the policy sources'
+// reason codes and metrics (docs/ban-lists.md, docs/ti-messenger.md).
+func sourceDocPages(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, p := range []string{"../docs/ban-lists.md", "../docs/ti-messenger.md"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(data)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // readmeSection returns the "## title" section of README.md, up to the

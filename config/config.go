@@ -270,10 +270,10 @@ type Policy struct {
 	// ListURL is an https URL the federation list is fetched from, as a
 	// compact JWS (it requires ListSignature = "jws" and ListTrust): every
 	// ListRefresh, with If-None-Match, over the [outbound] TLS settings
-	// (outbound.ca_file) and SSRF guard (outbound.allow_networks). The last
-	// good list is kept in data_dir/federation-list.jws, so a restart while
-	// the URL cannot be reached keeps enforcing it. Default: none. A reload
-	// applies a change.
+	// (outbound.ca_file) and SSRF guard (outbound.allow_networks). The
+	// last good list is kept in data_dir/federation-list-<hash>.jws, so a
+	// restart while the URL cannot be reached keeps enforcing it. Default:
+	// none. A reload applies a change.
 	ListURL string `toml:"list_url"`
 	// ListSignature is "" (the list is plain JSON; list_file only) or
 	// "jws": the list must be a compact JWS (RFC 7515, ES256 or EdDSA)

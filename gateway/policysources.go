@@ -265,6 +265,18 @@ func roomStateFile(c *config.Config, room string) string {
 	return filepath.Join(c.DataDir, "policy-rooms", hex.EncodeToString(sum[:12])+".json")
 }
 
+// listCacheFile is where the last good signed list is kept: named after
+// the list's location, so that servers with lists of their own (and a
+// list_url that changes) never share a cache or a rollback floor.
+func listCacheFile(c *config.Config) string {
+	loc := c.Policy.ListURL
+	if loc == "" {
+		loc = c.Policy.ListFile
+	}
+	sum := sha256.Sum256([]byte(loc))
+	return filepath.Join(c.DataDir, "federation-list-"+hex.EncodeToString(sum[:6])+".jws")
+}
+
 // newRoomSource builds (without publishing or starting) the source for
 // one [[policy.rooms]] entry. engine nil builds it for a check only.
 func newRoomSource(c *config.Config, rc config.PolicyRoom, engine *policy.Engine, log *zap.Logger) (*policyroom.Source, error) {
@@ -341,7 +353,7 @@ func newListSource(c *config.Config, engine *policy.Engine, fetch signedlist.Fet
 		Verifier:  v,
 		Refresh:   p.ListRefresh.D(),
 		MaxAge:    p.ListMaxAge.D(),
-		CacheFile: filepath.Join(c.DataDir, "federation-list.jws"),
+		CacheFile: listCacheFile(c),
 		Name:      listSetName,
 		Logger:    slogFor(log, "signedlist"),
 	}

@@ -276,3 +276,43 @@ allow_networks = ["127.0.0.0/8"]
 		t.Errorf("signer expiry %v %v", v, ok)
 	}
 }
+
+// TestCheckPolicySources: check-config refuses a signed list file that
+// does not verify and a list_trust without certificates, naming the key,
+// and accepts a good one without publishing anything.
+func TestCheckPolicySources(t *testing.T) {
+	dir := t.TempDir()
+	root := fedtest.NewCA(t)
+	now := time.Now()
+	good := root.Signer(t, now.Add(-time.Hour), now.Add(time.Hour), true).Sign(t, []byte(`{"version": 1, "allow": [], "deny": ["x.test"]}`))
+	bad := fedtest.NewCA(t).Signer(t, now.Add(-time.Hour), now.Add(time.Hour), false).Sign(t, []byte(`{"version": 1}`))
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	trust := write("root.pem", string(root.CertPEM()))
+	load := func(list, trust string) *config.Config {
+		t.Helper()
+		text := fmt.Sprintf("server_name = \"gw.test\"\ndata_dir = %q\n[upstream]\nurl = \"http://127.0.0.1:1\"\n[keys]\ngenerate = true\n[policy]\nlist_file = %q\nlist_signature = \"jws\"\nlist_trust = %q\n", dir, list, trust)
+		c, err := config.Parse(filepath.Join(dir, "gateway.toml"), []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := checkPolicySources(load(write("good.jws", good), trust)); err != nil {
+		t.Fatalf("good list refused: %v", err)
+	}
+	if err := checkPolicySources(load(write("bad.jws", bad), trust)); err == nil || !strings.Contains(err.Error(), "policy.list_file") {
+		t.Fatalf("untrusted list: %v", err)
+	}
+	if err := checkPolicySources(load(write("good2.jws", good), write("empty.pem", "no certificates"))); err == nil || !strings.Contains(err.Error(), "policy.list_trust") {
+		t.Fatalf("empty trust file: %v", err)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(dir, "federation-list-*")); len(entries) != 0 {
+		t.Errorf("check-config wrote %v", entries)
+	}
+}

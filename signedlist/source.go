@@ -63,9 +63,9 @@ type Options struct {
 	// confirmed (File: its modification time; URL: the last fetch that
 	// returned it, or 304, and verified). Zero: never stale.
 	MaxAge time.Duration
-	// CacheFile keeps the last good JWS (data_dir/federation-list.jws);
-	// "" keeps nothing. Its modification time is when it was last
-	// confirmed.
+	// CacheFile keeps the last good JWS
+	// (data_dir/federation-list-<hash>.jws); "" keeps nothing. Its
+	// modification time is when it was last confirmed.
 	CacheFile string
 	// Sink receives the list under Name; nil only checks (for
 	// check-config).
@@ -187,6 +187,9 @@ func (s *Source) Publish() {
 	defer s.mu.Unlock()
 	s.published = true
 	s.publish()
+	if s.cur != nil {
+		s.writeCache(s.cur.confirmed)
+	}
 }
 
 // Location returns the file path or URL.
@@ -396,8 +399,8 @@ func (s *Source) fail(err error, sum *[sha256.Size]byte) error {
 // writeCache stores the list in force and its confirmation time. Called
 // with s.mu held.
 func (s *Source) writeCache(confirmed time.Time) {
-	if s.o.CacheFile == "" || s.cur == nil {
-		return
+	if s.o.CacheFile == "" || s.cur == nil || !s.published {
+		return // a source that is not in service writes nothing
 	}
 	if old, err := os.ReadFile(s.o.CacheFile); err != nil || !bytes.Equal(old, s.cur.jws) {
 		if err := fsutil.WriteFileAtomic(s.o.CacheFile, s.cur.jws, 0o600); err != nil {

@@ -243,7 +243,13 @@ func (s *Source) Run(ctx context.Context) {
 			backoff = time.Second
 		}
 		s.failed(err)
-		t := time.NewTimer(backoff)
+		wait := backoff
+		var me *matrixError
+		if errors.As(err, &me) && me.Status == http.StatusTooManyRequests && me.RetryAfterMS > 0 {
+			// Rate limited: wait as asked, within reason.
+			wait = max(wait, min(time.Duration(me.RetryAfterMS)*time.Millisecond, 5*time.Minute))
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -45,13 +45,15 @@ func TestHostileRoom(t *testing.T) {
 	o.MaxRules = limit
 	start := time.Now()
 	s, _ := e.run(o)
-	eventually(t, "room read", func() bool { return s.Status().State == policyroom.StateSyncing })
+	// 25 MB of JSON each way: well under a second, but several under the
+	// race detector on a busy machine.
+	eventuallyWithin(t, "room read", time.Minute, func() bool { return s.Status().State == policyroom.StateSyncing })
 	t.Logf("read %d events in %v", total+len(odd)+1, time.Since(start))
 	st := s.Status()
 	if st.Rules != limit {
 		t.Errorf("%d rules in force, want max_rules %d", st.Rules, limit)
 	}
-	if st.Ignored[policyroom.IgnoredOverLimit] == 0 || st.Ignored[policyroom.IgnoredTooBroad] == 0 || st.Ignored[policyroom.IgnoredInvalid] == 0 {
+	if st.Ignored[policyroom.IgnoredOverLimit] < total-limit || st.Ignored[policyroom.IgnoredTooBroad] != 3 || st.Ignored[policyroom.IgnoredInvalid] < 5 {
 		t.Errorf("ignored %v", st.Ignored)
 	}
 	if !strings.Contains(e.log.String(), "more rules than max_rules") {

@@ -134,9 +134,12 @@ func parseRule(typ, stateKey string, content json.RawMessage, eventID string) (*
 type ruleState struct {
 	maxRules int
 	rules    map[ruleKey]*Rule
-	ignored  map[ruleKey]string // why, for rules not in force
+	ignored  map[ruleKey]string // why, for rules not in force (but over_limit)
 	byEvent  map[string]ruleKey // event ID -> rule, for redactions
-	over     int                // rules refused past maxRules since the last reset
+	over     int                // rules refused past maxRules, not yet logged
+	// overLimit counts rules refused past maxRules since the room was
+	// last read in full (not kept per rule: a flood must not grow memory).
+	overLimit int
 	// tombstone is the replacement room named by m.room.tombstone, and
 	// tombstoneSender who sent it (its server is where to join through).
 	tombstone, tombstoneSender string
@@ -187,9 +190,7 @@ func (s *ruleState) set(k ruleKey, r *Rule, why string) bool {
 	}
 	if !had && len(s.rules) >= s.maxRules {
 		s.over++
-		if len(s.ignored) < s.maxRules {
-			s.ignored[k] = IgnoredOverLimit
-		}
+		s.overLimit++
 		return false
 	}
 	s.rules[k] = r
@@ -238,5 +239,6 @@ func (s *ruleState) ignoredCounts() map[string]int {
 	for _, why := range s.ignored {
 		m[why]++
 	}
+	m[IgnoredOverLimit] = s.overLimit
 	return m
 }

@@ -97,7 +97,9 @@ type Status struct {
 	// Rules counts the ban rules in force.
 	Rules int
 	// Ignored counts rules not in force, by why: IgnoredRecommendation,
-	// IgnoredInvalid, IgnoredTooBroad, IgnoredOverLimit.
+	// IgnoredInvalid, IgnoredTooBroad (rules in the room now), and
+	// IgnoredOverLimit (rules refused past max_rules since the room was
+	// last read in full).
 	Ignored map[string]int
 	// LastSync is when the homeserver last answered a sync (or, after a
 	// restart before any answer, when the saved rules were last synced);
@@ -348,6 +350,7 @@ func (s *Source) initialSync(ctx context.Context) (string, error) {
 	if fresh.over > 0 {
 		s.log.Error("policy room has more rules than max_rules; the rest are ignored",
 			"room_id", s.roomID, "max_rules", s.o.MaxRules, "ignored", fresh.over)
+		fresh.over = 0
 	}
 	s.log.Info("policy room read", "room_id", s.roomID, "rules", len(fresh.rules), "ignored", len(fresh.ignored))
 	s.synced(true)

@@ -94,10 +94,12 @@ func TestPolicyRoomEndToEnd(t *testing.T) {
 	waitDecision(t, og, "later.test", "")
 	expectForwarded(t, signedGet(og.testGateway, later, profileTarget))
 
-	status, body := og.get("/readyz")
-	if status != 200 || !strings.Contains(body, "ok   policy_room "+e2eRoom+": syncing "+e2eRoom+": 1 ban rules in force") {
-		t.Errorf("/readyz %d:\n%s", status, body)
-	}
+	// The status follows the rules by a moment: wait for it.
+	want := "ok   policy_room " + e2eRoom + ": syncing " + e2eRoom + ": 1 ban rules in force"
+	waitFor(t, "/readyz line", func() bool {
+		status, body := og.get("/readyz")
+		return status == 200 && strings.Contains(body, want)
+	})
 	m := og.scrape()
 	wantValue(t, m, 1, "fedgate_policy_room_up", "room="+e2eRoom)
 	wantValue(t, m, 1, "fedgate_policy_room_rules", "room="+e2eRoom)

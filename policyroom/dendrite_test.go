@@ -191,9 +191,7 @@ func TestAgainstDendrite(t *testing.T) {
 	o.SyncTimeout = 5 * time.Second
 	s, _ := e.run(o)
 	e.waitReason("evil.example", policy.ReasonOriginBanned)
-	if st := s.Status(); st.RoomID != room {
-		t.Fatalf("status %+v, want room %s", st, room)
-	}
+	eventually(t, "status names the room", func() bool { return s.Status().RoomID == room })
 
 	// Changes while syncing.
 	legacy := d.state(mod, room, policyroom.TypeServerRuleMjolnir, "mj", map[string]string{"entity": "*.spam.example", "recommendation": "org.matrix.mjolnir.ban", "reason": "farm"})

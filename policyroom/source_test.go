@@ -109,8 +109,9 @@ func TestAliasJoinAndUpgrade(t *testing.T) {
 	e.hs.Upgrade(oldRoom, newRoom)
 	e.waitReason("new-rule.example", policy.ReasonOriginBanned)
 	e.waitReason("old-rule.example", "")
-	if st := s.Status(); st.RoomID != newRoom || !e.hs.Joined(newRoom, bot) {
-		t.Fatalf("status %+v", st)
+	eventually(t, "status names the new room", func() bool { return s.Status().RoomID == newRoom })
+	if !e.hs.Joined(newRoom, bot) {
+		t.Fatal("the bot did not join the new room")
 	}
 	// Changes in the new room apply.
 	e.hs.SendState(newRoom, policyroom.TypeServerRule, "r3", ban("newer.example", "z"))

@@ -250,3 +250,39 @@ func TestKickedAndBadToken(t *testing.T) {
 	}
 	eventually(t, "new token used", func() bool { return s2.Status().State == policyroom.StateSyncing })
 }
+
+// TestCorruptStateFile: a state file that does not parse, or belongs to
+// another room, is ignored with a warning; the room is read as if new.
+func TestCorruptStateFile(t *testing.T) {
+	t.Parallel()
+	for name, content := range map[string]string{
+		"garbage":    "{not json",
+		"other room": `{"version":1,"room":"!other:hs.test","room_id":"!other:hs.test","synced":"2026-01-01T00:00:00Z","rules":[{"type":"m.policy.rule.server","state_key":"x","entity":"stale.example"}]}`,
+		"future":     `{"version":99,"room":"!bans:hs.test","rules":[]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			e.hs.CreateRoom(room1, false, bot)
+			e.hs.SendState(room1, policyroom.TypeServerRule, "r1", ban("evil.example", "spam"))
+			o := e.options(room1)
+			if err := os.WriteFile(o.StateFile, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e.hs.SetDown(true)
+			s, err := policyroom.New(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Publish()
+			if st := s.Status(); st.State != policyroom.StateStarting || st.Rules != 0 {
+				t.Errorf("status %+v", st)
+			}
+			if r := e.reason("stale.example"); r != "" {
+				t.Errorf("another room's saved rule applied: %q", r)
+			}
+			e.hs.SetDown(false)
+			e.run(o)
+			e.waitReason("evil.example", policy.ReasonOriginBanned)
+		})
+	}
+}

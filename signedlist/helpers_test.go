@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,14 +49,29 @@ func engine(t testing.TB, clock *fedtest.Clock) *policy.Engine {
 	return e
 }
 
-func logger(t testing.TB) (*slog.Logger, *strings.Builder) {
-	var b strings.Builder
-	return slog.New(slog.NewTextHandler(&lockedWriter{b: &b}, nil)), &b
+func logger(t testing.TB) (*slog.Logger, *lockedBuilder) {
+	b := &lockedBuilder{}
+	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
-type lockedWriter struct{ b *strings.Builder }
+// lockedBuilder collects log output; safe for a source and a test to
+// share.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
 
-func (w *lockedWriter) Write(p []byte) (int, error) { return w.b.Write(p) }
+func (w *lockedBuilder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuilder) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
 
 func writeFile(t testing.TB, path, content string, mtime time.Time) {
 	t.Helper()

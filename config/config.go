@@ -306,11 +306,44 @@ type Policy struct {
 	// refused, before anything else is read.
 	DenyNetworks []string `toml:"deny_networks"`
 	// ListFile is an external JSON list {"version":N,"allow":[...],"deny":[...]}
-	// reloaded when it changes.
+	// reloaded when it changes. With ListSignature = "jws" the file holds
+	// that list signed as a compact JWS instead. Set ListFile or ListURL,
+	// not both.
 	ListFile string `toml:"list_file"`
-	// ListMaxAge fails closed when ListFile has not been refreshed for this
-	// long. Zero disables the check.
+	// ListURL is an https URL the federation list is fetched from, as a
+	// compact JWS (it requires ListSignature = "jws" and ListTrust): every
+	// ListRefresh, with If-None-Match, over the [outbound] TLS settings
+	// (outbound.ca_file) and SSRF guard (outbound.allow_networks). The
+	// last good list is kept in data_dir/federation-list-<hash>.jws, so a
+	// restart while the URL cannot be reached keeps enforcing it. Default:
+	// none. A reload applies a change.
+	ListURL string `toml:"list_url"`
+	// ListSignature is "" (the list is plain JSON; list_file only) or
+	// "jws": the list must be a compact JWS (RFC 7515, ES256 or EdDSA)
+	// whose protected header carries the signer's certificate chain (x5c)
+	// reaching a root in ListTrust, valid at the time of use. A list with a
+	// bad signature, an untrusted or expired chain, another algorithm or a
+	// lower version than the last good one is refused and the last good
+	// list stays. Default: "". A reload applies a change.
+	ListSignature string `toml:"list_signature"`
+	// ListTrust is a PEM file of the root certificates a signed list's x5c
+	// chain must reach (required with ListSignature = "jws"). It is read
+	// again on every reload.
+	ListTrust string `toml:"list_trust"`
+	// ListRefresh is how often ListURL is fetched. Default: "5m". It must
+	// be shorter than ListMaxAge when that is set. A reload applies a
+	// change.
+	ListRefresh Duration `toml:"list_refresh"`
+	// ListMaxAge fails closed (list_stale) when the list has not been
+	// confirmed for this long: ListFile not rewritten, or ListURL not
+	// fetched and verified successfully. Zero disables the check: a list
+	// that cannot be refreshed keeps its last good state.
 	ListMaxAge Duration `toml:"list_max_age"`
+	// Rooms are moderation policy rooms ([[policy.rooms]]) whose m.ban
+	// server rules become deny entries. See [PolicyRoom]. Default: none.
+	// A reload applies a change: rooms added, removed or changed are
+	// (re)started, the others keep syncing.
+	Rooms []PolicyRoom `toml:"rooms"`
 	// DenyEndpoints are endpoint classes or operation names refused for
 	// every origin.
 	DenyEndpoints []string `toml:"deny_endpoints"`
@@ -327,6 +360,55 @@ type Policy struct {
 	// Origins overrides endpoint rules per origin; keys are server names or
 	// globs.
 	Origins map[string]OriginRule `toml:"origins"`
+}
+
+// Policy room apply modes.
+const (
+	ApplyDeny   = "deny"
+	ApplyDryRun = "dry_run"
+)
+
+// DefaultPolicyRoomMaxRules is the default of [PolicyRoom.MaxRules].
+const DefaultPolicyRoomMaxRules = 50000
+
+// PolicyRoom is one moderation policy room ("ban list") fedgate subscribes
+// to through the client-server API of a homeserver, with a bot account
+// that can join it. Its m.policy.rule.server rules (and the legacy
+// m.room.rule.server and org.matrix.mjolnir.rule.server) with the
+// recommendation m.ban (or org.matrix.mjolnir.ban) deny the servers their
+// entity glob matches, for every room at once; other recommendations are
+// ignored, and user and room rules are out of scope. Changes apply within
+// seconds; the last good rule set is kept in data_dir/policy-rooms/.
+type PolicyRoom struct {
+	// Room is the room ID ("!abc:example.org") or alias
+	// ("#community-bans:example.org") of the policy room (required).
+	// Aliases are resolved through Homeserver; room upgrades
+	// (m.room.tombstone) are followed.
+	Room string `toml:"room"`
+	// Homeserver is the client-server API base URL of a homeserver the bot
+	// account lives on, "http://127.0.0.1:8008". Default: upstream.url. An
+	// https URL is verified with upstream.ca_file added to the system
+	// roots.
+	Homeserver string `toml:"homeserver"`
+	// AccessTokenFile holds the bot account's access token (required; one
+	// line, read again when the homeserver refuses the token). Keep it
+	// readable by fedgate only.
+	AccessTokenFile string `toml:"access_token_file"`
+	// Apply is "deny" (default: ban rules deny, reason codes origin_banned
+	// and destination_banned) or "dry_run" (matches are logged and counted
+	// as dry-run denials; nothing is denied because of this room).
+	Apply string `toml:"apply"`
+	// MaxAge, when set, fails closed (ban_list_stale: every origin and
+	// destination is denied) once the room has not been read successfully
+	// for this long, like list_max_age. Default: 0, off: a room that cannot
+	// be read keeps its last rule set. At least "1m" (a healthy sync
+	// answers every 30 s).
+	MaxAge Duration `toml:"max_age"`
+	// MaxRules bounds the rules taken from the room (default 50000). A
+	// room with more is truncated with an error in the log and in /readyz:
+	// a hostile or broken room cannot make fedgate's memory grow without
+	// bound.
+	MaxRules int `toml:"max_rules"`
 }
 
 // OriginRule overrides endpoint rules for matching origins.

@@ -60,6 +60,7 @@ func Default() Config {
 		Policy: Policy{
 			Default:        PolicyAllow,
 			LocalityChecks: true,
+			ListRefresh:    Duration(5 * time.Minute),
 		},
 		RateLimit: RateLimit{
 			PerIP:               Limit{Rate: MustRate("100/s"), Burst: 200},
@@ -103,10 +104,23 @@ func (c *Config) derive(dir string) {
 	under(&c.Log.HashKeyFile, "log-hash.key")
 	for _, p := range []*string{
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
-		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile,
+		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile, &c.Policy.ListTrust,
 		&c.Admin.TokenFile,
 	} {
 		abs(p)
+	}
+	for i := range c.Policy.Rooms {
+		r := &c.Policy.Rooms[i]
+		abs(&r.AccessTokenFile)
+		if r.Homeserver == "" {
+			r.Homeserver = c.Upstream.URL
+		}
+		if r.Apply == "" {
+			r.Apply = ApplyDeny
+		}
+		if r.MaxRules == 0 {
+			r.MaxRules = DefaultPolicyRoomMaxRules
+		}
 	}
 	if c.Log.Decisions != "" && c.Log.Decisions != "stderr" && c.Log.Decisions != "stdout" {
 		abs(&c.Log.Decisions)

@@ -31,7 +31,8 @@ import (
 // The console and /status.json require admin.token_file's token when it
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
 // certificates present and valid now, the homeserver reached within
-// admin.ready_window, and not shutting down.
+// admin.ready_window, no policy source failing closed (policysources.go),
+// and not shutting down.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -43,7 +44,8 @@ const (
 
 // ReadyCheck is one part of [Gateway.Ready].
 type ReadyCheck struct {
-	// Name is "keys", "certificates", "upstream" or "shutdown".
+	// Name is "keys", "certificates", "upstream", "shutdown",
+	// "policy_room <room>" or "federation_list".
 	Name string
 	// OK reports whether this part is ready.
 	OK bool
@@ -87,6 +89,7 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	now := time.Now()
 	rt := g.rt.Load()
 	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
+	checks = append(checks, g.readyPolicySources(now)...)
 	if g.hs.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
 	} else {

@@ -25,13 +25,14 @@ type stateCollector struct {
 	decisionLogErrors, hashing           *prometheus.Desc
 	configReloads, lastReloadOK          *prometheus.Desc
 	egressBackoff                        *prometheus.Desc
+	sources                              policySourceDescs
 }
 
 func newStateCollector(g *Gateway) *stateCollector {
 	d := func(sub, name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("fedgate", sub, name), help, labels, nil)
 	}
-	return &stateCollector{
+	sc := &stateCollector{
 		g:              g,
 		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, homeserver reached within admin.ready_window, not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
@@ -60,6 +61,8 @@ func newStateCollector(g *Gateway) *stateCollector {
 		egressBackoff: d("egress", "backoff_destinations",
 			"Egress destinations backed off now, by kind: failing (connection failures, 5xx) or rate_limited (they answered 429).", "kind"),
 	}
+	sc.sources = newPolicySourceDescs(d)
+	return sc
 }
 
 // Describe sends every descriptor.
@@ -70,6 +73,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.decisionLogErrors, c.hashing, c.configReloads, c.lastReloadOK, c.egressBackoff} {
 		ch <- d
 	}
+	c.sources.describe(ch)
 }
 
 // Collect reads the current values.
@@ -139,6 +143,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.listFailures, float64(l.Failures))
 		}
 	}
+	c.sources.collect(c, g, gauge, counter)
 
 	if g.egress != nil && rt.cfg.Listen.Egress != "" {
 		failing, limited := g.egress.backoff.countActive(g.egress.now())

@@ -63,6 +63,8 @@ type Gateway struct {
 	ids    *requestIDs
 	rt     atomic.Pointer[runtime]
 	policy *policy.Engine // long-lived: limiter state survives reloads
+	// sources feed the engine from policy rooms and the signed list.
+	sources *policySources
 
 	// keyring caches remote servers' keys; long-lived, its cache is worth
 	// keeping across reloads.
@@ -170,6 +172,12 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.fedClient.Store(client)
+	g.sources = newPolicySources(g.policy, logger, g.fetchList)
+	plan, err := g.sources.prepare(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	g.sources.apply(plan)
 	if g.keyring, err = g.newKeyring(opts.Config); err != nil {
 		return nil, err
 	}
@@ -258,11 +266,18 @@ func (g *Gateway) reload(c *config.Config) error {
 		rt.upstream.close()
 		return fmt.Errorf("reload: %w", err)
 	}
+	plan, err := g.sources.prepare(c)
+	if err != nil {
+		rt.upstream.close()
+		dl.close()
+		return fmt.Errorf("reload: %w", err)
+	}
 	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
 		rt.upstream.close()
 		dl.close()
 		return fmt.Errorf("reload: policy: %w", err)
 	}
+	g.sources.apply(plan)
 	g.commitDecisionLog(dl, keepLog)
 	g.metrics.setPeers(c.Admin.Peers)
 	if client != nil {
@@ -348,6 +363,7 @@ func (g *Gateway) Start() error {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
 	}()
+	g.sources.start(g.bg)
 	return nil
 }
 
@@ -431,6 +447,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.serveWG.Wait()
 	g.stopBg()
 	g.bgWG.Wait()
+	g.sources.stop()
 	if err := g.keyring.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("keyring: %w", err))
 	}
@@ -528,6 +545,9 @@ func Check(c *config.Config) error {
 	}
 	if _, err := policy.New(policyOptions(c, g.log)); err != nil {
 		return c.Errorf("policy", "%v", err)
+	}
+	if err := checkPolicySources(c); err != nil {
+		return err
 	}
 	if _, err := newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, false); err != nil {
 		return c.Errorf("log.hash_key_file", "%v", err)

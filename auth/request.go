@@ -62,6 +62,17 @@ func requestMessage(dst []byte, method, uri, origin, destination string, body []
 	return append(dst, '}'), nil
 }
 
+// AppendRequestMessage appends to dst the exact bytes an X-Matrix
+// signature covers for a request from origin to destination: the canonical
+// JSON object with content (already canonical, as [ContentOf] or
+// [CanonicalizeContent] return it; nil or empty: no body), destination,
+// method, origin and uri. Verifying a header is ed25519 over these bytes;
+// tools use it to time or inspect that step. Errors are *[Error] of kind
+// KindBadSignature for strings that are not valid UTF-8.
+func AppendRequestMessage(dst []byte, method, requestURI, origin, destination string, content []byte) ([]byte, error) {
+	return requestMessage(dst, method, requestURI, origin, destination, content, bodyCanonical)
+}
+
 // SignRequest signs a federation request from origin to destination (both
 // server names before delegation) with key. requestURI is the raw
 // request-target exactly as it will be sent (path and query, no scheme or

@@ -98,7 +98,7 @@ type Gateway struct {
 // (re)load and never modified.
 type runtime struct {
 	cfg         *config.Config
-	upstream    *upstream
+	upstream    *homeserver
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
 	egress      *egressSettings
@@ -188,7 +188,7 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	up, err := newUpstream(c, g.log)
+	up, err := newUpstream(c, "upstream", c.Upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -494,7 +494,7 @@ func Check(c *config.Config) error {
 	if err := checkEgress(c); err != nil {
 		return err
 	}
-	up, err := newUpstream(c, g.log)
+	up, err := newUpstream(c, "upstream", c.Upstream)
 	if err != nil {
 		return err
 	}

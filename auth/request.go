@@ -62,6 +62,17 @@ func requestMessage(dst []byte, method, uri, origin, destination string, body []
 	return append(dst, '}'), nil
 }
 
+// AppendRequestMessage appends to dst the exact bytes an X-Matrix
+// signature covers for a request from origin to destination: the canonical
+// JSON object with content (already canonical, as [ContentOf] or
+// [CanonicalizeContent] return it; nil or empty: no body), destination,
+// method, origin and uri. Verifying a header is ed25519 over these bytes;
+// tools use it to time or inspect that step. Errors are *[Error] of kind
+// KindBadSignature for strings that are not valid UTF-8.
+func AppendRequestMessage(dst []byte, method, requestURI, origin, destination string, content []byte) ([]byte, error) {
+	return requestMessage(dst, method, requestURI, origin, destination, content, bodyCanonical)
+}
+
 // SignRequest signs a federation request from origin to destination (both
 // server names before delegation) with key. requestURI is the raw
 // request-target exactly as it will be sent (path and query, no scheme or
@@ -107,7 +118,7 @@ func SignRequest(key SigningKey, method, requestURI, origin, destination string,
 // KindBadSignature. It does not allocate on success and is safe for
 // concurrent use.
 func VerifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, pub ed25519.PublicKey) error {
-	return verifyRequest(x, method, requestURI, ourName, body, bodyRaw, pub)
+	return verifyRequest(x, method, requestURI, ourName, body, bodyRaw, pub, nil)
 }
 
 // CanonicalizeContent appends to dst the form in which a request body is
@@ -148,10 +159,20 @@ func ContentOf(body []byte) ([]byte, error) {
 // The content is used as given; passing anything else makes verification
 // fail, never pass wrongly, since the signature covers the exact bytes.
 func VerifyRequestContent(x XMatrix, method, requestURI, ourName string, content []byte, pub ed25519.PublicKey) error {
-	return verifyRequest(x, method, requestURI, ourName, content, bodyCanonical, pub)
+	return verifyRequest(x, method, requestURI, ourName, content, bodyCanonical, pub, nil)
 }
 
-func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, form int, pub ed25519.PublicKey) error {
+// VerifyRequestWith is [VerifyRequestContent] with a prepared key, as
+// [Keyring.Verifier] returns it: the same checks and the same answers,
+// for less than half the work.
+func VerifyRequestWith(x XMatrix, method, requestURI, ourName string, content []byte, key *Verifier) error {
+	if key == nil {
+		return newError(KindUnknownKey, nil, "No usable public key for %s", x.Key)
+	}
+	return verifyRequest(x, method, requestURI, ourName, content, bodyCanonical, key.pub, key)
+}
+
+func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, form int, pub ed25519.PublicKey, key *Verifier) error {
 	if x.Destination != "" && x.Destination != ourName {
 		return &Error{Kind: KindDestinationMismatch, Msg: "The request is for another server (X-Matrix destination does not match)"}
 	}
@@ -168,7 +189,13 @@ func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, f
 	if err != nil {
 		return err
 	}
-	if !ed25519.Verify(pub, msg, x.Sig) {
+	var ok bool
+	if key != nil {
+		ok = key.Verify(msg, x.Sig)
+	} else {
+		ok = ed25519.Verify(pub, msg, x.Sig)
+	}
+	if !ok {
 		return &Error{Kind: KindBadSignature, Msg: "Invalid X-Matrix signature"}
 	}
 	return nil

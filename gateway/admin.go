@@ -142,13 +142,13 @@ func (g *Gateway) readyUpstream(rt *runtime, now time.Time) ReadyCheck {
 	}
 	switch {
 	case last == 0:
-		c.Detail = fmt.Sprintf("%s not reached yet%s", rt.upstream.url.Redacted(), why)
+		c.Detail = fmt.Sprintf("%s not reached yet%s", rt.upstream.String(), why)
 	case now.Sub(time.Unix(0, last)) > window:
 		c.Detail = fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
-			rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
+			rt.upstream.String(), now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
 	default:
 		c.OK = true
-		c.Detail = fmt.Sprintf("%s reached %s ago", rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Millisecond))
+		c.Detail = fmt.Sprintf("%s reached %s ago", rt.upstream.String(), now.Sub(time.Unix(0, last)).Round(time.Millisecond))
 	}
 	return c
 }
@@ -225,9 +225,6 @@ func (l promLogger) Println(v ...any) {
 // probeUpstreamVersion is what the readiness probe asks the homeserver.
 const probeUpstreamVersion = "/_matrix/federation/v1/version"
 
-// maxProbeBody bounds what is read of a probe's answer.
-const maxProbeBody = 64 << 10
-
 // probeInterval is how often the homeserver is probed: three times per
 // ready_window, between 200 ms and 10 s.
 func probeInterval(window time.Duration) time.Duration {
@@ -258,31 +255,21 @@ func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 func (g *Gateway) probeUpstream(parent context.Context, rt *runtime, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	u := *rt.upstream.url
-	u.Path, u.RawPath, u.RawQuery = probeUpstreamVersion, "", ""
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		g.probeFailed(fmt.Sprintf("building the request: %v", err))
-		return
-	}
-	req.Header.Set("User-Agent", "fedgate readiness probe")
-	resp, err := rt.upstream.transport.RoundTrip(req)
-	if err != nil {
+	status, err := rt.upstream.Probe(ctx, probeUpstreamVersion, "fedgate readiness probe")
+	if err != nil && status == 0 {
 		if parent.Err() != nil {
 			return // shutting down
 		}
 		g.probeFailed(err.Error())
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
-	resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		g.probeFailed(fmt.Sprintf("HTTP %d from %s", resp.StatusCode, probeUpstreamVersion))
+	if status >= 500 {
+		g.probeFailed(fmt.Sprintf("HTTP %d from %s", status, probeUpstreamVersion))
 		return
 	}
 	g.metrics.probe(true)
 	if g.hs.lastErr.Swap(nil) != nil {
-		g.log.Info("homeserver reachable again", zap.String("upstream", rt.upstream.url.Redacted()))
+		g.log.Info("homeserver reachable again", zap.String("upstream", rt.upstream.String()))
 	}
 	g.hs.seen(time.Now())
 }
@@ -290,7 +277,7 @@ func (g *Gateway) probeUpstream(parent context.Context, rt *runtime, timeout tim
 func (g *Gateway) probeFailed(why string) {
 	g.metrics.probe(false)
 	if prev := g.hs.lastErr.Swap(&why); prev == nil {
-		g.log.Warn("homeserver not reachable", zap.String("upstream", g.rt.Load().upstream.url.Redacted()), zap.String("error", why))
+		g.log.Warn("homeserver not reachable", zap.String("upstream", g.rt.Load().upstream.String()), zap.String("error", why))
 	}
 }
 

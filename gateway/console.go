@@ -128,7 +128,7 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 
 func (g *Gateway) consoleUpstream(rt *runtime) *console.Upstream {
 	u := &console.Upstream{
-		URL:     rt.upstream.url.Redacted(),
+		URL:     rt.upstream.String(),
 		Up:      g.hs.lastOK.Load() != 0 && g.hs.lastErr.Load() == nil,
 		Probing: rt.cfg.Listen.Admin != "",
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -117,13 +116,6 @@ func (g *Gateway) reject(in *inbound, err error) {
 		g.log.Error("request failed", append(in.logFields(), errField(e))...)
 	}
 	writeError(in.w, e)
-}
-
-// forward relays the request to the homeserver.
-func (g *Gateway) forward(in *inbound) {
-	in.upstreamStart = time.Now()
-	ctx := context.WithValue(in.r.Context(), ctxKey{}, in)
-	in.rt.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
 }
 
 // finish runs after every request: it returns resources, counts the

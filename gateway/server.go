@@ -109,7 +109,7 @@ type Gateway struct {
 // (re)load and never modified.
 type runtime struct {
 	cfg         *config.Config
-	upstream    *upstream
+	upstream    *homeserver
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
 	egress      *egressSettings
@@ -217,7 +217,7 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	up, err := newUpstream(c, g.log)
+	up, err := newUpstream(c, "upstream", c.Upstream)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +535,7 @@ func Check(c *config.Config) error {
 	if _, err := loadAdminToken(c); err != nil {
 		return err
 	}
-	up, err := newUpstream(c, g.log)
+	up, err := newUpstream(c, "upstream", c.Upstream)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"crypto/ed25519"
 	"net/http"
 	"strings"
 
@@ -12,7 +11,7 @@ import (
 // will verify it.
 type xMatrixHeader struct {
 	x   auth.XMatrix
-	pub ed25519.PublicKey
+	key *auth.Verifier // prepared once per key by the keyring
 }
 
 // stageXMatrix parses the Authorization header(s). Several X-Matrix
@@ -65,11 +64,11 @@ func (g *Gateway) stageDestination(in *inbound) error {
 func (g *Gateway) stageOriginKey(in *inbound) error {
 	for i := range in.auth {
 		h := &in.auth[i]
-		pub, err := g.keyring.VerifyKey(in.r.Context(), in.origin, h.x.Key)
+		key, err := g.keyring.Verifier(in.r.Context(), in.origin, h.x.Key)
 		if err != nil {
 			return keyError(err)
 		}
-		h.pub = pub
+		h.key = key
 	}
 	return nil
 }
@@ -78,7 +77,7 @@ func (g *Gateway) stageOriginKey(in *inbound) error {
 // request-target, destination and content.
 func (g *Gateway) stageSignature(in *inbound) error {
 	for _, h := range in.auth {
-		err := auth.VerifyRequestContent(h.x, in.r.Method, in.r.RequestURI, in.rt.cfg.ServerName, in.canon, h.pub)
+		err := auth.VerifyRequestWith(h.x, in.r.Method, in.r.RequestURI, in.rt.cfg.ServerName, in.canon, h.key)
 		if err != nil {
 			return keyError(err)
 		}

@@ -28,8 +28,10 @@ type target struct {
 	name string
 	base string // "https://127.0.0.1:port" or "http://..."
 	pid  int    // 0: no process of its own (direct)
-	cmd  *exec.Cmd
-	log  *os.File
+	// fedgate marks fedgate processes; accessLog whether theirs is on.
+	fedgate, accessLog bool
+	cmd                *exec.Cmd
+	log                *os.File
 	// exited is closed when the process has ended.
 	exited chan struct{}
 }
@@ -109,7 +111,7 @@ func (e *env) close() {
 // fedgateTOML is the configuration fedload gives fedgate: its upstream,
 // the origins through [outbound.overrides] with fedload's CA, and limits
 // high enough that one loopback peer can load it.
-func (e *env) fedgateTOML(port, adminPort int, accessLog bool) string {
+func (e *env) fedgateTOML(name string, port, adminPort int, accessLog bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by fedload for one load run.
 server_name = %q
@@ -148,7 +150,7 @@ concurrent_per_origin = 100000
 ca_file = %q
 
 [outbound.overrides]
-`, serverName, filepath.Join(e.dir, "fedgate-data"), e.upstream.addr, port, adminPort, e.certFile, e.keyFile, serverName,
+`, serverName, filepath.Join(e.dir, name+"-data"), e.upstream.addr, port, adminPort, e.certFile, e.keyFile, serverName,
 		filepath.Join(e.dir, "fedgate-data", "signing.key"), accessLog, e.caFile)
 	for _, o := range e.origins {
 		fmt.Fprintf(&b, "%q = %q\n", o.name, o.addr)
@@ -156,8 +158,10 @@ ca_file = %q
 	return b.String()
 }
 
-// startFedgate runs "fedgate run" on a generated configuration.
-func (e *env) startFedgate(bin string, accessLog bool) (*target, int, error) {
+// startFedgate runs "fedgate run" on a generated configuration, as the
+// target called name (its configuration is name.toml, its data folder
+// name-data; the signing key in fedgate-data is shared).
+func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -166,11 +170,17 @@ func (e *env) startFedgate(bin string, accessLog bool) (*target, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := filepath.Join(e.dir, "fedgate.toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(port, admin, accessLog)), 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Join(e.dir, "fedgate-data"), 0o700); err != nil {
 		return nil, 0, err
 	}
-	t, err := e.spawn("fedgate", port, bin, "run", "-config", cfg)
+	cfg := filepath.Join(e.dir, name+".toml")
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog)), 0o600); err != nil {
+		return nil, 0, err
+	}
+	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
+	if t != nil {
+		t.fedgate, t.accessLog = true, accessLog
+	}
 	return t, admin, err
 }
 

@@ -15,10 +15,15 @@ func Default() Config {
 	return Config{
 		DataDir: "data",
 		Upstream: Upstream{
-			Timeout:      Duration(60 * time.Second),
-			BodyTimeout:  Duration(60 * time.Second),
-			DialTimeout:  Duration(5 * time.Second),
-			MaxIdleConns: 256,
+			Timeout:       Duration(60 * time.Second),
+			BodyTimeout:   Duration(60 * time.Second),
+			DialTimeout:   Duration(5 * time.Second),
+			MaxIdleConns:  256,
+			Balance:       "round_robin",
+			ProbePath:     "/_matrix/federation/v1/version",
+			ProbeTimeout:  Duration(5 * time.Second),
+			DownPeriod:    Duration(5 * time.Second),
+			DownPeriodMax: Duration(time.Minute),
 		},
 		Listen: Listen{
 			Federation: []string{"[::]:8448"},
@@ -113,8 +118,8 @@ func (c *Config) derive(dir string) {
 	for i := range c.Policy.Rooms {
 		r := &c.Policy.Rooms[i]
 		abs(&r.AccessTokenFile)
-		if r.Homeserver == "" {
-			r.Homeserver = c.Upstream.URL
+		if r.Homeserver == "" && len(c.Upstream.MemberURLs()) > 0 {
+			r.Homeserver = c.Upstream.MemberURLs()[0]
 		}
 		if r.Apply == "" {
 			r.Apply = ApplyDeny

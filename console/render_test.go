@@ -43,6 +43,7 @@ func TestPageShowsEverySection(t *testing.T) {
 		`id="keyring"`, "down.example", "connection refused", "in 40 s",
 		`id="egress"`, "slow.example", "it asked us to wait (429)",
 		`id="upstream"`, "http://127.0.0.1:8008",
+		"http://127.0.0.1:8084", `<span class="pill warn">retrying</span>`, "request: no response: EOF", "origin: send", "retried in 20 s",
 		`id="certificates"`, "10 days left", "R11",
 		`id="signing-keys"`, "ed25519:a1", "signs requests", "ed25519:old",
 		`id="policy"`, "/etc/fedgate/lists.json", "42",

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -30,9 +29,9 @@ import (
 //
 // The console and /status.json require admin.token_file's token when it
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
-// certificates present and valid now, the homeserver reached within
-// admin.ready_window, no policy source failing closed (policysources.go),
-// and not shutting down.
+// certificates present and valid now, a member of every upstream pool
+// reached within admin.ready_window (pools.go), no policy source failing
+// closed (policysources.go), and not shutting down.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -44,8 +43,9 @@ const (
 
 // ReadyCheck is one part of [Gateway.Ready].
 type ReadyCheck struct {
-	// Name is "keys", "certificates", "upstream", "shutdown",
-	// "policy_room <room>" or "federation_list".
+	// Name is "keys", "certificates", "upstream" (the default pool),
+	// "upstream <pool>" (a route's pool), "shutdown", "policy_room <room>"
+	// or "federation_list".
 	Name string
 	// OK reports whether this part is ready.
 	OK bool
@@ -62,33 +62,22 @@ type CertificateStatus interface {
 	Status() []certs.CertStatus
 }
 
-// upstreamState tracks when the homeserver last answered: the readiness
-// probe and every forwarded request that got a response update it.
+// upstreamState is what the gateway knows of its own serving state
+// beside the homeserver's members (whose health is in g.upstreams).
 type upstreamState struct {
-	lastOK   atomic.Int64           // unix nanoseconds; 0 = never
-	lastErr  atomic.Pointer[string] // why the last probe failed; nil after a success
-	draining atomic.Bool            // Shutdown has begun
-}
-
-// seen records a response from the homeserver at t.
-func (u *upstreamState) seen(t time.Time) {
-	n := t.UnixNano()
-	for {
-		cur := u.lastOK.Load()
-		if cur >= n || u.lastOK.CompareAndSwap(cur, n) {
-			return
-		}
-	}
+	draining atomic.Bool // Shutdown has begun
 }
 
 // Ready reports whether fedgate should receive traffic and the state of
 // each check. It is cheap (no network) and safe for concurrent use. The
-// homeserver is probed only when an admin listener is configured; without
-// one, only responses to forwarded requests show it reachable.
+// homeserver's members are probed when an admin listener is configured or
+// a pool has several members (pools.go); otherwise only responses to
+// forwarded requests show them reachable.
 func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	now := time.Now()
 	rt := g.rt.Load()
-	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
+	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt)}
+	checks = append(checks, g.readyUpstream(rt, now)...)
 	checks = append(checks, g.readyPolicySources(now)...)
 	if g.hs.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
@@ -128,27 +117,6 @@ func (g *Gateway) readyCertificates(rt *runtime) ReadyCheck {
 		c.OK, c.Detail = g.opts.TLSConfig != nil, "certificates provided by the embedding program"
 	default:
 		c.OK, c.Detail = g.opts.Certificates.Ready()
-	}
-	return c
-}
-
-func (g *Gateway) readyUpstream(rt *runtime, now time.Time) ReadyCheck {
-	c := ReadyCheck{Name: readyUpstream}
-	window := rt.cfg.Admin.ReadyWindow.D()
-	last := g.hs.lastOK.Load()
-	why := ""
-	if p := g.hs.lastErr.Load(); p != nil {
-		why = " (last probe: " + *p + ")"
-	}
-	switch {
-	case last == 0:
-		c.Detail = fmt.Sprintf("%s not reached yet%s", rt.upstream.String(), why)
-	case now.Sub(time.Unix(0, last)) > window:
-		c.Detail = fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
-			rt.upstream.String(), now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
-	default:
-		c.OK = true
-		c.Detail = fmt.Sprintf("%s reached %s ago", rt.upstream.String(), now.Sub(time.Unix(0, last)).Round(time.Millisecond))
 	}
 	return c
 }
@@ -222,63 +190,11 @@ func (l promLogger) Println(v ...any) {
 	l.log.Warn("serving metrics", zap.String("error", fmt.Sprint(v...)))
 }
 
-// probeUpstreamVersion is what the readiness probe asks the homeserver.
-const probeUpstreamVersion = "/_matrix/federation/v1/version"
-
-// probeInterval is how often the homeserver is probed: three times per
-// ready_window, between 200 ms and 10 s.
+// probeInterval is how often the homeserver's members are probed when
+// upstream.probe_interval is unset: three times per ready_window, between
+// 200 ms and 10 s.
 func probeInterval(window time.Duration) time.Duration {
 	return min(max(window/3, 200*time.Millisecond), 10*time.Second)
-}
-
-// runUpstreamProbe probes the homeserver until ctx ends. Call it once, in
-// its own goroutine.
-func (g *Gateway) runUpstreamProbe(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rt := g.rt.Load()
-		window := rt.cfg.Admin.ReadyWindow.D()
-		g.probeUpstream(ctx, rt, min(max(window/2, time.Second), 10*time.Second, rt.cfg.Upstream.Timeout.D()))
-		t.Reset(probeInterval(window))
-	}
-}
-
-// probeUpstream sends one GET /_matrix/federation/v1/version to the
-// homeserver. Any answer below 500 counts as reachable: the homeserver's
-// federation listener answered.
-func (g *Gateway) probeUpstream(parent context.Context, rt *runtime, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	status, err := rt.upstream.Probe(ctx, probeUpstreamVersion, "fedgate readiness probe")
-	if err != nil && status == 0 {
-		if parent.Err() != nil {
-			return // shutting down
-		}
-		g.probeFailed(err.Error())
-		return
-	}
-	if status >= 500 {
-		g.probeFailed(fmt.Sprintf("HTTP %d from %s", status, probeUpstreamVersion))
-		return
-	}
-	g.metrics.probe(true)
-	if g.hs.lastErr.Swap(nil) != nil {
-		g.log.Info("homeserver reachable again", zap.String("upstream", rt.upstream.String()))
-	}
-	g.hs.seen(time.Now())
-}
-
-func (g *Gateway) probeFailed(why string) {
-	g.metrics.probe(false)
-	if prev := g.hs.lastErr.Swap(&why); prev == nil {
-		g.log.Warn("homeserver not reachable", zap.String("upstream", g.rt.Load().upstream.String()), zap.String("error", why))
-	}
 }
 
 // warnPublicAdmin warns when the admin listener binds an address other

@@ -115,7 +115,7 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	}
 
 	st.Traffic = g.traffic.Traffic(now, consoleTopN, console.Names{Server: names.name, Rule: names.rule})
-	st.Upstream = g.consoleUpstream(rt)
+	st.Upstream = g.consoleUpstream(rt, now)
 	st.Certificates = g.consoleCertificates(rt)
 	st.SigningKeys = consoleKeys(rt)
 	st.Keyring = g.consoleKeyring(rt)
@@ -124,21 +124,6 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	}
 	st.Policy = g.consolePolicy(rt)
 	return st
-}
-
-func (g *Gateway) consoleUpstream(rt *runtime) *console.Upstream {
-	u := &console.Upstream{
-		URL:     rt.upstream.String(),
-		Up:      g.hs.lastOK.Load() != 0 && g.hs.lastErr.Load() == nil,
-		Probing: rt.cfg.Listen.Admin != "",
-	}
-	if last := g.hs.lastOK.Load(); last != 0 {
-		u.LastSeen = time.Unix(0, last).UTC()
-	}
-	if p := g.hs.lastErr.Load(); p != nil {
-		u.LastError = clipText(*p)
-	}
-	return u
 }
 
 // consoleCertificates lists the served certificates; nil without a TLS

@@ -562,8 +562,6 @@ func (g *Gateway) observeInbound(in *inbound, decision int, end time.Time) {
 		hdrs := in.upstreamHeaders
 		if hdrs.IsZero() {
 			hdrs = end
-		} else {
-			g.hs.seen(hdrs)
 		}
 		rec.upstream = hdrs.Sub(in.upstreamStart)
 	}

@@ -26,6 +26,7 @@ type stateCollector struct {
 	configReloads, lastReloadOK          *prometheus.Desc
 	egressBackoff                        *prometheus.Desc
 	sources                              policySourceDescs
+	pools                                poolDescs
 }
 
 func newStateCollector(g *Gateway) *stateCollector {
@@ -34,10 +35,10 @@ func newStateCollector(g *Gateway) *stateCollector {
 	}
 	sc := &stateCollector{
 		g:              g,
-		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, homeserver reached within admin.ready_window, not shutting down."),
+		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, a member of every upstream pool reached within admin.ready_window, not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
-		upstreamUp:     d("upstream", "up", "1 when the last readiness probe of the homeserver got an answer."),
-		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the homeserver last answered (probe or forwarded request), as a Unix time."),
+		upstreamUp:     d("upstream", "up", "1 when every upstream pool has a member whose last request or probe got an answer."),
+		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the homeserver (any member) last answered (probe or forwarded request), as a Unix time."),
 		certExpiry:     d("certs", "not_after_timestamp_seconds", "When the served certificate expires, as a Unix time.", "name", "source"),
 		certStart:      d("certs", "not_before_timestamp_seconds", "When the served certificate became valid, as a Unix time.", "name", "source"),
 		certPending:    d("certs", "pending", "1 while no certificate exists yet for the name (ACME order in progress or failing).", "name", "source"),
@@ -62,6 +63,7 @@ func newStateCollector(g *Gateway) *stateCollector {
 			"Egress destinations backed off now, by kind: failing (connection failures, 5xx) or rate_limited (they answered 429).", "kind"),
 	}
 	sc.sources = newPolicySourceDescs(d)
+	sc.pools = newPoolDescs(d)
 	return sc
 }
 
@@ -74,6 +76,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.sources.describe(ch)
+	c.pools.describe(ch)
 }
 
 // Collect reads the current values.
@@ -96,10 +99,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ck := range checks {
 		gauge(c.readyCheck, b2f(ck.OK), ck.Name)
 	}
-	gauge(c.upstreamUp, b2f(g.hs.lastOK.Load() != 0 && g.hs.lastErr.Load() == nil))
-	if last := g.hs.lastOK.Load(); last != 0 {
-		gauge(c.upstreamLast, float64(last)/1e9)
-	}
+	c.pools.collect(c, rt.upstream.Status(), gauge, counter)
 
 	if g.opts.Certificates != nil {
 		for _, s := range g.opts.Certificates.Status() {

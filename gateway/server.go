@@ -22,6 +22,7 @@ import (
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/upstream"
 )
 
 // Listener kinds, as named in [listen].
@@ -85,6 +86,10 @@ type Gateway struct {
 	mu      sync.Mutex
 	servers []*server
 	serveWG sync.WaitGroup
+
+	// upstreams holds the health of the homeserver's members (pools.go);
+	// long-lived, so that a reload keeps what it knows of unchanged ones.
+	upstreams *upstream.Tracker
 
 	// Operations: metrics, readiness, decision log, reload outcomes.
 	metrics          *metrics
@@ -151,6 +156,7 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(newStateCollector(g), version)
 	g.traffic = console.NewRecorder(console.RecorderOptions{})
 	g.verifiedStages = stagesAfter(g.stages, "signature")
+	g.upstreams = g.newUpstreamTracker()
 	rt, err := g.build(opts.Config)
 	if err != nil {
 		return nil, err
@@ -217,7 +223,7 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	up, err := newUpstream(c, "upstream", c.Upstream)
+	up, err := newUpstream(c, "upstream", c.Upstream, g.upstreams)
 	if err != nil {
 		return nil, err
 	}
@@ -345,16 +351,13 @@ func (g *Gateway) Start() error {
 		g.serveWG.Add(1)
 		go g.serve(s)
 	}
-	if c.Listen.Admin != "" {
-		// Readiness is only asked on the admin listener; without one,
-		// nothing probes the homeserver.
-		g.bgWG.Add(1)
-		go func() {
-			defer g.bgWG.Done()
-			g.runUpstreamProbe(g.bg)
-		}()
-	}
-	g.bgWG.Add(2)
+	// The prober decides per round whether the runtime's members need
+	// probing (pools.go): a reload may turn several members on or off.
+	g.bgWG.Add(3)
+	go func() {
+		defer g.bgWG.Done()
+		g.runUpstreamProbe(g.bg)
+	}()
 	go func() {
 		defer g.bgWG.Done()
 		g.policy.Run(g.bg)
@@ -535,7 +538,7 @@ func Check(c *config.Config) error {
 	if _, err := loadAdminToken(c); err != nil {
 		return err
 	}
-	up, err := newUpstream(c, "upstream", c.Upstream)
+	up, err := newUpstream(c, "upstream", c.Upstream, nil)
 	if err != nil {
 		return err
 	}

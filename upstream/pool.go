@@ -123,18 +123,23 @@ func (p *Pool) send(ctx context.Context, s *slot, req *Request) (*Response, erro
 		}
 		// A remote server that went away says nothing about the member.
 		if ctx.Err() == nil && unwell(ue.Kind) {
-			s.st.failed(p.now().UnixNano(), ue.Kind.String()+": "+causeText(ue.Err), p.health)
+			s.st.failed(p.now().UnixNano(), "request: "+failureText(ue), p.health)
 		}
 	}
 	return nil, err
 }
 
-// causeText is an error's text for the operator, kept short.
-func causeText(err error) string {
-	if err == nil {
-		return ""
+// failureText is what a member's failure says in its health state
+// (readiness, console, logs): the kind and the cause, without the
+// member's URL (shown beside it anyway), kept short.
+func failureText(err error) string {
+	var s string
+	var ue *Error
+	if errors.As(err, &ue) {
+		s = ue.Kind.String() + ": " + ue.Err.Error()
+	} else {
+		s = err.Error()
 	}
-	s := err.Error()
 	if len(s) > 300 {
 		s = s[:300] + "..."
 	}

@@ -85,7 +85,7 @@ func (s *Set) probe(ctx context.Context, sl *slot, r *ProbeResult) {
 	}
 	if r.Err != nil {
 		st.probesBad.Add(1)
-		st.failed(now, "probe: "+causeText(r.Err), &s.health)
+		st.failed(now, "probe: "+failureText(r.Err), &s.health)
 		return
 	}
 	// An answer that broke off after its status still shows the

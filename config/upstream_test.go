@@ -1,7 +1,9 @@
 package config
 
 import (
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +55,31 @@ access_token_file = "/dev/null"
 	}
 	if h := c.Policy.Rooms[0].Homeserver; h != "http://10.0.0.1:8008" {
 		t.Errorf("policy room homeserver %q", h)
+	}
+}
+
+// TestUpstreamPoolsDocExamples: every [upstream] example of
+// docs/upstream-pools.md is a valid configuration once completed with a
+// server name and a key, so the page never shows routes check-config
+// would refuse.
+func TestUpstreamPoolsDocExamples(t *testing.T) {
+	data, err := os.ReadFile("../docs/upstream-pools.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```toml\n(.*?)```").FindAllStringSubmatch(string(data), -1)
+	checked := 0
+	for _, b := range blocks {
+		if !strings.Contains(b[1], "[upstream]") {
+			continue
+		}
+		text := "server_name = \"example.org\"\n" + b[1] + "\n[keys]\ngenerate = true\n"
+		if _, err := Parse("/x/gateway.toml", []byte(text)); err != nil {
+			t.Errorf("example does not load: %v\n%s", err, b[1])
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("only %d examples found", checked)
 	}
 }

@@ -298,18 +298,6 @@ func (s *Set) Redundant() bool {
 	return false
 }
 
-// String describes the default pool's members, for logs.
-func (s *Set) String() string {
-	out := ""
-	for i, sl := range s.def.members {
-		if i > 0 {
-			out += ", "
-		}
-		out += sl.m.String()
-	}
-	return out
-}
-
 // Close retires every member (see [Member.Close]: requests under way
 // finish) and gives their state back to the Tracker. Call it once the Set
 // is no longer used for new requests, e.g. after a reload replaced it.

@@ -266,10 +266,11 @@ func BenchmarkObserveDenied(b *testing.B) {
 	})
 }
 
-// TestMetricsDocumented: README.md's Metrics section lists every fedgate
-// metric and no metric that does not exist.
+// TestMetricsDocumented: README.md's Metrics section (and the Metrics
+// section of docs/multiple-servers.md, for the per-server metrics) lists
+// every fedgate metric and no metric that does not exist.
 func TestMetricsDocumented(t *testing.T) {
-	doc := readmeSection(t, "Metrics")
+	doc := readmeSection(t, "Metrics") + docSection(t, "multiple-servers.md", "Metrics")
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`(fedgate_[a-z_]+)`").FindAllStringSubmatch(doc, -1) {
 		documented[m[1]] = true

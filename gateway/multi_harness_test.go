@@ -73,6 +73,8 @@ type multiEnv struct {
 	addr    string // federation listener
 	egress  string // egress listener
 
+	loadMayFail bool // writeConfig returns nil for a refused configuration
+
 	mu      sync.Mutex
 	clients map[string]*http.Client // by SNI
 }
@@ -97,7 +99,7 @@ func startMulti(t *testing.T, o multiOptions) *multiEnv {
 	env.logs = logs
 	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)).Core(), core))
 	names := append([]string{"127.0.0.1"}, o.names...)
-	names = append(names, "shared.test", "fed.shared.test")
+	names = append(names, "shared.test", "fed.shared.test", "c.test") // c.test: added by reloads
 	cert := env.ca.Issue(t, names...)
 	gw, err := New(Options{
 		Config:    cfg,
@@ -141,6 +143,9 @@ func startMulti(t *testing.T, o multiOptions) *multiEnv {
 func (env *multiEnv) writeConfig(o multiOptions) *config.Config {
 	t := env.t
 	t.Helper()
+	if len(o.names) == 0 {
+		o.names = env.o.names
+	}
 	env.o = o
 	var b strings.Builder
 	for i, name := range o.names {
@@ -197,16 +202,24 @@ func (env *multiEnv) writeConfig(o multiOptions) *config.Config {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(env.path)
-	if err != nil {
+	if err != nil && !env.loadMayFail {
 		t.Fatalf("config: %v\n%s", err, b.String())
 	}
 	return cfg
 }
 
-// reload rewrites the configuration for o and reloads the gateway.
+// reload rewrites the configuration for o and reloads the gateway. A
+// configuration that does not load is an error, as for "fedgate run".
 func (env *multiEnv) reload(o multiOptions) error {
 	env.t.Helper()
-	return env.gw.Reload(env.writeConfig(o))
+	env.loadMayFail = true
+	defer func() { env.loadMayFail = false }()
+	c := env.writeConfig(o)
+	if c == nil {
+		env.gw.ReloadFailed()
+		return fmt.Errorf("configuration refused")
+	}
+	return env.gw.Reload(c)
 }
 
 // client returns an HTTP/2-capable client that sends sni as TLS server

@@ -371,14 +371,38 @@ type Log struct {
 type HostedServer struct {
 	// ServerName is this server's Matrix server name (required), e.g.
 	// "b.example". It must differ from every other hosted name.
-	ServerName string    `toml:"server_name"`
-	Upstream   Upstream  `toml:"upstream"`
-	WellKnown  WellKnown `toml:"well_known"`
-	Keys       Keys      `toml:"keys"`
-	TLS        TLS       `toml:"tls"`
-	Policy     Policy    `toml:"policy"`
-	RateLimit  RateLimit `toml:"rate_limit"`
-	Egress     Egress    `toml:"egress"`
+	ServerName string `toml:"server_name"`
+	// Upstream is this server's homeserver ([servers.upstream], required:
+	// url). Never inherited; keys it leaves out take their defaults.
+	Upstream Upstream `toml:"upstream"`
+	// WellKnown is this server's delegation ([servers.well_known]).
+	// Default: not served. Never inherited.
+	WellKnown WellKnown `toml:"well_known"`
+	// Keys are this server's signing keys ([servers.keys]): signing_key
+	// (default data_dir/servers/<server_name>/signing.key), generate,
+	// valid_for, request_key, notary and [[servers.keys.old]]. Never
+	// inherited. The keyring's keys (trusted_key_servers, pinned,
+	// cache_file, fetch_timeout) are refused here.
+	Keys Keys `toml:"keys"`
+	// TLS are this server's certificate settings ([servers.tls]): names
+	// are its own (default derived from server_name and well_known as at
+	// the top level); mode, email, ca, ca_root, storage, cert_file and
+	// key_file are inherited key by key from [tls].
+	TLS TLS `toml:"tls"`
+	// Policy is this server's federation policy ([servers.policy]).
+	// Default: the top-level [policy], whole; a table here replaces it
+	// entirely. Applied on reload.
+	Policy Policy `toml:"policy"`
+	// RateLimit are this server's limits ([servers.rate_limit]). Default:
+	// the top-level [rate_limit], whole (its settings; the buckets are
+	// this server's own). Applied on reload.
+	RateLimit RateLimit `toml:"rate_limit"`
+	// Egress holds this server's homeserver's egress credentials
+	// ([servers.egress]): secret or secret_file only, unique among the
+	// hosted servers, never inherited. Without one, this homeserver cannot
+	// use the worker proxy protocol. The other [egress] keys configure the
+	// listener and are refused here.
+	Egress Egress `toml:"egress"`
 }
 
 // Admin configures the admin listener.

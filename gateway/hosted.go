@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +39,7 @@ type hostedServer struct {
 func (hs *hostedServer) policy() *policy.Engine { return hs.state.engine }
 
 // hostedState is what the Gateway keeps of a hosted server across reloads,
-// by lower-case server name: the policy engine (limiter buckets survive a
+// by server name as configured: the policy engine (limiter buckets survive a
 // reload), the homeserver's reachability and the metric series.
 type hostedState struct {
 	name   string
@@ -124,7 +123,7 @@ func closeUpstreams(servers []*hostedServer) {
 // policyChange is a prepared change of the policy engines: applied with
 // commit, undone with rollback.
 type policyChange struct {
-	states  map[string]*hostedState // every hosted server's state after the change, by lower-case name
+	states  map[string]*hostedState // every hosted server's state after the change, by name
 	added   []*hostedState          // new states (their engines are not running)
 	updated []*hostedState          // existing states whose engine got new options
 	prev    []policy.Options        // the options updated engines had before
@@ -140,7 +139,7 @@ func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error
 	defer g.hosted.mu.Unlock()
 	ch := &policyChange{states: make(map[string]*hostedState, len(servers))}
 	for _, hs := range servers {
-		key := strings.ToLower(hs.name)
+		key := hs.name
 		opts := policyOptions(hs.cfg, g.log)
 		if st, ok := g.hosted.byName[key]; ok {
 			if err := st.engine.Update(opts); err != nil {
@@ -170,7 +169,7 @@ func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error
 		}
 	}
 	for _, hs := range servers {
-		hs.state = ch.states[strings.ToLower(hs.name)]
+		hs.state = ch.states[hs.name]
 	}
 	return ch, nil
 }

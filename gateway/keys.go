@@ -175,8 +175,9 @@ type keyFetcher struct{ g *Gateway }
 // allowed applies destination policy to a key fetch. The keyring is shared
 // by the hosted servers and fetches for whichever needs the keys, so a
 // fetch is allowed when one hosted server's policy allows the server (a
-// network fetch is rare, so going through each is cheap). The keys of a
-// server hosted here are never fetched: they are known.
+// network fetch is rare, so going through each is cheap; the engines
+// visited before one allows count a denial in their metrics). The keys of
+// a server hosted here are never fetched: they are known.
 func (f *keyFetcher) allowed(server string) error {
 	rt := f.g.rt.Load()
 	if rt.hosted.Lookup(server) >= 0 {

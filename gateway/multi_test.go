@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -272,5 +274,45 @@ func TestMultiDestinationConfusion(t *testing.T) {
 	}
 	if !sawB {
 		t.Error("no access line names b.test")
+	}
+}
+
+// TestHostileMultiHostHeaders: Host headers and SNI names are remote
+// input. Odd ones on a gateway hosting two servers get a clean answer (the
+// first server's, or a refusal), never a crash, a 5xx or a request
+// forwarded to the wrong homeserver.
+func TestHostileMultiHostHeaders(t *testing.T) {
+	env := startMulti(t, multiOptions{origins: []string{"origin.test"}})
+	o := env.origins[0]
+	const target = "/_matrix/federation/v1/query/profile?user_id=%40u%3Ab.test"
+	signedB := o.sign("GET", target, "b.test", "")
+	for _, host := range []string{
+		"[", "[::1", "]:", ":", "::::", "b.test:", "b.test:99999", "B.TEST.", "b.test..", "b.test.:8448",
+		strings.Repeat("b", 300) + ".test", "b.test\x00a.test", "a.test, b.test", "xn--b-test", "[::ffff:127.0.0.1]:8448",
+	} {
+		for _, req := range []string{
+			"GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + signedB + "\r\nConnection: close\r\n\r\n",
+			"GET /_matrix/key/v2/server HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n",
+		} {
+			conn, err := tls.Dial("tcp", env.addr, &tls.Config{RootCAs: env.ca.Pool(), ServerName: "b.test", NextProtos: []string{"http/1.1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(conn, req)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				conn.Close()
+				t.Fatalf("Host %q: %v", host, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			conn.Close()
+			if resp.StatusCode >= 500 {
+				t.Fatalf("Host %q: %d %s", host, resp.StatusCode, body)
+			}
+		}
+	}
+	if n := len(env.servers["a.test"].hs.Requests()); n != 0 {
+		t.Fatalf("a's homeserver got %d requests signed for b", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -162,5 +163,27 @@ func (e *multiBench) cases(b *testing.B) []multiBenchCase {
 		{name: "GET-profile", reqs: presign("GET", profile, nil)},
 		{name: "PUT-send-2KiB", reqs: presign("PUT", send, txn)},
 		{name: "local-key-document", reqs: []benchRequest{{method: "GET", target: "/_matrix/key/v2/server"}}},
+	}
+}
+
+// BenchmarkHostedServerMemory reports the heap a hosted server costs at
+// rest (keys, key document, upstream pool, policy engine): the heap of a
+// gateway with 50 servers minus one with 1, divided by 49.
+//
+//	go test -run '^$' -bench HostedServerMemory -benchtime 1x ./gateway/
+func BenchmarkHostedServerMemory(b *testing.B) {
+	heap := func(n int) uint64 {
+		goruntime.GC()
+		var before, after goruntime.MemStats
+		goruntime.ReadMemStats(&before)
+		e := newMultiBench(b, n)
+		goruntime.GC()
+		goruntime.ReadMemStats(&after)
+		goruntime.KeepAlive(e)
+		return after.HeapAlloc - before.HeapAlloc
+	}
+	for b.Loop() {
+		one, fifty := heap(1), heap(50)
+		b.ReportMetric(float64(fifty-one)/49, "heap-B/server")
 	}
 }

@@ -80,7 +80,7 @@ func (g *Gateway) checkPeerPolicy(in *inbound) error {
 	if err := in.decisionError(in.pol.CheckPeer(in.peer)); err != nil {
 		return err
 	}
-	return in.limitError(g.policy.Limiters().AllowIP(in.peer))
+	return in.limitError(in.hs.policy().Limiters().AllowIP(in.peer))
 }
 
 // stageOriginPolicy applies the server allow/deny lists to the claimed
@@ -107,7 +107,7 @@ func (g *Gateway) stageOriginLimits(in *inbound) error {
 	if in.origin == "" {
 		return nil
 	}
-	lim := g.policy.Limiters()
+	lim := in.hs.policy().Limiters() // per hosted server, then per origin
 	if err := in.limitError(lim.AllowOrigin(in.origin, in.match.Endpoint)); err != nil {
 		return err
 	}

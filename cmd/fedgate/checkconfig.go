@@ -121,6 +121,7 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 		row("egress", "off (no listen.egress)")
 	}
 	row("log", "%s, %s, access log %v", c.Log.Level, c.Log.Format, c.Log.Access)
+	writeHostedSummary(w, c)
 }
 
 func describeLimit(l config.Limit) string {

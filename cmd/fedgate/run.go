@@ -54,16 +54,19 @@ func cmdRun(env *environment, args []string) int {
 // run starts everything c describes and serves until a terminating signal.
 func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signal) error {
 	log.Info("starting fedgate", zap.String("version", version), zap.String("config", c.File), zap.String("server_name", c.ServerName))
+	if len(c.Servers) > 0 {
+		log.Info("hosting several servers", zap.Strings("servers", hostedNames(c)))
+	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data folder: %w", err)
 	}
-	if err := ensureSigningKey(c, log); err != nil {
+	if err := ensureSigningKeys(c, log); err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cm, err := certs.New(certsOptions(c, log))
+	cm, err := certs.NewSet(certsOptionsAll(c, log))
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -118,19 +121,26 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 }
 
 // reload re-reads the configuration; an invalid file is refused and the
-// running configuration stays. Certificate files are re-read either way.
-func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger) {
+// running configuration stays. Certificate files are re-read either way;
+// the certificate settings (hosted servers added or removed, names) follow
+// a configuration the gateway accepted.
+func reload(gw *gateway.Gateway, cm *certs.Set, path string, log *zap.Logger) {
 	c, err := config.Load(path)
-	reloadCertificates(cm, c, log)
 	if err == nil {
-		err = gw.Reload(c)
+		if err = ensureSigningKeys(c, log); err == nil {
+			err = gw.Reload(c)
+		} else {
+			gw.ReloadFailed()
+		}
 	}
 	if err != nil {
 		if c == nil {
 			gw.ReloadFailed() // Reload counts its own refusals
 		}
+		reloadCertificates(cm, nil, log)
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}
+	reloadCertificates(cm, c, log)
 	log.Info("configuration reloaded", zap.String("config", c.File))
 }

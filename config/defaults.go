@@ -77,6 +77,10 @@ func Default() Config {
 			Pprof:       true,
 			ReadyWindow: Duration(30 * time.Second),
 		},
+		Cluster: Cluster{
+			Prefix:  "fedgate:",
+			Timeout: Duration(50 * time.Millisecond),
+		},
 	}
 }
 
@@ -103,6 +107,7 @@ func (c *Config) derive(dir string) {
 	for _, p := range []*string{
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Outbound.CAFile, &c.Egress.SecretFile, &c.Policy.ListFile,
+		&c.Cluster.PasswordFile, &c.Cluster.CAFile,
 	} {
 		abs(p)
 	}

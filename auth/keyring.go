@@ -78,6 +78,11 @@ type KeyringOptions struct {
 	// SaveDelay is how long Run waits after a change before writing the
 	// cache file, so a burst of fetches is saved once. Default 10s.
 	SaveDelay time.Duration
+	// Shared, when set, is consulted after a miss in memory: a document
+	// another instance fetched is used instead of fetching again, a fetch
+	// another instance has in progress is waited for, and failure backoff
+	// is shared (see [SharedKeyStore]). Nil keeps everything in process.
+	Shared SharedKeyStore
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 	// Logger receives the keyring's logs. Nil discards them.

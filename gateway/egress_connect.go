@@ -326,7 +326,7 @@ func (e *egress) passthrough(er *egressRequest, host string, port uint16) {
 	checks := []egressStage{
 		{"destination", func(_ *egress, er *egressRequest) error { return er.decisionError(er.pol.CheckDestination(er.dest)) }},
 		{"destination_limit", func(e *egress, er *egressRequest) error {
-			return er.limitError(e.g.policy.Limiters().AllowDestination(host))
+			return er.limitError(e.g.policy.Limiters().AllowEgress(er.r.Context(), host))
 		}},
 		{"backoff", (*egress).stageBackoff},
 	}

@@ -1,0 +1,121 @@
+package cluster_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
+	"github.com/fedgate/fedgate/policy"
+)
+
+func TestLimiterSharedAcrossClients(t *testing.T) {
+	r := fedtest.StartRedis(t)
+	a, b := newClient(t, r, "a").Limiter("example.org"), newClient(t, r, "b").Limiter("example.org")
+	ctx := context.Background()
+	bucket := []policy.SharedBucket{{Limiter: "per_origin", Key: "remote.example", Rate: 0.5, Burst: 5}}
+	allowed := 0
+	for i := range 20 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		denied, retry, err := l.Take(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if denied < 0 {
+			allowed++
+			continue
+		}
+		if denied != 0 || retry <= 0 || retry > 2*time.Second {
+			t.Fatalf("denied %d retry %v, want bucket 0 and a retry within 2s", denied, retry)
+		}
+	}
+	// Burst 5 plus at most one token refilled while the loop ran.
+	if allowed < 5 || allowed > 6 {
+		t.Fatalf("%d of 20 allowed across two clients, want the burst of 5 (6 with a refill)", allowed)
+	}
+	// Another namespace has its own buckets.
+	if denied, _, err := newClient(t, r, "c").Limiter("other.example").Take(ctx, bucket); err != nil || denied != -1 {
+		t.Fatalf("other namespace: denied %d, %v", denied, err)
+	}
+}
+
+func TestLimiterAllOrNothing(t *testing.T) {
+	r := fedtest.StartRedis(t)
+	l := newClient(t, r, "a").Limiter("ns")
+	ctx := context.Background()
+	roomy := policy.SharedBucket{Limiter: "per_ip", Key: "192.0.2.1", Rate: 0.001, Burst: 2}
+	tight := policy.SharedBucket{Limiter: "class:media", Key: "o.example", Rate: 0.001, Burst: 1}
+	if d, _, err := l.Take(ctx, []policy.SharedBucket{roomy, tight}); err != nil || d != -1 {
+		t.Fatalf("first take: %d %v", d, err)
+	}
+	// tight is empty now: a refused request must not cost roomy a token.
+	for range 3 {
+		if d, _, err := l.Take(ctx, []policy.SharedBucket{roomy, tight}); err != nil || d != 1 {
+			t.Fatalf("want bucket 1 refused, got %d %v", d, err)
+		}
+	}
+	if d, _, err := l.Take(ctx, []policy.SharedBucket{roomy}); err != nil || d != -1 {
+		t.Fatalf("roomy lost tokens to refused requests: %d %v", d, err)
+	}
+	// A bucket with no rate is skipped and the index maps back.
+	off := policy.SharedBucket{Limiter: "per_origin", Key: "o.example"}
+	if d, _, err := l.Take(ctx, []policy.SharedBucket{off, tight}); err != nil || d != 1 {
+		t.Fatalf("index with a skipped bucket: %d %v", d, err)
+	}
+}
+
+func TestLimiterIgnoresGarbage(t *testing.T) {
+	r := fedtest.StartRedis(t)
+	l := newClient(t, r, "a").Limiter("ns")
+	r.Do("SET test:rl:ns:per_origin:o.example notanumber")
+	r.Do("SET test:rl:ns:per_ip:192.0.2.9 99999999999999999999")
+	b := []policy.SharedBucket{
+		{Limiter: "per_origin", Key: "o.example", Rate: 1, Burst: 3},
+		{Limiter: "per_ip", Key: "192.0.2.9", Rate: 1, Burst: 3},
+	}
+	// Garbage reads as a fresh bucket; a far-future value as an empty one.
+	d, retry, err := l.Take(context.Background(), b)
+	if err != nil || d != 1 || retry > 2*time.Second {
+		t.Fatalf("got %d %v %v, want bucket 1 empty with a short retry", d, retry, err)
+	}
+}
+
+func TestLimiterFallsBackWhenRedisDies(t *testing.T) {
+	r := fedtest.StartRedis(t)
+	c := newClient(t, r, "a")
+	l := c.Limiter("ns")
+	ctx := context.Background()
+	b := []policy.SharedBucket{{Limiter: "per_origin", Key: "o.example", Rate: 100, Burst: 100}}
+	if _, _, err := l.Take(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	r.Kill()
+	if _, _, err := l.Take(ctx, b); err == nil {
+		t.Fatal("take succeeded with Redis killed")
+	}
+	if c.Up() {
+		t.Fatal("still up after a failed round trip")
+	}
+	// Down: answered at once, without a round trip.
+	start := time.Now()
+	for range 100 {
+		if _, _, err := l.Take(ctx, b); err == nil {
+			t.Fatal("take succeeded while down")
+		}
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("100 takes while down took %v", d)
+	}
+	r.Start()
+	waitFor(t, "redis up again", 10*time.Second, c.Up)
+	if d, _, err := l.Take(ctx, b); err != nil || d != -1 {
+		t.Fatalf("after restart: %d %v", d, err)
+	}
+	st := c.Stats()
+	if st.Downs != 1 || st.Fallbacks["rate_limit"] < 100 {
+		t.Fatalf("stats %+v", st)
+	}
+}

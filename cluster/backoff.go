@@ -138,7 +138,7 @@ func (b *Backoff) publishLoop(ctx context.Context) {
 		line := EncodeBackoff(c.opts.Node, m.dest, m.e)
 		expire := "0"
 		if m.e.Kind != BackoffCleared {
-			expire = strconv.FormatInt(m.e.Until.UnixMilli()+1, 10)
+			expire = strconv.FormatInt(millis(m.e.Until)+1, 10)
 		}
 		c.stats.calls[opBackoff].Add(1)
 		pctx, cancel := context.WithTimeout(ctx, bulkTimeout)
@@ -244,9 +244,9 @@ func EncodeBackoff(node, dest string, e BackoffEntry) string {
 	b.WriteByte(' ')
 	b.WriteString(strconv.Itoa(e.Failures))
 	b.WriteByte(' ')
-	b.WriteString(strconv.FormatInt(e.Until.UnixMilli(), 10))
+	b.WriteString(strconv.FormatInt(millis(e.Until), 10))
 	b.WriteByte(' ')
-	b.WriteString(strconv.FormatInt(e.SetAt.UnixMilli(), 10))
+	b.WriteString(strconv.FormatInt(millis(e.SetAt), 10))
 	b.WriteByte(' ')
 	b.WriteString(dest)
 	return b.String()
@@ -284,3 +284,7 @@ func DecodeBackoff(line []byte) (node, dest string, e BackoffEntry, err error) {
 	e = BackoffEntry{Kind: uint8(kind), Failures: failures, Until: time.UnixMilli(until), SetAt: time.UnixMilli(setAt)}
 	return string(f[0]), strings.ToLower(string(f[5])), e, nil
 }
+
+// millis is t in Unix milliseconds, 0 for times before 1970 (the zero
+// time included).
+func millis(t time.Time) int64 { return max(t.UnixMilli(), 0) }

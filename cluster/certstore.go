@@ -97,8 +97,12 @@ type heldLock struct {
 	value string // "<token>:<owner>" as stored
 	token int64
 	stop  chan struct{}
+	halt  sync.Once
 	lost  bool
 }
+
+// stopKeeping ends the lock's renewals (once).
+func (h *heldLock) stopKeeping() { h.halt.Do(func() { close(h.stop) }) }
 
 // CertStorage returns the ACME storage of the cluster.
 func (c *Client) CertStorage(o CertStorageOptions) *CertStorage {
@@ -286,7 +290,7 @@ func (s *CertStorage) TryLock(ctx context.Context, name string) (bool, error) {
 	h := &heldLock{value: strconv.FormatInt(tok, 10) + ":" + s.owner, token: tok, stop: make(chan struct{})}
 	s.mu.Lock()
 	if old := s.locks[name]; old != nil {
-		close(old.stop) // a stale record of a lock that lapsed: forget it
+		old.stopKeeping() // a stale record of a lock that lapsed: forget it
 	}
 	s.locks[name] = h
 	s.mu.Unlock()
@@ -356,7 +360,7 @@ func (s *CertStorage) Unlock(ctx context.Context, name string) error {
 	if h == nil {
 		return fmt.Errorf("unlocking %s: not held by this instance", name)
 	}
-	close(h.stop)
+	h.stopKeeping()
 	s.c.stats.calls[opACME].Add(1)
 	n, err := unlockScript.Run(ctx, s.c.bulk, []string{s.lockKey(name)}, h.value).Int64()
 	if err != nil {

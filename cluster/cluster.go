@@ -34,6 +34,13 @@ const (
 	probeEvery = 5 * time.Second
 )
 
+// quietRedisLog silences go-redis's process-wide logger, once.
+var quietRedisLog sync.Once
+
+type discardLog struct{}
+
+func (discardLog) Printf(context.Context, string, ...any) {}
+
 // errDown is returned, without a round trip, while Redis is marked down.
 var errDown = errors.New("redis is down; using local state")
 
@@ -135,6 +142,11 @@ func New(opts Options) (*Client, error) {
 		stats:  newStats(),
 		wake:   make(chan struct{}, 1),
 	}
+	quietRedisLog.Do(func() {
+		// go-redis logs every failed dial through its own global logger;
+		// fedgate logs the state change once instead.
+		redis.SetLogger(discardLog{})
+	})
 	c.fast = redis.NewClient(clientOptions(base, opts.Node, opts.Timeout, opts.Timeout, max(10*runtime.GOMAXPROCS(0), 32), -1))
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once

@@ -6,10 +6,6 @@ func (s *CertStorage) StallForTest(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h := s.locks[name]; h != nil {
-		select {
-		case <-h.stop:
-		default:
-			close(h.stop)
-		}
+		h.stopKeeping()
 	}
 }

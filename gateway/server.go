@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
@@ -48,6 +49,10 @@ type Options struct {
 	Certificates CertificateStatus
 	// Version is reported in fedgate_build_info; "" reports "unknown".
 	Version string
+	// Cluster, when set, shares rate limits, the keyring, the egress
+	// backoff and metrics with the other instances through Redis (the
+	// caller runs and closes it). Nil keeps all state in this process.
+	Cluster *cluster.Client
 }
 
 // Gateway serves fedgate's listeners. Create it with [New], then [Gateway.Start];
@@ -149,6 +154,7 @@ func New(opts Options) (*Gateway, error) {
 	g.rt.Store(rt)
 	popts := policyOptions(opts.Config, logger)
 	popts.Logger = g.slog("policy")
+	popts.Shared = g.sharedLimiter(opts.Config)
 	g.policy, err = policy.New(popts)
 	if err != nil {
 		return nil, opts.Config.Errorf("policy", "%v", err)
@@ -169,6 +175,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.commitDecisionLog(dl, keep)
 	g.egress = newEgress(g, opts.Config)
+	g.wireCluster()
 	if err := g.egress.start(opts.Config); err != nil {
 		g.keyring.Close()
 		g.closeDecisionLog()
@@ -327,6 +334,7 @@ func (g *Gateway) Start() error {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
 	}()
+	g.startCluster()
 	return nil
 }
 
@@ -478,6 +486,7 @@ func (g *Gateway) warnRestartNeeded(c *config.Config) {
 		!reflect.DeepEqual(old.Keys.Pinned, c.Keys.Pinned) || old.Keys.CacheFile != c.Keys.CacheFile {
 		g.log.Warn("keys.trusted_key_servers, keys.pinned or keys.cache_file changed; restart fedgate to apply them")
 	}
+	g.warnClusterRestart(old, c)
 }
 
 // Check compiles c the way New and Reload do (signing keys, upstream,

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/gateway"
 )
@@ -63,7 +64,29 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cm, err := certs.New(certsOptions(c, log))
+	cl, err := newCluster(c, log)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		clusterDone := make(chan struct{})
+		go func() {
+			defer close(clusterDone)
+			cl.Run(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-clusterDone
+			cl.Close()
+		}()
+		log.Info("cluster mode: sharing limits, keys, backoff and ACME storage in Redis",
+			zap.String("redis", redactURL(c.Cluster.Redis)), zap.String("prefix", cl.Prefix()), zap.String("node", cl.Node()))
+	}
+	copts := certsOptions(c, log)
+	if cl != nil && c.TLS.Mode == config.TLSModeACME {
+		copts.SharedStorage = cl.CertStorage(cluster.CertStorageOptions{})
+	}
+	cm, err := certs.New(copts)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -79,6 +102,7 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		WrapHTTP:     cm.HTTPHandler,
 		Certificates: cm,
 		Version:      version,
+		Cluster:      cl,
 	})
 	if err != nil {
 		return err

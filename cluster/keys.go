@@ -81,6 +81,14 @@ end
 return 0
 `)
 
+// keyringTimeout bounds a keyring round trip. The keyring goes to Redis
+// only on a miss, from its fetch goroutine, where a key fetch may take
+// seconds anyway; a longer bound than the request path's keeps a busy
+// Redis from being taken for a dead one.
+func (c *Client) keyringTimeout() time.Duration {
+	return min(max(10*c.opts.Timeout, 500*time.Millisecond), bulkTimeout)
+}
+
 // Keys is an [auth.SharedKeyStore] over Redis.
 type Keys struct {
 	c  *Client
@@ -104,7 +112,9 @@ func (k *Keys) Lookup(ctx context.Context, server string) (auth.SharedKeys, erro
 		return auth.SharedKeys{}, errDown
 	}
 	c.stats.calls[opKeyring].Add(1)
-	pipe := c.fast.Pipeline()
+	ctx, cancel := context.WithTimeout(ctx, c.keyringTimeout())
+	defer cancel()
+	pipe := c.bulk.Pipeline()
 	fields := pipe.HMGet(ctx, k.hashKey(server), "doc", "fail")
 	lock := pipe.Exists(ctx, k.lockKey(server))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -138,7 +148,9 @@ func (k *Keys) LockFetch(ctx context.Context, server string) (func(context.Conte
 	}
 	token := newToken(c.opts.Node)
 	c.stats.calls[opKeyring].Add(1)
-	ok, err := c.fast.SetNX(ctx, k.lockKey(server), token, fetchLockTTL).Result()
+	ctx, cancel := context.WithTimeout(ctx, c.keyringTimeout())
+	defer cancel()
+	ok, err := c.bulk.SetNX(ctx, k.lockKey(server), token, fetchLockTTL).Result()
 	if err != nil {
 		c.failed(opKeyring, err)
 		return nil, false, err

@@ -263,4 +263,3 @@ func TestClusterEgressBackoffShared(t *testing.T) {
 		t.Fatalf("instance b tried a destination instance a backs off: %v", m["err"])
 	}
 }
-

@@ -83,6 +83,10 @@ type KeyringOptions struct {
 	// another instance has in progress is waited for, and failure backoff
 	// is shared (see [SharedKeyStore]). Nil keeps everything in process.
 	Shared SharedKeyStore
+	// SharedSealer seals documents before they go to Shared and checks
+	// the seal of documents read from it (see [SharedSealer]). Required
+	// with Shared.
+	SharedSealer SharedSealer
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 	// Logger receives the keyring's logs. Nil discards them.
@@ -179,6 +183,9 @@ func NewKeyring(opts KeyringOptions) (*Keyring, error) {
 }
 
 func (o *KeyringOptions) check() error {
+	if o.Shared != nil && o.SharedSealer == nil {
+		return errors.New("a shared key store needs a SharedSealer")
+	}
 	for i, n := range o.Notaries {
 		if !servername.Valid(n.ServerName) {
 			return fmt.Errorf("notary %d: %q is not a valid server name", i, n.ServerName)

@@ -37,6 +37,21 @@ type SharedKeyStore interface {
 	Publish(ctx context.Context, server string, keys SharedKeys) error
 }
 
+// SharedSealer vouches for the documents in a [SharedKeyStore]. A
+// self-signature only shows that a document is consistent, not that it came
+// from its server: anyone who can write to the store could plant a
+// document with keys of their own. So the instance that stores a document
+// seals it first (the gateway signs it with the server's own signing key,
+// as a notary signs what it relays; every instance of a cluster holds that
+// key), and a document read back is used only if Check accepts its seal.
+// Both must be safe for concurrent use.
+type SharedSealer interface {
+	// Seal returns doc with the seal added.
+	Seal(doc []byte) ([]byte, error)
+	// Check returns nil if doc carries a valid seal.
+	Check(doc []byte) error
+}
+
 // SharedKeys is what a [SharedKeyStore] holds for one server.
 type SharedKeys struct {
 	// Document is the server's own signed key document, as fetched from it
@@ -167,6 +182,10 @@ func (k *Keyring) adoptable(st SharedKeys, server string, have time.Time, haveVa
 	if haveValid && !background && now.Sub(st.Checked) >= k.opts.MinRefetchInterval {
 		return nil
 	}
+	if err := k.opts.SharedSealer.Check(st.Document); err != nil {
+		k.log.Warn("ignoring a shared key document without a valid seal", "server", server, "error", err)
+		return nil
+	}
 	keys, err := ParseServerKeys(st.Document, server, st.Checked)
 	if err != nil {
 		k.log.Warn("ignoring a shared key document that fails its checks", "server", server, "error", err)
@@ -228,7 +247,12 @@ func (k *Keyring) share(server string, out fetchOutcome, keys *ServerKeys, failu
 		sk.Reason = reason
 	}
 	if keys != nil && out.err == nil {
-		sk.Document, sk.Checked = keys.Raw, keys.Checked
+		doc, err := k.opts.SharedSealer.Seal(keys.Raw)
+		if err != nil {
+			k.log.Warn("sealing a key document for the shared store failed", "server", server, "error", err)
+		} else {
+			sk.Document, sk.Checked = doc, keys.Checked
+		}
 	}
 	ctx := context.WithoutCancel(k.ctx) // a shutdown still releases the lock
 	var err error

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"crypto/ed25519"
 	"reflect"
 	"strings"
 
+	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/policy"
@@ -49,6 +51,31 @@ func (g *Gateway) startCluster() {
 	}()
 }
 
+// keySeal seals key documents the keyring shares through Redis with the
+// server's own request key, as a notary signs what it relays, and accepts
+// a document read back only with a valid signature by one of our current
+// or retired keys: whoever can write to Redis cannot plant keys for an
+// origin without our signing key. It reads the keys of the current
+// runtime, so a reload that rotates them applies here too.
+type keySeal struct{ g *Gateway }
+
+func (s keySeal) Seal(doc []byte) ([]byte, error) {
+	rt := s.g.rt.Load()
+	return auth.AddSignature(doc, rt.cfg.ServerName, rt.keys.request)
+}
+
+func (s keySeal) Check(doc []byte) error {
+	rt := s.g.rt.Load()
+	keys := make(map[auth.KeyID]ed25519.PublicKey, len(rt.keys.current)+len(rt.keys.old))
+	for _, k := range rt.keys.current {
+		keys[k.ID] = k.Public()
+	}
+	for _, k := range rt.keys.old {
+		keys[k.ID] = k.Key
+	}
+	return auth.CheckNotarySignature(doc, rt.cfg.ServerName, keys)
+}
+
 // warnClusterRestart logs a reload that changes [cluster]: it applies
 // only after a restart.
 func (g *Gateway) warnClusterRestart(old, c *config.Config) {
@@ -60,4 +87,7 @@ func (g *Gateway) warnClusterRestart(old, c *config.Config) {
 	}
 }
 
-var _ sharedBackoff = (*cluster.Backoff)(nil)
+var (
+	_ sharedBackoff     = (*cluster.Backoff)(nil)
+	_ auth.SharedSealer = keySeal{}
+)

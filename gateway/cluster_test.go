@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
@@ -61,12 +63,21 @@ func startClusterPair(t *testing.T, extra string, names ...string) *clusterPair 
 	}
 	hs := fedtest.StartHomeserver(t)
 	toml := outboundTOML(t, ca, p.origins...) + extra
+	// The instances of a cluster share the server's signing key.
+	key, err := auth.GenerateSigningKey("gw_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.key")
+	if err := auth.WriteKeyFile(keyFile, auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range p.gws {
 		p.nodes[i] = startClusterClient(t, p.redis, "fgtest:", fmt.Sprintf("gw-%d", i))
 		node := p.nodes[i]
 		p.gws[i] = launchGateway(t, gatewaySetup{
 			hs: hs, upstream: hs.URL,
-			config: func(dataDir, upstream, keyFile string) string {
+			config: func(dataDir, upstream, _ string) string {
 				return fmt.Sprintf(gatewayConfig, dataDir, upstream, toml+fmt.Sprintf("\n[keys]\nsigning_key = %q\n", keyFile))
 			},
 			logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),

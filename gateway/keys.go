@@ -121,7 +121,7 @@ func (g *Gateway) newKeyring(c *config.Config) (*auth.Keyring, error) {
 		OnEvent:      g.onKeyringEvent,
 	}
 	if g.opts.Cluster != nil {
-		opts.Shared = g.opts.Cluster.Keys()
+		opts.Shared, opts.SharedSealer = g.opts.Cluster.Keys(), keySeal{g: g}
 	}
 	for i, t := range c.Keys.TrustedKeyServers {
 		n := auth.Notary{ServerName: t.ServerName, Keys: map[auth.KeyID]ed25519.PublicKey{}}

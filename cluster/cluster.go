@@ -91,6 +91,12 @@ type Client struct {
 	lastErr  string
 	closed   atomic.Bool
 	backoffs *Backoff
+
+	// takes queues rate-limit calls for the flushers, which batch them;
+	// stopped is closed by Close.
+	takes    chan *takeReq
+	stopped  chan struct{}
+	flushers sync.WaitGroup
 }
 
 // New checks opts and builds a Client. It does not wait for Redis: an
@@ -136,11 +142,13 @@ func New(opts Options) (*Client, error) {
 		base.TLSConfig.MinVersion = tls.VersionTLS12
 	}
 	c := &Client{
-		opts:   opts,
-		log:    opts.Logger.Named("cluster").With(zap.String("node", opts.Node)),
-		prefix: opts.Prefix,
-		stats:  newStats(),
-		wake:   make(chan struct{}, 1),
+		opts:    opts,
+		log:     opts.Logger.Named("cluster").With(zap.String("node", opts.Node)),
+		prefix:  opts.Prefix,
+		stats:   newStats(),
+		wake:    make(chan struct{}, 1),
+		takes:   make(chan *takeReq, takeQueue),
+		stopped: make(chan struct{}),
 	}
 	quietRedisLog.Do(func() {
 		// go-redis logs every failed dial through its own global logger;
@@ -150,6 +158,10 @@ func New(opts Options) (*Client, error) {
 	c.fast = redis.NewClient(clientOptions(base, opts.Node, opts.Timeout, opts.Timeout, max(10*runtime.GOMAXPROCS(0), 32), -1))
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once
+	for range takeFlushers {
+		c.flushers.Add(1)
+		go c.flushTakes()
+	}
 	return c, nil
 }
 
@@ -324,6 +336,8 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.up.Store(false)
+	close(c.stopped)
+	c.flushers.Wait()
 	return errors.Join(c.fast.Close(), c.bulk.Close())
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +53,7 @@ end
 return {0, 0}
 `
 
+// gcra is the script; its SHA1 is computed once.
 var gcra = redis.NewScript(gcraScript)
 
 // Limiter is a [policy.SharedLimiter] over Redis, for one namespace.
@@ -71,38 +73,52 @@ func (c *Client) Limiter(namespace string) *Limiter {
 
 var errBadReply = errors.New("unexpected reply from the rate limit script")
 
-// Take implements [policy.SharedLimiter]: one EVALSHA (EVAL once after a
-// Redis restart flushed the script cache), bounded by cluster.timeout.
-// While Redis is marked down it returns an error at once, without a round
-// trip.
+// Take implements [policy.SharedLimiter]: one script call in one round
+// trip, bounded by cluster.timeout. Concurrent calls are batched: a
+// flusher sends every call queued while the previous batch was in flight
+// as one pipeline (one write, one read), which keeps the CPU a request
+// costs, fedgate's and Redis's, low under load; a lone request still
+// flushes at once. While Redis is marked down it returns an error at once,
+// without a round trip.
 func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int, time.Duration, error) {
 	c := l.c
 	if !c.up.Load() {
 		c.stats.fallbacks[opRateLimit].Add(1)
 		return -1, 0, errDown
 	}
-	var keyBuf [8]string
-	var argBuf [16]any
-	keys, args := keyBuf[:0], argBuf[:0]
+	r := getTake()
 	for _, b := range buckets {
 		if b.Rate <= 0 {
 			continue
 		}
-		keys = append(keys, l.ns+b.Limiter+":"+b.Key)
-		args = append(args, strconv.FormatFloat(1e6/b.Rate, 'f', 3, 64), max(b.Burst, 1))
+		r.keys = append(r.keys, l.ns+b.Limiter+":"+b.Key)
+		r.args = append(r.args, strconv.FormatFloat(1e6/b.Rate, 'f', 3, 64), max(b.Burst, 1))
 	}
-	if len(keys) == 0 {
+	if len(r.keys) == 0 {
+		putTake(r)
 		return -1, 0, nil
 	}
-	start := time.Now()
 	c.stats.calls[opRateLimit].Add(1)
-	res, err := gcra.Run(ctx, c.fast, keys, args...).Int64Slice()
-	c.stats.observe(start)
+	select {
+	case c.takes <- r:
+	case <-c.stopped:
+		c.stats.fallbacks[opRateLimit].Add(1)
+		return -1, 0, errDown
+	}
+	select {
+	case <-r.done:
+	case <-c.stopped:
+		// Closed while queued: r may still be in a flusher's hands, so it
+		// is left to the garbage collector rather than reused.
+		c.stats.fallbacks[opRateLimit].Add(1)
+		return -1, 0, errDown
+	}
+	res, err := r.res, r.err
+	putTake(r)
 	if err == nil && len(res) != 2 {
 		err = errBadReply
 	}
 	if err != nil {
-		c.failed(opRateLimit, err)
 		c.stats.fallbacks[opRateLimit].Add(1)
 		return -1, 0, err
 	}
@@ -124,6 +140,98 @@ func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int,
 		}
 	}
 	return i, time.Duration(max(res[1], 1)) * time.Microsecond, nil
+}
+
+// takeReq is one Take waiting for its batch.
+type takeReq struct {
+	keys []string
+	args []any
+	res  []int64
+	err  error
+	done chan struct{}
+}
+
+var takePool = sync.Pool{New: func() any {
+	return &takeReq{keys: make([]string, 0, 4), args: make([]any, 0, 8), done: make(chan struct{}, 1)}
+}}
+
+func getTake() *takeReq { return takePool.Get().(*takeReq) }
+
+func putTake(r *takeReq) {
+	clear(r.keys)
+	clear(r.args)
+	r.keys, r.args, r.res, r.err = r.keys[:0], r.args[:0], nil, nil
+	takePool.Put(r)
+}
+
+// Batching bounds.
+const (
+	// takeFlushers is how many batches may be in flight at once: while
+	// one waits for Redis, the next collects the calls that arrive.
+	takeFlushers = 2
+	// maxTakeBatch bounds one pipeline.
+	maxTakeBatch = 256
+	// takeQueue bounds the calls waiting for a flusher.
+	takeQueue = 1024
+)
+
+// flushTakes sends queued Take calls in batches until the client stops.
+func (c *Client) flushTakes() {
+	defer c.flushers.Done()
+	batch := make([]*takeReq, 0, maxTakeBatch)
+	for {
+		var r *takeReq
+		select {
+		case r = <-c.takes:
+		case <-c.stopped:
+			return
+		}
+		batch = append(batch[:0], r)
+	collect:
+		for len(batch) < maxTakeBatch {
+			select {
+			case r := <-c.takes:
+				batch = append(batch, r)
+			default:
+				break collect
+			}
+		}
+		c.execTakes(batch)
+		for _, r := range batch {
+			r.done <- struct{}{}
+		}
+	}
+}
+
+// execTakes runs one batch as a pipeline of EVALSHA calls, loading the
+// script once when Redis does not know it (after a restart).
+func (c *Client) execTakes(batch []*takeReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	cmds := make([]*redis.Cmd, len(batch))
+	for attempt := 0; ; attempt++ {
+		pipe := c.fast.Pipeline()
+		for i, r := range batch {
+			cmds[i] = pipe.EvalSha(ctx, gcra.Hash(), r.keys, r.args...)
+		}
+		_, err := pipe.Exec(ctx)
+		if attempt == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if lerr := gcra.Load(ctx, c.fast).Err(); lerr == nil {
+				continue
+			}
+		}
+		break
+	}
+	c.stats.observe(start)
+	failed := false
+	for i, r := range batch {
+		r.res, r.err = cmds[i].Int64Slice()
+		if r.err != nil && !failed {
+			failed = true
+			c.failed(opRateLimit, r.err)
+		}
+	}
 }
 
 var _ policy.SharedLimiter = (*Limiter)(nil)

@@ -224,6 +224,11 @@ func TestClusterRedisKilledUnderLoad(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	p.redis.Kill()
 	waitFor(t, "both instances to notice", func() bool { return !p.nodes[0].Up() && !p.nodes[1].Up() })
+	for i, tg := range p.gws {
+		if ok, checks := tg.gw.Ready(); !ok {
+			t.Fatalf("instance %d not ready while Redis is down: %+v", i, checks)
+		}
+	}
 	time.Sleep(400 * time.Millisecond)
 	p.redis.Start()
 	waitFor(t, "both instances to reconnect", func() bool { return p.nodes[0].Up() && p.nodes[1].Up() })

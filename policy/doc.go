@@ -27,7 +27,7 @@
 //	// route lookup, X-Matrix parse, destination check
 //	snap.CheckOrigin(origin)                        // before any key fetch
 //	// body read, key fetch, signature check
-//	engine.Limiters().AllowOrigin(origin, m.Endpoint)
+//	engine.Limiters().AllowVerified(ctx, peer, origin, m.Endpoint) // AllowOrigin, plus shared per_ip in cluster mode
 //	release, r := engine.Limiters().AcquireOrigin(ctx, origin) // defer release()
 //	snap.CheckRequest(origin, &m, rawQuery, body)   // endpoint, room, user rules
 //
@@ -60,6 +60,15 @@
 // bounded: full or idle buckets are forgotten by [Engine.Run], and each
 // limiter remembers at most [Options.MaxLimiterKeys] keys however many
 // distinct addresses or origins it sees.
+//
+// # Cluster mode
+//
+// With [Options.Shared] (a [SharedLimiter], implemented over Redis by
+// package cluster), [Limiters.AllowVerified] takes the cluster-wide per_ip,
+// per_origin and class buckets in one call, and [Limiters.AllowEgress] the
+// per_destination bucket; AllowIP stays a local guard before
+// authentication. When the store fails, the local buckets decide.
+// Concurrency caps are always per instance.
 //
 // [Engine.Run] polls list_file: a rewritten file is reloaded; a bad one, or
 // one with a lower version, is refused and the last good list kept. With

@@ -137,6 +137,7 @@ func TestKeyringSharedUntrusted(t *testing.T) {
 			if n := env.fetch.count(o.name); n != 1 {
 				t.Fatalf("%d fetches: the stored document should have been refused and fetched instead", n)
 			}
+			env.ring.Close() // waits for the fetch goroutine, which publishes
 			store.mu.Lock()
 			defer store.mu.Unlock()
 			if len(store.published) != 1 || sealer.Check(store.published[0].Document) != nil {
@@ -182,6 +183,7 @@ func TestKeyringSharedFailurePublished(t *testing.T) {
 	if _, err := env.ring.VerifyKey(context.Background(), "down.example", "ed25519:a"); err == nil {
 		t.Fatal("no error")
 	}
+	env.ring.Close() // waits for the fetch goroutine, which publishes
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	if len(store.published) != 1 {

@@ -45,6 +45,7 @@ func runBackoff(t *testing.T, b *cluster.Backoff) *seen {
 }
 
 func TestBackoffShared(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	ca, cb := newClient(t, r, "a"), newClient(t, r, "b")
 	a, b := ca.Backoff(), cb.Backoff()

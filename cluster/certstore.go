@@ -307,6 +307,8 @@ func (s *CertStorage) keepAlive(name string, h *heldLock) {
 		select {
 		case <-h.stop:
 			return
+		case <-s.c.stopped:
+			return
 		case <-t.C:
 		}
 		if err := s.renew(context.Background(), name, h, s.ttl); err != nil {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestCertStorageSemantics(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	s := newClient(t, r, "a").CertStorage(cluster.CertStorageOptions{})
 	ctx := context.Background()
@@ -90,9 +91,10 @@ func TestCertStorageSemantics(t *testing.T) {
 }
 
 func TestCertStorageLocks(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
-	a := newClient(t, r, "a").CertStorage(cluster.CertStorageOptions{LockTTL: 600 * time.Millisecond})
-	b := newClient(t, r, "b").CertStorage(cluster.CertStorageOptions{LockTTL: 600 * time.Millisecond})
+	a := newClient(t, r, "a").CertStorage(cluster.CertStorageOptions{LockTTL: 1500 * time.Millisecond})
+	b := newClient(t, r, "b").CertStorage(cluster.CertStorageOptions{LockTTL: 1500 * time.Millisecond})
 	ctx := context.Background()
 	if err := a.Lock(ctx, "issue_cert_example.org"); err != nil {
 		t.Fatal(err)
@@ -101,11 +103,11 @@ func TestCertStorageLocks(t *testing.T) {
 	if ok, err := b.TryLock(ctx, "issue_cert_example.org"); err != nil || ok {
 		t.Fatalf("TryLock while held: %v %v", ok, err)
 	}
-	tctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	tctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
 	err := b.Lock(tctx, "issue_cert_example.org")
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Lock while held for 1.5s (TTL 0.6s): %v, want the context's deadline", err)
+		t.Fatalf("Lock while held for 2.5s (TTL 1.5s): %v, want the context's deadline", err)
 	}
 	got := make(chan error, 1)
 	go func() { got <- b.Lock(ctx, "issue_cert_example.org") }()
@@ -134,6 +136,7 @@ func TestCertStorageLocks(t *testing.T) {
 // stale holder can neither overwrite what the new one wrote nor release
 // its lock.
 func TestCertStorageStalledHolder(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	a := newClient(t, r, "a").CertStorage(cluster.CertStorageOptions{LockTTL: 300 * time.Millisecond})
 	b := newClient(t, r, "b").CertStorage(cluster.CertStorageOptions{LockTTL: 300 * time.Millisecond})

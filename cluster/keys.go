@@ -182,14 +182,17 @@ func (k *Keys) keepLock(key, token string, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
+		case <-k.c.stopped:
+			return
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), fetchLockRenew)
 		n, err := renewLockScript.Run(ctx, k.c.bulk, []string{key}, token, fetchLockTTL.Milliseconds()).Int64()
 		cancel()
-		if err != nil || n == 0 {
+		if err == nil && n == 0 {
 			return // lost: another instance may fetch too, which is harmless
 		}
+		// An error is retried on the next tick: the lock has two more.
 	}
 }
 

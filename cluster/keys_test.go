@@ -12,6 +12,7 @@ import (
 )
 
 func TestKeysLockAndPublish(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	a, b := newClient(t, r, "a").Keys(), newClient(t, r, "b").Keys()
 	ctx := context.Background()
@@ -54,6 +55,7 @@ func TestKeysLockAndPublish(t *testing.T) {
 }
 
 func TestKeysVanishedHolder(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	a := newClient(t, r, "a").Keys()
 	ctx := context.Background()
@@ -69,6 +71,7 @@ func TestKeysVanishedHolder(t *testing.T) {
 }
 
 func TestKeysMalformedRecordIgnored(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	a := newClient(t, r, "a").Keys()
 	r.Do("HSET test:keys:bad.example doc garbage fail x")
@@ -79,6 +82,7 @@ func TestKeysMalformedRecordIgnored(t *testing.T) {
 }
 
 func TestDecodeKeyRecord(t *testing.T) {
+	t.Parallel()
 	now := time.UnixMilli(1_700_000_000_000)
 	for _, tc := range []struct {
 		name      string

@@ -10,6 +10,7 @@ import (
 )
 
 func TestLimiterSharedAcrossClients(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	a, b := newClient(t, r, "a").Limiter("example.org"), newClient(t, r, "b").Limiter("example.org")
 	ctx := context.Background()
@@ -43,6 +44,7 @@ func TestLimiterSharedAcrossClients(t *testing.T) {
 }
 
 func TestLimiterAllOrNothing(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	l := newClient(t, r, "a").Limiter("ns")
 	ctx := context.Background()
@@ -68,6 +70,7 @@ func TestLimiterAllOrNothing(t *testing.T) {
 }
 
 func TestLimiterIgnoresGarbage(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	l := newClient(t, r, "a").Limiter("ns")
 	r.Do("SET test:rl:ns:per_origin:o.example notanumber")
@@ -84,6 +87,7 @@ func TestLimiterIgnoresGarbage(t *testing.T) {
 }
 
 func TestLimiterFallsBackWhenRedisDies(t *testing.T) {
+	t.Parallel()
 	r := fedtest.StartRedis(t)
 	c := newClient(t, r, "a")
 	l := c.Limiter("ns")

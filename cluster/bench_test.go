@@ -35,3 +35,18 @@ func BenchmarkLimiterTake(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLimiterTakeSerial is one caller at a time: the latency of the
+// round trip with nothing to batch.
+func BenchmarkLimiterTakeSerial(b *testing.B) {
+	r := fedtest.StartRedis(b)
+	l := newClient(b, r, "bench").Limiter("example.org")
+	buckets := []policy.SharedBucket{{Limiter: "per_origin", Key: "origin.example", Rate: 1e7, Burst: 1e7}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := l.Take(ctx, buckets); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

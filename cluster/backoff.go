@@ -153,7 +153,14 @@ func (b *Backoff) publishLoop(ctx context.Context) {
 func (b *Backoff) subscribeLoop(ctx context.Context, apply func(string, BackoffEntry)) {
 	c := b.c
 	ps := c.bulk.Subscribe(ctx, b.channel)
-	defer ps.Close()
+	// Closing the subscription ends a Receive in progress at once, so a
+	// shutdown does not wait for the receive timeout.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer func() {
+		if stop() {
+			ps.Close()
+		}
+	}()
 	wait := probeMin
 	for ctx.Err() == nil {
 		select {

@@ -79,12 +79,7 @@ type backoffMsg struct {
 }
 
 // Backoff returns the shared egress backoff (one per Client).
-func (c *Client) Backoff() *Backoff {
-	if c.backoffs == nil {
-		c.backoffs = &Backoff{c: c, channel: c.key("backoff"), queue: make(chan backoffMsg, publishQueue), resyncs: make(chan struct{}, 1)}
-	}
-	return c.backoffs
-}
+func (c *Client) Backoff() *Backoff { return c.backoffs }
 
 // Publish queues dest's new entry for the other instances. It never
 // blocks: when the queue is full (Redis slow or down) the entry is dropped

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -86,11 +85,10 @@ type Client struct {
 	up   atomic.Bool
 	wake chan struct{} // a failure asks Run to probe now
 
-	mu       sync.Mutex // guards downSince and lastErr
-	downAt   time.Time
-	lastErr  string
+	mu       sync.Mutex // guards downAt
+	downAt   time.Time  // when Redis was last marked down
 	closed   atomic.Bool
-	backoffs *Backoff
+	backoffs *Backoff // made by New; Run and the gateway share it
 
 	// takes queues rate-limit calls for the flushers, which batch them;
 	// stopped is closed by Close.
@@ -157,6 +155,7 @@ func New(opts Options) (*Client, error) {
 	})
 	c.fast = redis.NewClient(clientOptions(base, opts.Node, opts.Timeout, opts.Timeout, max(10*runtime.GOMAXPROCS(0), 32), -1))
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
+	c.backoffs = &Backoff{c: c, channel: c.key("backoff"), queue: make(chan backoffMsg, publishQueue), resyncs: make(chan struct{}, 1)}
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once
 	for range takeFlushers {
 		c.flushers.Add(1)
@@ -236,7 +235,7 @@ func (c *Client) failed(op int, err error) {
 	}
 	if c.up.CompareAndSwap(true, false) {
 		c.mu.Lock()
-		c.downAt, c.lastErr = time.Now(), err.Error()
+		c.downAt = time.Now()
 		c.mu.Unlock()
 		c.stats.downs.Add(1)
 		c.log.Warn("redis unreachable or slower than cluster.timeout: every instance uses its own limits and key cache until it answers again",
@@ -323,9 +322,7 @@ func (c *Client) probe(ctx context.Context) {
 		down := time.Since(c.downAt)
 		c.mu.Unlock()
 		c.log.Info("redis reachable again: shared limits, keys and backoff resume", zap.Duration("down_for", down.Round(time.Millisecond)))
-		if c.backoffs != nil {
-			c.backoffs.resync()
-		}
+		c.backoffs.resync()
 	}
 }
 
@@ -339,9 +336,4 @@ func (c *Client) Close() error {
 	close(c.stopped)
 	c.flushers.Wait()
 	return errors.Join(c.fast.Close(), c.bulk.Close())
-}
-
-// isNetClosed reports errors from a closed client.
-func isNetClosed(err error) bool {
-	return errors.Is(err, redis.ErrClosed) || errors.Is(err, net.ErrClosed)
 }

@@ -226,9 +226,6 @@ func (k *Keys) publish(ctx context.Context, server, token string, sk auth.Shared
 	return nil
 }
 
-// Wait waits for the lock keepers to stop (for tests and shutdown).
-func (k *Keys) Wait() { k.wg.Wait() }
-
 // EncodeKeyDocument renders the "doc" field: the check time in
 // milliseconds, a newline, the document.
 func EncodeKeyDocument(doc []byte, checked time.Time) []byte {

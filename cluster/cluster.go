@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,9 +75,10 @@ type Client struct {
 	opts   Options
 	log    *zap.Logger
 	prefix string
-	// fast serves the request path: every round trip bounded by Timeout,
-	// no retries. bulk serves work off the request path (ACME storage,
-	// publishing, probes) with longer timeouts.
+	// fast serves the request path (the rate-limit flushers and the
+	// probe): every round trip bounded by Timeout, no retries. bulk serves
+	// work off the request path (keyring, ACME storage, publishing) with
+	// longer timeouts.
 	fast, bulk *redis.Client
 	stats      *stats
 
@@ -153,7 +153,7 @@ func New(opts Options) (*Client, error) {
 		// fedgate logs the state change once instead.
 		redis.SetLogger(discardLog{})
 	})
-	c.fast = redis.NewClient(clientOptions(base, opts.Node, opts.Timeout, opts.Timeout, max(10*runtime.GOMAXPROCS(0), 32), -1))
+	c.fast = redis.NewClient(clientOptions(base, opts.Node, opts.Timeout, opts.Timeout, takeFlushers+2, -1))
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
 	c.backoffs = &Backoff{c: c, channel: c.key("backoff"), queue: make(chan backoffMsg, publishQueue), resyncs: make(chan struct{}, 1)}
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once

@@ -24,6 +24,12 @@
 // snapshot per request; [Gateway.Reload] swaps the snapshot atomically.
 // Listeners, the keyring and limiter state outlive reloads.
 //
+// Cluster mode ([Options].Cluster, cluster.go): the gateway hands
+// package cluster's Redis-backed seams to policy (shared rate limits,
+// namespaced by server name), the keyring (shared documents, sealed with
+// our key) and the egress backoff table, and registers the cluster
+// metrics. Nothing else in the gateway knows about Redis.
+//
 // Operations: the admin listener (admin.go) serves /healthz, /readyz
 // ([Gateway.Ready]), Prometheus metrics from the Gateway's own registry
 // (metrics.go, metrics_state.go) and pprof. Every request ends in finish,

@@ -10,7 +10,7 @@ BENCH     ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: build test lint bench fuzz run docker clean
+.PHONY: build test lint bench fuzz run docker dist deb generate clean
 
 ## build: static binary in bin/fedgate
 build:
@@ -48,6 +48,20 @@ docker:
 	docker build -f packaging/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
 	  -t fedgate:$(VERSION) -t fedgate:latest .
 
+## dist: release binaries for linux/amd64 and linux/arm64 with SHA-256
+## sums in dist/ (scripts/dist.sh; VERSION=1.2.0 make dist for a release)
+dist:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) ./scripts/dist.sh
+
+## deb: the Debian package in dist/ (scripts/deb.sh: static binary plus
+## packaging/nfpm.yaml, packed by nfpm run as a pinned tool)
+deb:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) ./scripts/deb.sh
+
+## generate: docs/configuration.md from the configuration schema
+generate:
+	$(GO) generate ./...
+
 ## clean: build output (data/, where "make run" keeps its keys, stays)
 clean:
-	rm -rf bin/
+	rm -rf bin/ dist/

@@ -9,7 +9,8 @@ type Config struct {
 	// the origin fedgate signs outbound requests with.
 	ServerName string `toml:"server_name"`
 	// DataDir holds state fedgate creates: generated keys, the keyring
-	// cache, self-signed certificates, ACME storage, the egress CA.
+	// cache, self-signed certificates, ACME storage, the egress CA. Paths
+	// whose default lies under it follow it. Changing it needs a restart.
 	DataDir string `toml:"data_dir"`
 
 	Upstream  Upstream  `toml:"upstream"`
@@ -49,37 +50,48 @@ type Upstream struct {
 }
 
 // Listen lists the addresses fedgate binds. Empty strings and lists mean
-// "do not listen".
+// "do not listen". Listeners are bound once: changing any of them needs a
+// restart.
 type Listen struct {
 	// Federation are TLS listeners for federation traffic, e.g. "[::]:8448".
+	// Changing it needs a restart.
 	Federation []string `toml:"federation"`
 	// HTTPS are further TLS listeners serving the same handler, e.g. "[::]:443"
-	// for well-known delegation.
+	// for well-known delegation. Changing it needs a restart.
 	HTTPS []string `toml:"https"`
 	// HTTP is a plain listener that answers ACME HTTP-01 challenges and
-	// redirects everything else to https.
+	// redirects everything else to https. Changing it needs a restart.
 	HTTP string `toml:"http"`
 	// Egress is the internal listener the homeserver sends its outbound
-	// federation to. Never expose it to the internet.
+	// federation to. Never expose it to the internet. Changing it needs a
+	// restart.
 	Egress string `toml:"egress"`
-	// Admin serves /metrics, /healthz, /readyz and /debug/pprof/. Internal.
+	// Admin serves the console (/ and /status.json), /metrics, /healthz,
+	// /readyz and /debug/pprof/. Internal. Changing it needs a restart.
 	Admin string `toml:"admin"`
 }
 
-// Server holds HTTP server settings shared by every listener.
+// Server holds HTTP server settings shared by every listener. They are
+// fixed when the listeners start: changing them needs a restart.
 type Server struct {
 	// ReadHeaderTimeout bounds reading a request's headers (slowloris).
+	// Changing it needs a restart.
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
-	// ReadTimeout bounds reading a whole request, body included.
+	// ReadTimeout bounds reading a whole request, body included. Changing
+	// it needs a restart.
 	ReadTimeout Duration `toml:"read_timeout"`
 	// WriteTimeout bounds writing a response, measured from the end of the
-	// request headers. It must exceed upstream.timeout.
+	// request headers. It must exceed upstream.timeout. Changing it needs a
+	// restart.
 	WriteTimeout Duration `toml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle for this long.
+	// Changing it needs a restart.
 	IdleTimeout Duration `toml:"idle_timeout"`
-	// MaxHeaderBytes limits the request line plus headers.
+	// MaxHeaderBytes limits the request line plus headers. Changing it
+	// needs a restart.
 	MaxHeaderBytes ByteSize `toml:"max_header_bytes"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
+	// The value at start applies: changing it needs a restart.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
 }
 
@@ -109,7 +121,8 @@ type Keys struct {
 	// Every key in it is current: published in verify_keys and signing the
 	// key document. Default: data_dir/signing.key.
 	SigningKey string `toml:"signing_key"`
-	// Generate creates SigningKey if it does not exist.
+	// Generate creates SigningKey when fedgate starts and it does not
+	// exist. A reload never creates a key: this needs a restart.
 	Generate bool `toml:"generate"`
 	// ValidFor sets our key document's valid_until_ts = now + ValidFor.
 	ValidFor Duration `toml:"valid_for"`
@@ -119,14 +132,17 @@ type Keys struct {
 	// Old are retired keys, published in old_verify_keys.
 	Old []OldKey `toml:"old"`
 	// TrustedKeyServers are notaries asked when a direct key fetch fails.
+	// The keyring is built once: changing them needs a restart.
 	TrustedKeyServers []TrustedKeyServer `toml:"trusted_key_servers"`
 	// Pinned keys are used as they are and never fetched (private
 	// federations). A server with any pinned key is never fetched for.
+	// Changing them needs a restart.
 	Pinned []PinnedKey `toml:"pinned"`
 	// CacheFile persists fetched remote keys across restarts. Default:
-	// data_dir/keyring.json.
+	// data_dir/keyring.json. Changing it needs a restart.
 	CacheFile string `toml:"cache_file"`
-	// FetchTimeout bounds one key fetch (direct or via a notary).
+	// FetchTimeout bounds one key fetch (direct or via a notary). Changing
+	// it needs a restart.
 	FetchTimeout Duration `toml:"fetch_timeout"`
 	// Notary enables answering /_matrix/key/v2/query for other servers
 	// from the keyring. Queries about our own server are always answered.
@@ -146,6 +162,7 @@ type OldKey struct {
 
 // TrustedKeyServer is a notary with its pinned verify keys.
 type TrustedKeyServer struct {
+	// ServerName is the notary's server name (required), e.g. "matrix.org".
 	ServerName string `toml:"server_name"`
 	// VerifyKeys maps key ids to unpadded-base64 public keys.
 	VerifyKeys map[string]string `toml:"verify_keys"`
@@ -153,9 +170,12 @@ type TrustedKeyServer struct {
 
 // PinnedKey is a remote server's key configured by hand.
 type PinnedKey struct {
+	// ServerName is the server whose key this is (required).
 	ServerName string `toml:"server_name"`
-	KeyID      string `toml:"key_id"`
-	PublicKey  string `toml:"public_key"`
+	// KeyID is the key's id, "ed25519:<version>" (required).
+	KeyID string `toml:"key_id"`
+	// PublicKey is the unpadded-base64 public key (required).
+	PublicKey string `toml:"public_key"`
 }
 
 // TLS modes.
@@ -165,27 +185,36 @@ const (
 	TLSModeSelfSigned = "self_signed"
 )
 
-// TLS configures certificates for the TLS listeners.
+// TLS configures certificates for the TLS listeners. The certificate
+// manager is built once: changing any of these needs a restart (the
+// certificate files of mode "files" are re-read by themselves and on
+// SIGHUP).
 type TLS struct {
-	// Mode is "acme", "files" or "self_signed".
+	// Mode is "acme", "files" or "self_signed". Changing it needs a restart.
 	Mode string `toml:"mode"`
 	// Names are the certificate's names. acme default: the server name's
 	// host (and the well-known delegated host). self_signed default:
-	// localhost, 127.0.0.1, ::1.
+	// localhost, 127.0.0.1, ::1. Changing them needs a restart.
 	Names []string `toml:"names"`
-	// Email is the ACME account contact.
+	// Email is the ACME account contact. Changing it needs a restart.
 	Email string `toml:"email"`
 	// CA is the ACME directory: "letsencrypt" (default), "letsencrypt-staging"
-	// or a directory URL.
+	// or a directory URL. Changing it needs a restart.
 	CA string `toml:"ca"`
 	// CARoot is a PEM file of roots to trust for the ACME CA itself
-	// (step-ca, Pebble).
+	// (step-ca, Pebble). Changing it needs a restart.
 	CARoot string `toml:"ca_root"`
 	// Storage is certmagic's storage folder. Default: data_dir/acme.
+	// Changing it needs a restart.
 	Storage string `toml:"storage"`
-	// CertFile and KeyFile are PEM files for mode "files" (chain included).
+	// CertFile is the PEM certificate chain for mode "files" (leaf first).
+	// Its content is re-read when it changes; naming another file needs a
+	// restart.
 	CertFile string `toml:"cert_file"`
-	KeyFile  string `toml:"key_file"`
+	// KeyFile is the PEM private key for mode "files" (PKCS#8, PKCS#1 or
+	// EC). Its content is re-read when it changes; naming another file
+	// needs a restart.
+	KeyFile string `toml:"key_file"`
 }
 
 // Outbound configures how fedgate reaches remote servers (key fetches and
@@ -201,6 +230,14 @@ type Outbound struct {
 	AllowNetworks []string `toml:"allow_networks"`
 	// Resolvers are DNS servers "IP" or "IP:port". Default: /etc/resolv.conf.
 	Resolvers []string `toml:"resolvers"`
+	// HostsFile is a hosts(5) file consulted before DNS for every address
+	// lookup of discovery (as glibc's "hosts: files dns" does): a name it
+	// lists gets exactly its addresses. SRV records still come from DNS,
+	// and its addresses obey the SSRF guard (allow_networks) like DNS
+	// answers. It is re-read when it changes, without a restart; a missing
+	// file means DNS only; at most 8 MiB. "" turns it off. Default:
+	// /etc/hosts.
+	HostsFile string `toml:"hosts_file"`
 	// Overrides maps a server name to a fixed "host:port", skipping
 	// discovery (split horizon).
 	Overrides map[string]string `toml:"overrides"`
@@ -228,7 +265,8 @@ type Egress struct {
 	// Secret authenticates the homeserver: the Bearer token of Synapse's
 	// worker proxy protocol and the Basic password for CONNECT.
 	Secret string `toml:"secret"`
-	// SecretFile reads Secret from a file instead (trailing newline ignored).
+	// SecretFile reads the secret from a file instead (trailing newline
+	// ignored).
 	SecretFile string `toml:"secret_file"`
 	// WorkerProxy enables Synapse's matrix-federation:// proxy protocol.
 	WorkerProxy bool `toml:"worker_proxy"`
@@ -255,20 +293,58 @@ type Policy struct {
 	// Default is "allow" (open federation with a deny list) or "deny"
 	// (closed federation: only Allow entries).
 	Default string `toml:"default"`
-	// Allow and Deny are server names, globs ("*.example.org") or regular
-	// expressions written "re:...". Deny wins over Allow.
+	// Allow lists server names, globs ("*.example.org") or regular
+	// expressions written "re:..." that may federate; it matters with
+	// Default "deny". Deny wins over Allow.
 	Allow []string `toml:"allow"`
-	Deny  []string `toml:"deny"`
-	// AllowNetworks and DenyNetworks are CIDRs matched against the inbound
-	// peer's address.
+	// Deny lists server names, globs or "re:" regular expressions refused
+	// in both directions. Deny wins over Allow.
+	Deny []string `toml:"deny"`
+	// AllowNetworks are CIDRs (or addresses) of inbound peers: when set, a
+	// peer outside them is refused.
 	AllowNetworks []string `toml:"allow_networks"`
-	DenyNetworks  []string `toml:"deny_networks"`
+	// DenyNetworks are CIDRs (or addresses) of inbound peers that are
+	// refused, before anything else is read.
+	DenyNetworks []string `toml:"deny_networks"`
 	// ListFile is an external JSON list {"version":N,"allow":[...],"deny":[...]}
-	// reloaded when it changes.
+	// reloaded when it changes. With ListSignature = "jws" the file holds
+	// that list signed as a compact JWS instead. Set ListFile or ListURL,
+	// not both.
 	ListFile string `toml:"list_file"`
-	// ListMaxAge fails closed when ListFile has not been refreshed for this
-	// long. Zero disables the check.
+	// ListURL is an https URL the federation list is fetched from, as a
+	// compact JWS (it requires ListSignature = "jws" and ListTrust): every
+	// ListRefresh, with If-None-Match, over the [outbound] TLS settings
+	// (outbound.ca_file) and SSRF guard (outbound.allow_networks). The
+	// last good list is kept in data_dir/federation-list-<hash>.jws, so a
+	// restart while the URL cannot be reached keeps enforcing it. Default:
+	// none. A reload applies a change.
+	ListURL string `toml:"list_url"`
+	// ListSignature is "" (the list is plain JSON; list_file only) or
+	// "jws": the list must be a compact JWS (RFC 7515, ES256 or EdDSA)
+	// whose protected header carries the signer's certificate chain (x5c)
+	// reaching a root in ListTrust, valid at the time of use. A list with a
+	// bad signature, an untrusted or expired chain, another algorithm or a
+	// lower version than the last good one is refused and the last good
+	// list stays. Default: "". A reload applies a change.
+	ListSignature string `toml:"list_signature"`
+	// ListTrust is a PEM file of the root certificates a signed list's x5c
+	// chain must reach (required with ListSignature = "jws"). It is read
+	// again on every reload.
+	ListTrust string `toml:"list_trust"`
+	// ListRefresh is how often ListURL is fetched. Default: "5m". It must
+	// be shorter than ListMaxAge when that is set. A reload applies a
+	// change.
+	ListRefresh Duration `toml:"list_refresh"`
+	// ListMaxAge fails closed (list_stale) when the list has not been
+	// confirmed for this long: ListFile not rewritten, or ListURL not
+	// fetched and verified successfully. Zero disables the check: a list
+	// that cannot be refreshed keeps its last good state.
 	ListMaxAge Duration `toml:"list_max_age"`
+	// Rooms are moderation policy rooms ([[policy.rooms]]) whose m.ban
+	// server rules become deny entries. See [PolicyRoom]. Default: none.
+	// A reload applies a change: rooms added, removed or changed are
+	// (re)started, the others keep syncing.
+	Rooms []PolicyRoom `toml:"rooms"`
 	// DenyEndpoints are endpoint classes or operation names refused for
 	// every origin.
 	DenyEndpoints []string `toml:"deny_endpoints"`
@@ -285,6 +361,55 @@ type Policy struct {
 	// Origins overrides endpoint rules per origin; keys are server names or
 	// globs.
 	Origins map[string]OriginRule `toml:"origins"`
+}
+
+// Policy room apply modes.
+const (
+	ApplyDeny   = "deny"
+	ApplyDryRun = "dry_run"
+)
+
+// DefaultPolicyRoomMaxRules is the default of [PolicyRoom.MaxRules].
+const DefaultPolicyRoomMaxRules = 50000
+
+// PolicyRoom is one moderation policy room ("ban list") fedgate subscribes
+// to through the client-server API of a homeserver, with a bot account
+// that can join it. Its m.policy.rule.server rules (and the legacy
+// m.room.rule.server and org.matrix.mjolnir.rule.server) with the
+// recommendation m.ban (or org.matrix.mjolnir.ban) deny the servers their
+// entity glob matches, for every room at once; other recommendations are
+// ignored, and user and room rules are out of scope. Changes apply within
+// seconds; the last good rule set is kept in data_dir/policy-rooms/.
+type PolicyRoom struct {
+	// Room is the room ID ("!abc:example.org") or alias
+	// ("#community-bans:example.org") of the policy room (required).
+	// Aliases are resolved through Homeserver; room upgrades
+	// (m.room.tombstone) are followed.
+	Room string `toml:"room"`
+	// Homeserver is the client-server API base URL of a homeserver the bot
+	// account lives on, "http://127.0.0.1:8008". Default: upstream.url. An
+	// https URL is verified with upstream.ca_file added to the system
+	// roots.
+	Homeserver string `toml:"homeserver"`
+	// AccessTokenFile holds the bot account's access token (required; one
+	// line, read again when the homeserver refuses the token). Keep it
+	// readable by fedgate only.
+	AccessTokenFile string `toml:"access_token_file"`
+	// Apply is "deny" (default: ban rules deny, reason codes origin_banned
+	// and destination_banned) or "dry_run" (matches are logged and counted
+	// as dry-run denials; nothing is denied because of this room).
+	Apply string `toml:"apply"`
+	// MaxAge, when set, fails closed (ban_list_stale: every origin and
+	// destination is denied) once the room has not been read successfully
+	// for this long, like list_max_age. Default: 0, off: a room that cannot
+	// be read keeps its last rule set. At least "1m" (a healthy sync
+	// answers every 30 s).
+	MaxAge Duration `toml:"max_age"`
+	// MaxRules bounds the rules taken from the room (default 50000). A
+	// room with more is truncated with an error in the log and in /readyz:
+	// a hostile or broken room cannot make fedgate's memory grow without
+	// bound.
+	MaxRules int `toml:"max_rules"`
 }
 
 // OriginRule overrides endpoint rules for matching origins.
@@ -319,9 +444,10 @@ type RateLimit struct {
 
 // Log configures logging.
 type Log struct {
-	// Level is "debug", "info", "warn" or "error".
+	// Level is "debug", "info", "warn" or "error". The logger is built at
+	// start: changing it needs a restart.
 	Level string `toml:"level"`
-	// Format is "json" or "console".
+	// Format is "json" or "console". Changing it needs a restart.
 	Format string `toml:"format"`
 	// Access logs one line per request.
 	Access bool `toml:"access"`
@@ -345,6 +471,17 @@ type Admin struct {
 	// ReadyWindow: /readyz fails if the homeserver has not been reachable
 	// within this long.
 	ReadyWindow Duration `toml:"ready_window"`
+	// TokenFile is a file holding the admin token (a string): when set,
+	// the console (GET /) and /status.json on the admin listener answer
+	// only requests with "Authorization: Bearer <token>" (or HTTP Basic
+	// with the token as password, so a browser can ask for it); /metrics,
+	// /healthz, /readyz and /debug/pprof/ stay as they are. The token must
+	// have at least 16 characters and no whitespace; surrounding
+	// whitespace and the final newline are ignored. Default "" (no
+	// token). The file is read again on every reload (SIGHUP), so a new
+	// token applies without a restart. Relative paths are taken from the
+	// configuration file's folder.
+	TokenFile string `toml:"token_file"`
 }
 
 // Cluster makes several fedgate instances share their state in Redis (or
@@ -358,24 +495,24 @@ type Admin struct {
 type Cluster struct {
 	// Redis is the server's URL: "redis://[user:password@]host:port/db" or
 	// "rediss://..." for TLS, e.g. "redis://127.0.0.1:6379/0". Empty (the
-	// default) disables cluster mode. Needs a restart.
+	// default) disables cluster mode. A change needs a restart.
 	Redis string `toml:"redis"`
 	// PasswordFile reads the Redis password from a file (trailing newline
-	// ignored) instead of the URL. Default: none. Needs a restart.
+	// ignored) instead of the URL. Default: none. A change needs a restart.
 	PasswordFile string `toml:"password_file"`
 	// CAFile is a PEM bundle trusted for a rediss:// server instead of the
-	// system roots. Default: the system roots. Needs a restart.
+	// system roots. Default: the system roots. A change needs a restart.
 	CAFile string `toml:"ca_file"`
 	// Prefix starts every key fedgate writes, so that several deployments
 	// can share one Redis. Every instance of one cluster must use the same
-	// prefix. Default "fedgate:". Needs a restart.
+	// prefix. Default "fedgate:". A change needs a restart.
 	Prefix string `toml:"prefix"`
 	// Node is this instance's name in logs, metrics and lock owners.
-	// Default: the host name. Needs a restart.
+	// Default: the host name. A change needs a restart.
 	Node string `toml:"node"`
 	// Timeout bounds one Redis round trip (and connecting); past it the
 	// request uses this instance's own state instead. Default "50ms".
-	// Needs a restart.
+	// A change needs a restart.
 	Timeout Duration `toml:"timeout"`
 }
 

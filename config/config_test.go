@@ -242,3 +242,50 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestPolicyRoomDefaults: a [[policy.rooms]] entry gets the upstream URL,
+// apply = "deny" and max_rules filled in, and its token path made
+// absolute; list_refresh defaults to 5m.
+func TestPolicyRoomDefaults(t *testing.T) {
+	c, err := Parse("/x/testdata/valid/f.toml", []byte(`server_name = "a.example"
+[upstream]
+url = "http://127.0.0.1:8008"
+[keys]
+generate = true
+[[policy.rooms]]
+room = "#bans:a.example"
+access_token_file = "../../config_test.go"
+`))
+	if err == nil {
+		t.Fatal("an unreadable token file passed validation")
+	}
+	c, err = Parse(mustAbs(t, "testdata/f.toml"), []byte(`server_name = "a.example"
+[upstream]
+url = "http://127.0.0.1:8008"
+[keys]
+generate = true
+[[policy.rooms]]
+room = "#bans:a.example"
+access_token_file = "../config_test.go"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Policy.Rooms[0]
+	if r.Homeserver != "http://127.0.0.1:8008" || r.Apply != ApplyDeny || r.MaxRules != DefaultPolicyRoomMaxRules || r.MaxAge != 0 ||
+		r.AccessTokenFile != mustAbs(t, "config_test.go") {
+		t.Errorf("room %+v", r)
+	}
+	if c.Policy.ListRefresh.D().String() != "5m0s" {
+		t.Errorf("list_refresh %v", c.Policy.ListRefresh.D())
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

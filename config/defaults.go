@@ -44,6 +44,7 @@ func Default() Config {
 			CA:   "letsencrypt",
 		},
 		Outbound: Outbound{
+			HostsFile:             "/etc/hosts",
 			DNSTimeout:            Duration(5 * time.Second),
 			DialTimeout:           Duration(10 * time.Second),
 			TLSTimeout:            Duration(10 * time.Second),
@@ -59,6 +60,7 @@ func Default() Config {
 		Policy: Policy{
 			Default:        PolicyAllow,
 			LocalityChecks: true,
+			ListRefresh:    Duration(5 * time.Minute),
 		},
 		RateLimit: RateLimit{
 			PerIP:               Limit{Rate: MustRate("100/s"), Burst: 200},
@@ -106,10 +108,24 @@ func (c *Config) derive(dir string) {
 	under(&c.Log.HashKeyFile, "log-hash.key")
 	for _, p := range []*string{
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
-		&c.Outbound.CAFile, &c.Egress.SecretFile, &c.Policy.ListFile,
+		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile, &c.Policy.ListTrust,
+		&c.Admin.TokenFile,
 		&c.Cluster.PasswordFile, &c.Cluster.CAFile,
 	} {
 		abs(p)
+	}
+	for i := range c.Policy.Rooms {
+		r := &c.Policy.Rooms[i]
+		abs(&r.AccessTokenFile)
+		if r.Homeserver == "" {
+			r.Homeserver = c.Upstream.URL
+		}
+		if r.Apply == "" {
+			r.Apply = ApplyDeny
+		}
+		if r.MaxRules == 0 {
+			r.MaxRules = DefaultPolicyRoomMaxRules
+		}
 	}
 	if c.Log.Decisions != "" && c.Log.Decisions != "stderr" && c.Log.Decisions != "stdout" {
 		abs(&c.Log.Decisions)

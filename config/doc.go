@@ -14,3 +14,5 @@
 // leaf packages for names (internal/servername, internal/glob,
 // internal/endpoints), so every other package can depend on it.
 package config
+
+//go:generate go run ./internal/refgen/configref -src . -o ../docs/configuration.md

@@ -8,10 +8,18 @@ import (
 	"testing"
 )
 
-// TestExampleListsEveryKey keeps gateway.toml.example complete: every key
-// of the schema appears in it, set or commented out, inside its section.
+// TestExampleListsEveryKey keeps gateway.toml.example and the Debian
+// package's /etc/fedgate/gateway.toml (packaging/gateway.toml) complete:
+// every key of the schema appears in each, set or commented out, inside
+// its section, so the two cannot drift apart.
 func TestExampleListsEveryKey(t *testing.T) {
-	data, err := os.ReadFile("../gateway.toml.example")
+	for _, file := range []string{"../gateway.toml.example", "../packaging/gateway.toml"} {
+		t.Run(file, func(t *testing.T) { checkListsEveryKey(t, file) })
+	}
+}
+
+func checkListsEveryKey(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +61,32 @@ func TestExampleListsEveryKey(t *testing.T) {
 			section := prefix
 			text, ok := sections[section]
 			if !ok {
-				t.Errorf("gateway.toml.example has no [%s] section (for %s)", section, key)
+				t.Errorf("%s has no [%s] section (for %s)", file, section, key)
 				continue
 			}
 			if !regexp.MustCompile(`(?m)^#?\s*` + regexp.QuoteMeta(key) + `\s*=`).MatchString(text) {
-				t.Errorf("gateway.toml.example does not mention %s in [%s]", key, section)
+				t.Errorf("%s does not mention %s in [%s]", file, key, section)
 			}
 		}
 	}
 	walk("", reflect.TypeFor[Config]())
+}
+
+// TestPackageConfig: the configuration the Debian package installs loads
+// with production paths and leaves the placeholder server name the
+// package's postinst looks for before starting the service.
+func TestPackageConfig(t *testing.T) {
+	c, err := Load("../packaging/gateway.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/fedgate" || c.Keys.SigningKey != "/var/lib/fedgate/signing.key" ||
+		c.Keys.CacheFile != "/var/lib/fedgate/keyring.json" || c.TLS.Storage != "/var/lib/fedgate/acme" ||
+		c.Outbound.HostsFile != "/etc/hosts" || c.TLS.Mode != TLSModeACME || c.Log.Format != "json" {
+		t.Fatalf("paths and modes: %+v", c)
+	}
+	data, _ := os.ReadFile("../packaging/gateway.toml")
+	if !regexp.MustCompile(`(?m)^server_name = "example\.org"$`).Match(data) {
+		t.Fatal(`packaging/gateway.toml must keep server_name = "example.org": packaging/deb/postinst looks for it`)
+	}
 }

@@ -384,9 +384,8 @@ func (v *validator) policy() {
 	v.cidrs("policy.allow_networks", p.AllowNetworks)
 	v.cidrs("policy.deny_networks", p.DenyNetworks)
 	v.readable("policy.list_file", p.ListFile)
-	if p.ListMaxAge != 0 && p.ListFile == "" {
-		v.fail("policy.list_max_age", "only meaningful with policy.list_file")
-	}
+	v.federationList()
+	v.policyRooms()
 	v.endpointNames("policy.deny_endpoints", p.DenyEndpoints)
 	for i, r := range p.DenyRooms {
 		key := fmt.Sprintf("policy.deny_rooms[%d]", i)
@@ -404,6 +403,108 @@ func (v *validator) policy() {
 		v.endpointNames(key+".deny_endpoints", p.Origins[name].DenyEndpoints)
 		v.endpointNames(key+".allow_endpoints", p.Origins[name].AllowEndpoints)
 	}
+}
+
+// federationList checks list_file, list_url and their signature settings.
+func (v *validator) federationList() {
+	p := v.c.Policy
+	if p.ListFile != "" && p.ListURL != "" {
+		v.fail("policy.list_url", "set policy.list_file or policy.list_url, not both")
+	}
+	if p.ListURL != "" {
+		if u, err := url.Parse(p.ListURL); err != nil {
+			v.fail("policy.list_url", "not a URL: %v", err)
+		} else if u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+			v.fail("policy.list_url", "must be an https URL without user info or fragment, e.g. \"https://lists.example/federation.jws\"")
+		}
+		if p.ListSignature == "" {
+			v.fail("policy.list_signature", "required with policy.list_url: a list fetched over the network must be signed (list_signature = \"jws\" with list_trust)")
+		}
+		if p.ListRefresh < Duration(10*time.Second) {
+			v.fail("policy.list_refresh", "must be at least 10s")
+		}
+		if p.ListMaxAge != 0 && p.ListRefresh >= p.ListMaxAge {
+			v.fail("policy.list_refresh", "%v must be shorter than policy.list_max_age (%v)", p.ListRefresh.D(), p.ListMaxAge.D())
+		}
+	}
+	switch p.ListSignature {
+	case "":
+		if p.ListTrust != "" {
+			v.fail("policy.list_trust", "only meaningful with policy.list_signature = \"jws\"")
+		}
+	case "jws":
+		if p.ListFile == "" && p.ListURL == "" {
+			v.fail("policy.list_signature", "needs policy.list_file or policy.list_url")
+		}
+		if p.ListTrust == "" {
+			v.fail("policy.list_trust", "required with policy.list_signature = \"jws\": a PEM file of the roots the signer's certificate chain must reach")
+		}
+		v.readable("policy.list_trust", p.ListTrust)
+	default:
+		v.fail("policy.list_signature", "must be \"\" or \"jws\", not %q", p.ListSignature)
+	}
+	if p.ListMaxAge != 0 && p.ListFile == "" && p.ListURL == "" {
+		v.fail("policy.list_max_age", "only meaningful with policy.list_file or policy.list_url")
+	}
+}
+
+// policyRooms checks [[policy.rooms]].
+func (v *validator) policyRooms() {
+	seen := map[string]string{}
+	for i, r := range v.c.Policy.Rooms {
+		key := fmt.Sprintf("policy.rooms[%d]", i)
+		switch {
+		case r.Room == "":
+			v.fail(key+".room", "required: the policy room's ID (\"!abc:example.org\") or alias (\"#bans:example.org\")")
+		case !validRoomRef(r.Room):
+			v.fail(key+".room", "%q is neither a room ID (\"!abc:example.org\") nor a room alias (\"#bans:example.org\")", r.Room)
+		}
+		if prev, dup := seen[r.Room]; dup && r.Room != "" {
+			v.fail(key+".room", "%s is also listed at %s", r.Room, prev)
+		}
+		seen[r.Room] = key
+		if u, err := url.Parse(r.Homeserver); err != nil {
+			v.fail(key+".homeserver", "not a URL: %v", err)
+		} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			v.fail(key+".homeserver", "must be the client-server API's http(s)://host[:port], e.g. \"http://127.0.0.1:8008\"")
+		}
+		if r.AccessTokenFile == "" {
+			v.fail(key+".access_token_file", "required: a file holding the bot account's access token")
+		}
+		v.readable(key+".access_token_file", r.AccessTokenFile)
+		switch r.Apply {
+		case ApplyDeny, ApplyDryRun:
+		default:
+			v.fail(key+".apply", "must be %q or %q, not %q", ApplyDeny, ApplyDryRun, r.Apply)
+		}
+		if r.MaxAge != 0 && r.MaxAge < Duration(time.Minute) {
+			v.fail(key+".max_age", "must be at least 1m (or unset): a healthy sync answers every 30s")
+		}
+		if r.MaxRules < 1 || r.MaxRules > 1<<20 {
+			v.fail(key+".max_rules", "must be between 1 and %d", 1<<20)
+		}
+	}
+}
+
+// validRoomRef accepts a room ID ("!opaque", with or without ":server")
+// or an alias ("#local:server").
+func validRoomRef(s string) bool {
+	if len(s) < 2 || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f || s[i] == '/' {
+			return false
+		}
+	}
+	switch s[0] {
+	case '!':
+		return true
+	case '#':
+		_, server, ok := strings.Cut(s[1:], ":")
+		return ok && servername.Valid(server)
+	}
+	return false
 }
 
 func (v *validator) rateLimit() {

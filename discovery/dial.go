@@ -73,13 +73,13 @@ func (r *Resolver) dialTCP(ctx context.Context, addr netip.AddrPort, guarded boo
 	return conn, nil
 }
 
-// hostAddrs resolves host, an IP literal or a DNS name (A/AAAA, CNAMEs
-// followed), to at most maxTargets addresses.
+// hostAddrs resolves host, an IP literal or a name (hosts file, then
+// A/AAAA with CNAMEs followed), to at most maxTargets addresses.
 func (r *Resolver) hostAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []netip.Addr{ip.Unmap()}, nil
 	}
-	a, err := r.dns.lookupAddrs(ctx, host)
+	a, err := r.lookupAddrs(ctx, host)
 	if err != nil {
 		return nil, &Error{Phase: PhaseDNS, Target: host, Err: err}
 	}
@@ -103,8 +103,8 @@ func dialEach(ctx context.Context, ips []netip.Addr, port uint16, dial func(neti
 }
 
 // DialTCP opens a plain TCP connection to host:port: host is an IP literal
-// or a DNS name resolved with this resolver's DNS (A/AAAA, CNAMEs
-// followed, no Matrix discovery); addresses are tried in order and each
+// or a name resolved with this resolver's hosts file and DNS (A/AAAA,
+// CNAMEs followed, no Matrix discovery); addresses are tried in order and each
 // must pass the SSRF guard. It suits tunnels (HTTP CONNECT passed through)
 // where the other end does its own TLS. Errors are [*Error] (PhaseDNS,
 // PhaseGuard, PhaseDial) with ServerName "host:port".

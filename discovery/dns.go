@@ -333,7 +333,9 @@ type addrs struct {
 	chain   []string
 	cached  bool
 	expires time.Time
-	partial error // one family failed while the other gave addresses
+	partial error  // one family failed while the other gave addresses
+	source  string // SourceDNS or SourceHostsFile
+	note    string // the hosts file's path, for a hosts file answer
 }
 
 // lookupAddrs resolves host with AAAA and A in parallel. It fails with

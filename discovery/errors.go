@@ -59,6 +59,10 @@ var (
 	// ErrNotFound: DNS says the name has no such records (NXDOMAIN or an
 	// empty answer), as opposed to a resolver failure.
 	ErrNotFound = errors.New("not found in DNS")
+	// ErrHostsFile: [Options.HostsFile] exists but cannot be used (a
+	// folder, unreadable, larger than [MaxHostsFileSize]); only
+	// [NewResolver] returns it: later, the last good file stays in use.
+	ErrHostsFile = errors.New("hosts file unusable")
 	// ErrServiceUnavailable: the SRV record's target is ".", the domain's
 	// way of saying it offers no Matrix federation.
 	ErrServiceUnavailable = errors.New(`SRV target "." says the service is not available`)

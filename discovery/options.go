@@ -37,6 +37,18 @@ type Options struct {
 	// always looked up as fully qualified, never with search domains.
 	ResolvConf string
 
+	// HostsFile is a hosts(5) file consulted before DNS for every address
+	// lookup (server names with a port, delegated hosts, SRV targets,
+	// well-known hosts, override hosts, CONNECT tunnels), as glibc's
+	// "hosts: files dns" does: a name the file lists gets exactly the
+	// file's addresses, and DNS is not asked. SRV records still come from
+	// DNS. Its addresses pass the SSRF guard like DNS answers. The file is
+	// checked for changes at most once a second and re-read when its
+	// identity, size or modification time changed; it may not exist (then
+	// DNS answers everything), and may be at most [MaxHostsFileSize] bytes.
+	// "" means no hosts file; [DefaultHostsFile] is the host's.
+	HostsFile string
+
 	// DNSTimeout bounds one DNS exchange with one server (zero: 5 s). A
 	// lookup may make several exchanges (UDP then TCP, next server).
 	DNSTimeout time.Duration

@@ -36,6 +36,7 @@ type Resolver struct {
 	opts      Options
 	guard     guard
 	dns       *dnsClient
+	hosts     *hostsFile // nil without Options.HostsFile
 	wk        *boundedCache[string, *wkEntry]
 	wkFlights flightGroup[string, *wkEntry]
 	wkHTTP    *http.Client
@@ -56,7 +57,8 @@ type override struct {
 
 // NewResolver checks opts and builds a Resolver. With no Options.Resolvers
 // it reads the nameservers from Options.ResolvConf (/etc/resolv.conf) once,
-// now. Nothing is contacted.
+// now; Options.HostsFile is read now too (and again when it changes), and
+// one that exists but cannot be used is an error. Nothing is contacted.
 func NewResolver(opts Options) (*Resolver, error) {
 	o := opts.withDefaults()
 	o.PortMap = maps.Clone(o.PortMap)
@@ -92,6 +94,11 @@ func NewResolver(opts Options) (*Resolver, error) {
 			return nil, fmt.Errorf("insecure_skip_verify: %w", err)
 		}
 		r.insecure = append(r.insecure, g)
+	}
+	if o.HostsFile != "" {
+		if r.hosts, err = newHostsFile(o.HostsFile, o.Now, o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	r.wkHTTP = r.newWellKnownClient()
 	return r, nil
@@ -206,7 +213,18 @@ type Target struct {
 	// Override marks targets from Options.Overrides, which the SSRF guard
 	// does not apply to.
 	Override bool `json:"override,omitempty"`
+	// Source says where Addr came from: a Source* constant. Override
+	// targets whose host is a name keep the source of its addresses.
+	Source string `json:"source"`
 }
+
+// Address sources, as reported in [Target.Source] and [Step.Source].
+const (
+	SourceHostsFile = "hosts file" // Options.HostsFile listed the host
+	SourceDNS       = "dns"        // AAAA/A records
+	SourceOverride  = "override"   // an IP address in Options.Overrides
+	SourceLiteral   = "ip literal" // the server name or its delegation is an IP address
+)
 
 // Step kinds.
 const (
@@ -225,6 +243,9 @@ type Step struct {
 	Error  string   `json:"error,omitempty"`  // why the step gave nothing; "" when it did
 	Note   string   `json:"note,omitempty"`   // anything else worth knowing
 	Cached bool     `json:"cached,omitempty"` // answered from the cache
+	// Source is where an address step's answer came from: SourceHostsFile
+	// or SourceDNS; "" for other steps.
+	Source string `json:"source,omitempty"`
 }
 
 // String renders the step on one line, as "fedgate resolve" prints it.
@@ -233,6 +254,10 @@ func (s Step) String() string {
 	b.WriteString(s.Kind)
 	b.WriteString(" ")
 	b.WriteString(s.Query)
+	if s.Source != "" {
+		b.WriteString(" via ")
+		b.WriteString(s.Source)
+	}
 	switch {
 	case s.Error != "":
 		b.WriteString(": ")
@@ -270,7 +295,7 @@ func (r *Resolver) Resolve(ctx context.Context, serverName string) (*Result, err
 	case name.IsIP():
 		s.res.Rule = RuleIPLiteral
 		s.res.CertIP = name.IP.Unmap()
-		s.add(Target{Addr: netip.AddrPortFrom(s.res.CertIP, portOr(name.Port))})
+		s.add(Target{Addr: netip.AddrPortFrom(s.res.CertIP, portOr(name.Port)), Source: SourceLiteral})
 		s.step(Step{Kind: StepIPLiteral, Query: serverName, Answer: []string{s.res.Targets[0].Addr.String()}})
 	case name.Port != 0:
 		s.res.Rule = RuleExplicitPort
@@ -334,7 +359,7 @@ func (s *resolution) override(ctx context.Context, ov override) error {
 	}
 	s.step(Step{Kind: StepOverride, Query: s.res.ServerName, Answer: []string{ov.target}})
 	if ov.ip.IsValid() {
-		s.add(Target{Addr: netip.AddrPortFrom(ov.ip, ov.port), Override: true})
+		s.add(Target{Addr: netip.AddrPortFrom(ov.ip, ov.port), Override: true, Source: SourceOverride})
 		return nil
 	}
 	return s.addresses(ctx, ov.host, ov.port, false, true)
@@ -372,7 +397,7 @@ func (s *resolution) delegation(ctx context.Context) error {
 		s.res.Rule = RuleDelegatedIP
 		s.res.Host = e.delegated
 		s.res.CertIP = d.IP.Unmap()
-		s.add(Target{Addr: netip.AddrPortFrom(s.res.CertIP, portOr(d.Port))})
+		s.add(Target{Addr: netip.AddrPortFrom(s.res.CertIP, portOr(d.Port)), Source: SourceLiteral})
 		return nil
 	case d.Port != 0:
 		s.res.Rule = RuleDelegatedPort
@@ -434,14 +459,14 @@ func (s *resolution) srv(ctx context.Context, host string, ruleFed, ruleOld, rul
 	return s.addresses(ctx, host, defaultPort, false, false)
 }
 
-// addresses resolves host with AAAA/A (following CNAMEs) and adds its
-// addresses at port. srvTarget marks an SRV target: RFC 2782 forbids
-// aliases there, but Synapse and Dendrite follow them, and refusing would
-// break federation with servers that work with everyone else, so the alias
-// is followed and noted in the step.
+// addresses resolves host, from the hosts file or with AAAA/A (following
+// CNAMEs), and adds its addresses at port. srvTarget marks an SRV target:
+// RFC 2782 forbids aliases there, but Synapse and Dendrite follow them, and
+// refusing would break federation with servers that work with everyone
+// else, so the alias is followed and noted in the step.
 func (s *resolution) addresses(ctx context.Context, host string, port uint16, srvTarget, isOverride bool) error {
-	a, err := s.r.dns.lookupAddrs(ctx, host)
-	st := Step{Kind: StepAddress, Query: host + " AAAA/A", Cached: a.cached}
+	a, err := s.r.lookupAddrs(ctx, host)
+	st := Step{Kind: StepAddress, Query: host + " AAAA/A", Source: a.source, Cached: a.cached, Note: a.note}
 	for _, c := range a.chain {
 		st.Answer = append(st.Answer, "CNAME "+strings.TrimSuffix(c, "."))
 	}
@@ -466,7 +491,20 @@ func (s *resolution) addresses(ctx context.Context, host string, port uint16, sr
 	s.step(st)
 	s.expire(a.expires)
 	for _, ip := range a.list {
-		s.add(Target{Addr: netip.AddrPortFrom(ip, port), Host: strings.ToLower(host), Override: isOverride})
+		s.add(Target{Addr: netip.AddrPortFrom(ip, port), Host: strings.ToLower(host), Override: isOverride, Source: a.source})
 	}
 	return nil
+}
+
+// lookupAddrs resolves host to addresses as the host's resolver does with
+// "hosts: files dns": from the hosts file when it lists host (DNS is then
+// not asked, for either address family), otherwise from DNS. Every
+// address lookup of discovery goes through here.
+func (r *Resolver) lookupAddrs(ctx context.Context, host string) (addrs, error) {
+	if list, ok := r.hosts.lookup(host); ok {
+		return addrs{list: list, source: SourceHostsFile, note: r.hosts.path}, nil
+	}
+	a, err := r.dns.lookupAddrs(ctx, host)
+	a.source = SourceDNS
+	return a, err
 }

@@ -389,7 +389,7 @@ func TestResultJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"server_name":"[::1]:8448","rule":"1","host":"[::1]:8448","cert_ip":"::1","targets":[{"addr":"[::1]:8448"}],"steps":[{"kind":"ip-literal","query":"[::1]:8448","answer":["[::1]:8448"]}]}`
+	want := `{"server_name":"[::1]:8448","rule":"1","host":"[::1]:8448","cert_ip":"::1","targets":[{"addr":"[::1]:8448","source":"ip literal"}],"steps":[{"kind":"ip-literal","query":"[::1]:8448","answer":["[::1]:8448"]}]}`
 	if string(b) != want {
 		t.Fatalf("JSON\n%s\nwant\n%s", b, want)
 	}

@@ -232,7 +232,9 @@ func (r *egressRecord) record(end time.Time) requestRecord {
 // bytes, denials and failures by reason, rate limiting by limiter. The
 // egress calls it once per request, after its response is written.
 func (g *Gateway) observeEgress(r *egressRecord) {
-	rec := r.record(time.Now())
+	end := time.Now()
+	rec := r.record(end)
+	g.recordEgress(r, rec.decision, end)
 	g.metrics.observe(&rec)
 }
 
@@ -254,7 +256,8 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 	end := time.Now()
 	rt := g.rt.Load()
 	rec := r.record(end)
-	defer g.metrics.observe(&rec) // last: a counted request is logged
+	g.recordEgress(r, rec.decision, end)
+	defer g.metrics.observe(&rec) // last: a counted request is logged and recorded
 
 	denied := rec.decision == decisionDenied
 	toDecisions := g.decisions.Load() != nil && (denied || len(r.dryRun) > 0)

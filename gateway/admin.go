@@ -20,15 +20,19 @@ import (
 
 // The admin listener ([listen] admin) is for the operator's network only:
 //
+//	/               the console: a status page for people (console.go)
+//	/status.json    the same as JSON, for scripts
 //	/healthz        200 "ok" while the process serves at all (liveness)
 //	/readyz         200 when fedgate should get traffic, 503 otherwise,
 //	                one line per check (readiness)
 //	/metrics        Prometheus exposition
 //	/debug/pprof/   Go's profiler, unless admin.pprof = false
 //
-// Readiness is: our signing keys loaded and the key document signed,
+// The console and /status.json require admin.token_file's token when it
+// is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
 // certificates present and valid now, the homeserver reached within
-// admin.ready_window, and not shutting down.
+// admin.ready_window, no policy source failing closed (policysources.go),
+// and not shutting down.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -40,7 +44,8 @@ const (
 
 // ReadyCheck is one part of [Gateway.Ready].
 type ReadyCheck struct {
-	// Name is "keys", "certificates", "upstream" or "shutdown".
+	// Name is "keys", "certificates", "upstream", "shutdown",
+	// "policy_room <room>" or "federation_list".
 	Name string
 	// OK reports whether this part is ready.
 	OK bool
@@ -84,6 +89,7 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	now := time.Now()
 	rt := g.rt.Load()
 	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
+	checks = append(checks, g.readyPolicySources(now)...)
 	if g.hs.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
 	} else {
@@ -156,6 +162,8 @@ func (g *Gateway) adminHandler() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.Handle("GET /{$}", g.console.Page())
+	mux.Handle("GET /status.json", g.console.JSON())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics.registry(), promhttp.HandlerOpts{
 		ErrorLog:            promLogger{g.log.Named("metrics")},
 		ErrorHandling:       promhttp.ContinueOnError,
@@ -286,18 +294,22 @@ func (g *Gateway) probeFailed(why string) {
 	}
 }
 
-// warnPublicAdmin warns when the admin listener, which serves pprof and
-// metrics without authentication, binds an address other than loopback.
+// warnPublicAdmin warns when the admin listener binds an address other
+// than loopback while it serves pprof, or the console without a token.
 func (g *Gateway) warnPublicAdmin(addr net.Addr) {
-	if !g.rt.Load().cfg.Admin.Pprof {
-		return
-	}
+	rt := g.rt.Load()
 	ap, err := netip.ParseAddrPort(addr.String())
 	if err != nil || ap.Addr().IsLoopback() {
 		return
 	}
-	g.log.Warn("the admin listener serves /debug/pprof/ and /metrics without authentication on a non-loopback address; "+
-		"keep it off the internet (firewall) or set admin.pprof = false", zap.Stringer("addr", addr))
+	if rt.cfg.Admin.Pprof {
+		g.log.Warn("the admin listener serves /debug/pprof/ and /metrics without authentication on a non-loopback address; "+
+			"keep it off the internet (firewall) or set admin.pprof = false", zap.Stringer("addr", addr))
+	}
+	if rt.adminToken == nil {
+		g.log.Warn("the admin listener serves the console (/ and /status.json) without authentication on a non-loopback address; "+
+			"keep it off the internet (firewall) or set admin.token_file", zap.Stringer("addr", addr))
+	}
 }
 
 var _ CertificateStatus = (*certs.Manager)(nil)

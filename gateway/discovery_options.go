@@ -19,6 +19,7 @@ func DiscoveryOptions(c *config.Config, logger *slog.Logger) (discovery.Options,
 	o := c.Outbound
 	opts := discovery.Options{
 		Resolvers:             o.Resolvers,
+		HostsFile:             o.HostsFile,
 		DNSTimeout:            o.DNSTimeout.D(),
 		DialTimeout:           o.DialTimeout.D(),
 		TLSTimeout:            o.TLSTimeout.D(),

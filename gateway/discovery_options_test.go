@@ -34,6 +34,7 @@ func TestDiscoveryOptions(t *testing.T) {
 
 	c := parse(t, `ca_file = "`+caFile+`"
 resolvers = ["192.0.2.53", "[2001:db8::53]:5353"]
+hosts_file = "peers.hosts"
 allow_networks = ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
 insecure_skip_verify = ["*.test.example"]
 dns_timeout = "2s"
@@ -52,7 +53,7 @@ max_idle_per_host = 3
 	if !slices.Equal(o.AllowNetworks, wantNets) || !slices.Equal(o.Resolvers, []string{"192.0.2.53", "[2001:db8::53]:5353"}) ||
 		o.DNSTimeout != 2*time.Second || o.DialTimeout != 3*time.Second || o.TLSTimeout != 4*time.Second ||
 		o.ResponseHeaderTimeout != 5*time.Second || o.MaxIdlePerHost != 3 || o.Overrides["partner.example"] != "10.1.2.3:8448" ||
-		o.InsecureSkipVerify[0] != "*.test.example" || o.RootCAs == nil {
+		o.InsecureSkipVerify[0] != "*.test.example" || o.RootCAs == nil || o.HostsFile != filepath.Join(dir, "peers.hosts") {
 		t.Fatalf("%+v", o)
 	}
 	if _, err := ca.Cert.Verify(x509.VerifyOptions{Roots: o.RootCAs}); err != nil {

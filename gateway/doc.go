@@ -30,11 +30,13 @@
 // our key) and the egress backoff table, and registers the cluster
 // metrics. Nothing else in the gateway knows about Redis.
 //
-// Operations: the admin listener (admin.go) serves /healthz, /readyz
-// ([Gateway.Ready]), Prometheus metrics from the Gateway's own registry
-// (metrics.go, metrics_state.go) and pprof. Every request ends in finish,
-// which counts it and writes the access log line (accesslog.go) and, for
-// denials, the decision log line (decisionlog.go); log.hash_server_names
+// Operations: the admin listener (admin.go) serves the operator console
+// (/ and /status.json, built on package console in console.go), /healthz,
+// /readyz ([Gateway.Ready]), Prometheus metrics from the Gateway's own
+// registry (metrics.go, metrics_state.go) and pprof. Every request ends in
+// finish, which counts it, feeds the console's recorder and writes the
+// access log line (accesslog.go) and, for denials, the decision log line
+// (decisionlog.go); log.hash_server_names
 // turns server names in all of these logs into keyed hashes (namehash.go).
 // The packages below gateway report through events and log through slog,
 // which the gateway bridges to zap.

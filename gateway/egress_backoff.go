@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,6 +182,65 @@ func (t *backoffTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.m)
+}
+
+// backoffView is one destination in backoff, for the console.
+type backoffView struct {
+	destination string
+	kind        backoffKind
+	failures    int
+	until       time.Time
+}
+
+// active returns how many destinations are backed off at now and the
+// limit of them with the longest wait left, longest first. It walks the
+// whole table under its lock: call it for a status page or a scrape, not
+// per request.
+func (t *backoffTable) active(now time.Time, limit int) (total int, list []backoffView) {
+	t.mu.Lock()
+	for k, e := range t.m {
+		if !now.Before(e.until) {
+			continue
+		}
+		total++
+		v := backoffView{destination: k, kind: e.kind, failures: e.failures, until: e.until}
+		i, _ := slices.BinarySearchFunc(list, v, func(a, b backoffView) int { return b.until.Compare(a.until) })
+		if i < limit {
+			list = slices.Insert(list, i, v)
+			if len(list) > limit {
+				list = list[:limit]
+			}
+		}
+	}
+	t.mu.Unlock()
+	return total, list
+}
+
+// countActive counts the destinations backed off at now, by kind.
+func (t *backoffTable) countActive(now time.Time) (failing, rateLimited int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.m {
+		switch {
+		case !now.Before(e.until):
+		case e.kind == backoffRateLimited:
+			rateLimited++
+		default:
+			failing++
+		}
+	}
+	return failing, rateLimited
+}
+
+// String names the kind as the console and metrics show it.
+func (k backoffKind) String() string {
+	switch k {
+	case backoffFailing:
+		return "failing"
+	case backoffRateLimited:
+		return "rate_limited"
+	}
+	return "none"
 }
 
 // entry returns key's entry, creating it within the size bound. Callers

@@ -139,3 +139,31 @@ func BenchmarkBackoffCheck(b *testing.B) {
 		}
 	})
 }
+
+// TestBackoffActive: active counts the destinations backed off now and
+// lists those with the longest wait first, leaving out expired entries.
+func TestBackoffActive(t *testing.T) {
+	t.Parallel()
+	bt := newBackoffTable(100)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	bt.failed("short.test", now, now)                // 1 s
+	bt.rateLimited("limited.test", now, time.Minute) // 60 s
+	for range 3 {
+		bt.failed("down.test", now, now) // 1, 2, then 4 s
+		now = now.Add(time.Millisecond)
+	}
+	bt.failed("gone.test", now.Add(-time.Hour), now.Add(-time.Hour)) // expired long ago
+	total, list := bt.active(now, 2)
+	if total != 3 || len(list) != 2 {
+		t.Fatalf("total %d, listed %v", total, list)
+	}
+	if list[0].destination != "limited.test" || list[0].kind.String() != "rate_limited" {
+		t.Errorf("first %+v", list[0])
+	}
+	if list[1].destination != "down.test" || list[1].kind.String() != "failing" || list[1].failures != 3 {
+		t.Errorf("second %+v", list[1])
+	}
+	if failing, limited := bt.countActive(now); failing != 2 || limited != 1 {
+		t.Errorf("countActive: %d failing, %d rate limited", failing, limited)
+	}
+}

@@ -52,6 +52,8 @@ type egressOptions struct {
 	loopbackAllowed bool
 	// overrides are [outbound.overrides] entries.
 	overrides map[string]string
+	// outbound is TOML added to the [outbound] table.
+	outbound string
 	// noAccessLog turns the access log off (benchmarks).
 	noAccessLog bool
 	// cluster shares state with other instances (cluster mode).
@@ -111,6 +113,7 @@ func startEgress(t testing.TB, o egressOptions) *egressEnv {
 	if o.loopbackAllowed {
 		b.WriteString("allow_networks = [\"127.0.0.0/8\"]\n")
 	}
+	b.WriteString(o.outbound + "\n")
 	if len(o.overrides) > 0 {
 		b.WriteString("[outbound.overrides]\n")
 		for k, v := range o.overrides {

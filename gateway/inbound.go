@@ -138,7 +138,8 @@ func (g *Gateway) finish(in *inbound) {
 	end := time.Now()
 	decision := in.decision()
 	g.logInbound(in, decision, end)
-	g.observeInbound(in, decision, end) // last: a counted request is logged
+	g.recordInbound(in, decision, end)
+	g.observeInbound(in, decision, end) // last: a counted request is logged and recorded
 }
 
 // stagePeer records the peer address; network policy and the per-IP limit

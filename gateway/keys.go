@@ -216,6 +216,9 @@ func (g *Gateway) newClient(c *config.Config) (*discovery.Client, error) {
 		return nil, err
 	}
 	r, err := discovery.NewResolver(opts)
+	if errors.Is(err, discovery.ErrHostsFile) {
+		return nil, c.Errorf("outbound.hosts_file", "%v", err)
+	}
 	if err != nil {
 		return nil, c.Errorf("outbound", "%v", err)
 	}

@@ -25,7 +25,7 @@ import (
 // into a fixed list, and server names only for the peers listed in
 // admin.peers (everyone else is "other"). Everything a request touches is
 // resolved once and cached, so the hot path does atomic adds and no map
-// allocations. README.md (section Metrics) lists every metric.
+// allocations. docs/operations.md (section Metrics) lists every metric.
 
 // Label values for the direction of a request.
 const (

@@ -24,13 +24,15 @@ type stateCollector struct {
 	listEntries, listLoads, listFailures *prometheus.Desc
 	decisionLogErrors, hashing           *prometheus.Desc
 	configReloads, lastReloadOK          *prometheus.Desc
+	egressBackoff                        *prometheus.Desc
+	sources                              policySourceDescs
 }
 
 func newStateCollector(g *Gateway) *stateCollector {
 	d := func(sub, name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName("fedgate", sub, name), help, labels, nil)
 	}
-	return &stateCollector{
+	sc := &stateCollector{
 		g:              g,
 		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, homeserver reached within admin.ready_window, not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
@@ -56,7 +58,11 @@ func newStateCollector(g *Gateway) *stateCollector {
 		hashing:           d("log", "server_names_hashed", "1 when server names in logs are replaced by keyed hashes (log.hash_server_names)."),
 		configReloads:     d("config", "reloads_total", "Configuration reloads (SIGHUP or a changed file), by result: ok, or failed (the running configuration stayed).", "result"),
 		lastReloadOK:      d("config", "last_reload_successful", "1 unless the last reload was refused."),
+		egressBackoff: d("egress", "backoff_destinations",
+			"Egress destinations backed off now, by kind: failing (connection failures, 5xx) or rate_limited (they answered 429).", "kind"),
 	}
+	sc.sources = newPolicySourceDescs(d)
+	return sc
 }
 
 // Describe sends every descriptor.
@@ -64,9 +70,10 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.ready, c.readyCheck, c.upstreamUp, c.upstreamLast, c.certExpiry, c.certStart,
 		c.certPending, c.keyDocValid, c.signingKeys, c.oldKeys, c.keyringServers, c.policyDenials, c.limiterKeys,
 		c.listVersion, c.listStale, c.listModified, c.listEntries, c.listLoads, c.listFailures,
-		c.decisionLogErrors, c.hashing, c.configReloads, c.lastReloadOK} {
+		c.decisionLogErrors, c.hashing, c.configReloads, c.lastReloadOK, c.egressBackoff} {
 		ch <- d
 	}
+	c.sources.describe(ch)
 }
 
 // Collect reads the current values.
@@ -135,6 +142,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.listLoads, float64(l.Loads))
 			counter(c.listFailures, float64(l.Failures))
 		}
+	}
+	c.sources.collect(c, g, gauge, counter)
+
+	if g.egress != nil && rt.cfg.Listen.Egress != "" {
+		failing, limited := g.egress.backoff.countActive(g.egress.now())
+		gauge(c.egressBackoff, float64(failing), backoffFailing.String())
+		gauge(c.egressBackoff, float64(limited), backoffRateLimited.String())
 	}
 
 	counter(c.decisionLogErrors, float64(g.decisionErrors.Load()))

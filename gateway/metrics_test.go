@@ -266,10 +266,10 @@ func BenchmarkObserveDenied(b *testing.B) {
 	})
 }
 
-// TestMetricsDocumented: README.md's Metrics section lists every fedgate
-// metric and no metric that does not exist.
+// TestMetricsDocumented: docs/operations.md's Metrics section lists every
+// fedgate metric and no metric that does not exist.
 func TestMetricsDocumented(t *testing.T) {
-	doc := readmeSection(t, "Metrics")
+	doc := docSection(t, "operations.md", "Metrics")
 	documented := map[string]bool{}
 	for _, m := range regexp.MustCompile("`(fedgate_[a-z_]+)`").FindAllStringSubmatch(doc, -1) {
 		documented[m[1]] = true
@@ -287,12 +287,12 @@ func TestMetricsDocumented(t *testing.T) {
 		name := fqName.FindStringSubmatch(d.String())[1]
 		exported[name] = true
 		if !documented[name] {
-			t.Errorf("%s is not in README.md's Metrics section", name)
+			t.Errorf("%s is not in docs/operations.md's Metrics section", name)
 		}
 	}
 	for name := range documented {
 		if !exported[name] {
-			t.Errorf("README.md's Metrics section lists %s, which does not exist", name)
+			t.Errorf("docs/operations.md's Metrics section lists %s, which does not exist", name)
 		}
 	}
 }

@@ -44,6 +44,9 @@ type outcome struct {
 func (o *outcome) decisionError(d policy.Decision) error {
 	if d.DryRun {
 		o.dryRunReasons = append(o.dryRunReasons, d.Reason)
+		if o.rule == "" {
+			o.rule = d.Rule // which entry would have denied (a dry-run policy room, say)
+		}
 		return nil
 	}
 	if d.Allowed {

@@ -13,9 +13,9 @@ import (
 
 // TestReasonCodesDocumented: every reason code a request can end with
 // (the gateway's own, inbound and egress, the authentication kinds,
-// policy's) has a row in README.md's Troubleshooting section.
+// policy's) has a row in docs/troubleshooting.md's reason code tables.
 func TestReasonCodesDocumented(t *testing.T) {
-	doc := readmeSection(t, "Troubleshooting")
+	doc := docSection(t, "troubleshooting.md", "Every request has a reason code")
 	rows := map[string]bool{}
 	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\|").FindAllStringSubmatch(string(doc), -1) {
 		rows[m[1]] = true
@@ -48,23 +48,23 @@ func TestReasonCodesDocumented(t *testing.T) {
 	}
 	for code, from := range codes {
 		if !rows[code] {
-			t.Errorf("reason code %s (%s) has no row in README.md's Troubleshooting section", code, from)
+			t.Errorf("reason code %s (%s) has no row in docs/troubleshooting.md's reason code tables", code, from)
 		}
 	}
 }
 
-// readmeSection returns the "## title" section of README.md, up to the
-// next second-level heading.
-func readmeSection(t *testing.T, title string) string {
+// docSection returns the "## title" section of docs/page, up to the next
+// second-level heading.
+func docSection(t *testing.T, page, title string) string {
 	t.Helper()
-	data, err := os.ReadFile("../README.md")
+	data, err := os.ReadFile(filepath.Join("..", "docs", page))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(data)
 	start := strings.Index(s, "\n## "+title+"\n")
 	if start < 0 {
-		t.Fatalf("README.md has no section %q", title)
+		t.Fatalf("docs/%s has no section %q", page, title)
 	}
 	s = s[start+1:]
 	if end := strings.Index(s[3:], "\n## "); end >= 0 {

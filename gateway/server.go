@@ -12,12 +12,14 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/console"
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
@@ -66,6 +68,8 @@ type Gateway struct {
 	ids    *requestIDs
 	rt     atomic.Pointer[runtime]
 	policy *policy.Engine // long-lived: limiter state survives reloads
+	// sources feed the engine from policy rooms and the signed list.
+	sources *policySources
 
 	// keyring caches remote servers' keys; long-lived, its cache is worth
 	// keeping across reloads.
@@ -97,6 +101,13 @@ type Gateway struct {
 	reloadsOK        atomic.Uint64
 	reloadsFailed    atomic.Uint64
 	lastReloadFailed atomic.Bool
+
+	// The console: recent traffic, fed by every request's finish, and the
+	// handlers of / and /status.json (console.go).
+	traffic *console.Recorder
+	console *console.Console
+	version string
+	started time.Time
 }
 
 // runtime is everything a request reads from configuration, built once per
@@ -107,7 +118,8 @@ type runtime struct {
 	passthrough func(path string) *endpoints.Endpoint
 	keys        *signingKeys
 	egress      *egressSettings
-	names       *nameHasher // log.hash_server_names; nil shows names as they are
+	names       *nameHasher    // log.hash_server_names; nil shows names as they are
+	adminToken  *console.Token // admin.token_file; nil lets every console request in
 }
 
 // server is one bound listener.
@@ -140,7 +152,9 @@ func New(opts Options) (*Gateway, error) {
 	if version == "" {
 		version = "unknown"
 	}
+	g.version, g.started = version, time.Now()
 	g.metrics = newMetrics(newStateCollector(g), version)
+	g.traffic = console.NewRecorder(console.RecorderOptions{})
 	g.verifiedStages = stagesAfter(g.stages, "signature")
 	rt, err := g.build(opts.Config)
 	if err != nil {
@@ -164,6 +178,12 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.fedClient.Store(client)
+	g.sources = newPolicySources(g.policy, logger, g.fetchList)
+	plan, err := g.sources.prepare(opts.Config)
+	if err != nil {
+		return nil, err
+	}
+	g.sources.apply(plan)
 	if g.keyring, err = g.newKeyring(opts.Config); err != nil {
 		return nil, err
 	}
@@ -174,6 +194,11 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.commitDecisionLog(dl, keep)
+	if g.console, err = g.newConsole(); err != nil {
+		g.keyring.Close()
+		g.closeDecisionLog()
+		return nil, err
+	}
 	g.egress = newEgress(g, opts.Config)
 	g.wireCluster()
 	if err := g.egress.start(opts.Config); err != nil {
@@ -195,11 +220,15 @@ func (g *Gateway) build(c *config.Config) (*runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	token, err := loadAdminToken(c)
+	if err != nil {
+		return nil, err
+	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {
 		return nil, err
 	}
-	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg}, nil
+	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg, adminToken: token}, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -244,11 +273,18 @@ func (g *Gateway) reload(c *config.Config) error {
 		rt.upstream.close()
 		return fmt.Errorf("reload: %w", err)
 	}
+	plan, err := g.sources.prepare(c)
+	if err != nil {
+		rt.upstream.close()
+		dl.close()
+		return fmt.Errorf("reload: %w", err)
+	}
 	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
 		rt.upstream.close()
 		dl.close()
 		return fmt.Errorf("reload: policy: %w", err)
 	}
+	g.sources.apply(plan)
 	g.commitDecisionLog(dl, keepLog)
 	g.metrics.setPeers(c.Admin.Peers)
 	if client != nil {
@@ -334,6 +370,7 @@ func (g *Gateway) Start() error {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
 	}()
+	g.sources.start(g.bg)
 	g.startCluster()
 	return nil
 }
@@ -418,6 +455,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.serveWG.Wait()
 	g.stopBg()
 	g.bgWG.Wait()
+	g.sources.stop()
 	if err := g.keyring.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("keyring: %w", err))
 	}
@@ -503,6 +541,9 @@ func Check(c *config.Config) error {
 	if err := checkEgress(c); err != nil {
 		return err
 	}
+	if _, err := loadAdminToken(c); err != nil {
+		return err
+	}
 	up, err := newUpstream(c, g.log)
 	if err != nil {
 		return err
@@ -513,6 +554,9 @@ func Check(c *config.Config) error {
 	}
 	if _, err := policy.New(policyOptions(c, g.log)); err != nil {
 		return c.Errorf("policy", "%v", err)
+	}
+	if err := checkPolicySources(c); err != nil {
+		return err
 	}
 	if _, err := newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, false); err != nil {
 		return c.Errorf("log.hash_key_file", "%v", err)

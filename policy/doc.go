@@ -61,6 +61,21 @@
 // limiter remembers at most [Options.MaxLimiterKeys] keys however many
 // distinct addresses or origins it sees.
 //
+// # External rule sets
+//
+// Policy sources outside this package (moderation policy rooms in
+// policyroom, signed federation lists in signedlist) own the network and
+// the parsing; they hand the engine named rule sets with
+// [Engine.SetExternal] and confirm them with [Engine.SetExternalStaleAt].
+// Each set is compiled on its own into the same hash maps and glob index
+// as the configuration's lists and swapped in with one atomic store, as a
+// reload is; sets survive [Engine.Update]. Deny entries of a ban list
+// ([KindBanList]) give origin_banned and destination_banned, those of a
+// federation list ([KindList]) origin_denied and destination_denied; a set
+// may be dry-run on its own, and past its StaleAt every origin and
+// destination check fails closed (ban_list_stale, list_stale).
+// [Decision.Rule] names the set and the entry's provenance.
+//
 // # Cluster mode
 //
 // With [Options.Shared] (a [SharedLimiter], implemented over Redis by

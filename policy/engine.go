@@ -63,9 +63,10 @@ type Engine struct {
 	limiters *Limiters
 	snap     atomic.Pointer[Snapshot]
 
-	mu   sync.Mutex // guards everything below; writers only
-	opts Options
-	list listState
+	mu       sync.Mutex // guards everything below; writers only
+	opts     Options
+	list     listState
+	external map[string]*compiledExternal // [Engine.SetExternal]
 }
 
 // listState is the external list as the engine tracks it.
@@ -98,7 +99,7 @@ func New(opts Options) (*Engine, error) {
 	o.Now = e.now
 	e.limiters = newLimiters(e.now, o.MaxLimiterKeys, e.counters, o.Shared)
 	var list listState
-	if path := o.Policy.ListFile; path != "" {
+	if path := plainListFile(&o); path != "" {
 		if list, err = loadList(path); err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
@@ -135,7 +136,7 @@ func (e *Engine) Update(opts Options) error {
 	defer e.mu.Unlock()
 	o.Now, o.Logger, o.MaxLimiterKeys, o.Shared = e.now, e.log, e.opts.MaxLimiterKeys, e.opts.Shared
 	list := e.list
-	switch path := o.Policy.ListFile; {
+	switch path := plainListFile(&o); {
 	case path == "":
 		list = listState{}
 	case path != list.path:
@@ -161,6 +162,7 @@ func (e *Engine) build(o *Options, list *listState) (*Snapshot, *limitConfig, er
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy: %w", err)
 	}
+	snap.external = e.externalList()
 	lc, err := e.limiters.compile(o.RateLimit, o.Policy.DryRun)
 	if err != nil {
 		return nil, nil, fmt.Errorf("policy: %w", err)
@@ -260,6 +262,7 @@ func (e *Engine) PollList() {
 				e.log.Error("policy list file not applied", "file", list.path, "error", err)
 				return
 			}
+			snap.external = cur.external
 		}
 		e.snap.Store(snap)
 	}
@@ -273,6 +276,17 @@ func (e *Engine) PollList() {
 		e.log.Info("policy list file is fresh again", "file", e.list.path, "modified", e.list.info.modified)
 	}
 	e.list.stale = stale
+}
+
+// plainListFile is the list file the engine reads itself: list_file when
+// it holds plain JSON. A signed list (list_signature = "jws", list_file or
+// list_url) is verified by a source outside policy (package signedlist)
+// and arrives through [Engine.SetExternal].
+func plainListFile(o *Options) string {
+	if o.Policy.ListSignature != "" {
+		return ""
+	}
+	return o.Policy.ListFile
 }
 
 // loadList reads the list file for a new path.

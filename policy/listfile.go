@@ -132,3 +132,25 @@ func readList(path string) (os.FileInfo, *externalList, error) {
 	}
 	return info, l, nil
 }
+
+// ListDocument is a federation list as its JSON states it.
+type ListDocument struct {
+	// Version orders lists: a source refuses a list older than the one it
+	// has (rollback).
+	Version int64
+	// Allow and Deny are entries in the syntax of policy.allow and
+	// policy.deny.
+	Allow, Deny []string
+}
+
+// ParseListDocument parses and checks a list in list_file's JSON format
+// ({"version":N,"allow":[...],"deny":[...]}), as a signed list's payload
+// carries it: unknown keys, trailing data, a missing or negative version
+// and any entry that does not compile are errors.
+func ParseListDocument(data []byte) (ListDocument, error) {
+	l, err := parseList(data)
+	if err != nil {
+		return ListDocument{}, err
+	}
+	return ListDocument{Version: l.version, Allow: l.allow, Deny: l.deny}, nil
+}

@@ -16,8 +16,9 @@ const (
 	// ReasonNotInAllowList: default = "deny" and the server matches no allow
 	// entry.
 	ReasonNotInAllowList = "not_in_allow_list"
-	// ReasonListStale: list_file has not been refreshed within list_max_age,
-	// so every origin and destination check fails closed.
+	// ReasonListStale: the federation list (list_file or list_url) has not
+	// been refreshed within list_max_age, so every origin and destination
+	// check fails closed.
 	ReasonListStale = "list_stale"
 	// ReasonEndpointDenied: the endpoint's class or operation is denied.
 	ReasonEndpointDenied = "endpoint_denied"
@@ -45,6 +46,16 @@ const (
 	ReasonConcurrentPerOrigin = "concurrent_per_origin"
 	// ReasonRatePerDestination: the per_destination token bucket is empty.
 	ReasonRatePerDestination = "rate_per_destination"
+	// ReasonOriginBanned: the origin matches an m.ban server rule of a
+	// subscribed moderation policy room ([[policy.rooms]]).
+	ReasonOriginBanned = "origin_banned"
+	// ReasonDestinationBanned: an egress destination matches an m.ban
+	// server rule of a subscribed moderation policy room.
+	ReasonDestinationBanned = "destination_banned"
+	// ReasonBanListStale: a policy room with max_age has not been read
+	// successfully for that long, so every origin and destination check
+	// fails closed.
+	ReasonBanListStale = "ban_list_stale"
 )
 
 // reasonIndex numbers the reason codes for the counters. The order is the
@@ -81,11 +92,17 @@ func reasonIndex(r string) int {
 		return 13
 	case ReasonRatePerDestination:
 		return 14
+	case ReasonOriginBanned:
+		return 15
+	case ReasonDestinationBanned:
+		return 16
+	case ReasonBanListStale:
+		return 17
 	}
 	return -1
 }
 
-const numReasons = 15
+const numReasons = 18
 
 // Reasons returns every reason code, in a fixed order. The result is a new
 // slice on every call.
@@ -95,6 +112,7 @@ func Reasons() []string {
 		ReasonEndpointDenied, ReasonRoomDenied, ReasonUserNotLocal, ReasonUserNotOrigin,
 		ReasonDestinationDenied, ReasonBadRequest, ReasonRatePerIP, ReasonRatePerOrigin,
 		ReasonRateClass, ReasonConcurrentPerOrigin, ReasonRatePerDestination,
+		ReasonOriginBanned, ReasonDestinationBanned, ReasonBanListStale,
 	}
 }
 

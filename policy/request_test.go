@@ -261,7 +261,7 @@ func TestDenialsAreCounted(t *testing.T) {
 	if st.Denied["origin_denied"] != 3 {
 		t.Errorf("origin_denied = %d, want 3", st.Denied["origin_denied"])
 	}
-	if len(st.Denied) != 15 || len(st.DryRun) != 15 {
+	if len(st.Denied) != 18 || len(st.DryRun) != 18 {
 		t.Errorf("stats should list every reason code: %v", st.Denied)
 	}
 }

@@ -23,7 +23,8 @@ type Snapshot struct {
 	rooms                 roomSet
 
 	list         listInfo
-	listDeadline time.Time // zero: no list_max_age
+	listDeadline time.Time           // zero: no list_max_age
+	external     []*compiledExternal // sets from policy sources, by name
 	now          func() time.Time
 
 	counters *counters
@@ -53,12 +54,18 @@ func (s *Snapshot) Stale() bool {
 
 // deny builds a denial (or, under dry_run, a reported allow) and counts it.
 func (s *Snapshot) deny(reason, errcode, msg string, r rule) Decision {
+	return s.denyAs(reason, errcode, msg, r, s.dryRun)
+}
+
+// denyAs is deny with the dry-run choice made by the caller (an external
+// set may be dry-run on its own).
+func (s *Snapshot) denyAs(reason, errcode, msg string, r rule, dryRun bool) Decision {
 	d := Decision{Reason: reason, Errcode: errcode, Msg: msg}
 	if r.source != "" {
 		d.Rule = r.String()
 	}
-	s.counters.count(reason, s.dryRun)
-	if s.dryRun {
+	s.counters.count(reason, dryRun)
+	if dryRun {
 		d.Allowed, d.DryRun = true, true
 	}
 	return d
@@ -107,10 +114,31 @@ func (s *Snapshot) CheckDestination(dest string) Decision {
 }
 
 func (s *Snapshot) checkServer(server, denyReason string) Decision {
+	inbound := denyReason == ReasonOriginDenied
 	if s.Stale() {
 		return s.deny(ReasonListStale, ErrcodeForbidden,
 			"Federation with "+quoteID(server)+" is suspended: this server's federation list is out of date ("+ReasonListStale+")",
 			rule{source: "policy.list_max_age", index: -1, text: "exceeded by " + s.list.file})
+	}
+	// A stale dry-run set is remembered and reported only if nothing
+	// enforced denies; so is a dry-run ban.
+	var dry *compiledExternal
+	var dryRule rule
+	var dryReason string
+	if len(s.external) > 0 {
+		now := s.now()
+		for _, x := range s.external {
+			if x.staleAt.IsZero() || now.Before(x.staleAt) {
+				continue
+			}
+			r := rule{source: x.source, index: -1, text: "out of date since " + x.staleAt.UTC().Format(time.RFC3339)}
+			if !x.dryRun && !s.dryRun {
+				return s.deny(x.staleReason(), ErrcodeForbidden, staleMsg(server, x), r)
+			}
+			if dry == nil {
+				dry, dryRule, dryReason = x, r, x.staleReason()
+			}
+		}
 	}
 	var buf nameBuf
 	n, lower, err := parseName(server, &buf)
@@ -121,11 +149,50 @@ func (s *Snapshot) checkServer(server, denyReason string) Decision {
 	if r, ok := s.denyNames.match(&n, lower); ok {
 		return s.deny(denyReason, ErrcodeForbidden, notAllowedMsg(server, denyReason), r)
 	}
-	if s.defaultDeny {
-		if _, ok := s.allowNames.lookup(&n, lower); !ok {
-			return s.deny(ReasonNotInAllowList, ErrcodeForbidden, notAllowedMsg(server, ReasonNotInAllowList),
-				rule{source: "policy.default", index: -1, text: `= "deny" (no allow entry matches)`})
+	for _, x := range s.external {
+		if r, ok := x.deny.match(&n, lower); ok {
+			reason := x.denyReason(inbound)
+			if !x.dryRun {
+				return s.deny(reason, ErrcodeForbidden, notAllowedMsg(server, reason), r)
+			}
+			if dry == nil {
+				dry, dryRule, dryReason = x, r, reason
+			}
 		}
 	}
+	if s.defaultDeny && !s.allowed(&n, lower) {
+		return s.deny(ReasonNotInAllowList, ErrcodeForbidden, notAllowedMsg(server, ReasonNotInAllowList),
+			rule{source: "policy.default", index: -1, text: `= "deny" (no allow entry matches)`})
+	}
+	if dry != nil {
+		msg := notAllowedMsg(server, dryReason)
+		if dryReason == dry.staleReason() {
+			msg = staleMsg(server, dry)
+		}
+		return s.denyAs(dryReason, ErrcodeForbidden, msg, dryRule, true)
+	}
 	return allow
+}
+
+// allowed reports whether an allow entry (configuration, list file or an
+// external list) matches.
+func (s *Snapshot) allowed(n *name, lower []byte) bool {
+	if _, ok := s.allowNames.lookup(n, lower); ok {
+		return true
+	}
+	for _, x := range s.external {
+		if _, ok := x.allow.lookup(n, lower); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func staleMsg(server string, x *compiledExternal) string {
+	what := "federation list"
+	if x.kind == KindBanList {
+		what = "ban list"
+	}
+	reason := x.staleReason()
+	return "Federation with " + quoteID(server) + " is suspended: this server's " + what + " is out of date (" + reason + ")"
 }

@@ -110,6 +110,16 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 	rl := c.RateLimit
 	row("rate limits", "per_ip %s; per_origin %s; %d concurrent per origin; %d class limits",
 		describeLimit(rl.PerIP), describeLimit(rl.PerOrigin), rl.ConcurrentPerOrigin, len(rl.Classes))
+	o := c.Outbound
+	resolvers := "from /etc/resolv.conf"
+	if len(o.Resolvers) > 0 {
+		resolvers = list(o.Resolvers)
+	}
+	hosts := "hosts file " + o.HostsFile + " before DNS"
+	if o.HostsFile == "" {
+		hosts = "DNS only"
+	}
+	row("outbound", "%s; resolvers %s; %d overrides; allow_networks %s", hosts, resolvers, len(o.Overrides), list(o.AllowNetworks))
 	if c.Listen.Egress != "" {
 		row("egress", "worker_proxy %v; connect %s; per destination %s", c.Egress.WorkerProxy, c.Egress.Connect, describeLimit(rl.PerDestination))
 	} else {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -27,18 +28,21 @@ import (
 const maxKeyDocument = 1 << 20
 
 func cmdResolve(env *environment, args []string) int {
-	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-json] SERVER_NAME",
+	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-hosts-file FILE] [-json] SERVER_NAME",
 		"Runs server discovery for SERVER_NAME the way fedgate does and prints each\n"+
 			"step: the well-known document, SRV records, addresses, and the Host header and\n"+
 			"TLS name (SNI) it would use. Then it fetches /_matrix/federation/v1/version and\n"+
 			"the server's key document through fedgate's federation client and checks that\n"+
 			"the keys sign their own document.\n\n"+
-			"With -config, the [outbound] settings apply (resolvers, ca_file, overrides,\n"+
-			"allow_networks, timeouts); without, the system resolvers and roots do and every\n"+
-			"private or special-purpose address is refused.\n\n"+
+			"Addresses come from the hosts file first, then DNS, as on the host\n"+
+			"(\"hosts: files dns\"); each target says which (hosts file, dns, override).\n\n"+
+			"With -config, the [outbound] settings apply (resolvers, hosts_file, ca_file,\n"+
+			"overrides, allow_networks, timeouts); without, /etc/hosts, the system resolvers\n"+
+			"and roots do and every private or special-purpose address is refused.\n\n"+
 			"Exits 0 only if federation with SERVER_NAME would work; 1 otherwise.")
 	configPath := fs.String("config", "", "configuration `file` whose [outbound] section to use (optional)")
 	resolver := fs.String("resolver", "", "DNS server to ask, `IP:PORT` or IP, instead of the configured or system ones")
+	hostsFile := hostsFileFlag(fs, "outbound.hosts_file (or /etc/hosts)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	timeout := fs.Duration("timeout", 30*time.Second, "overall time limit")
 	if code, ok := parseFlags(env, fs, args, 1); !ok {
@@ -49,7 +53,7 @@ func cmdResolve(env *environment, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	var opts discovery.Options
+	opts := discovery.Options{HostsFile: discovery.DefaultHostsFile}
 	if *configPath != "" {
 		c, err := config.Load(*configPath)
 		if err != nil {
@@ -64,6 +68,9 @@ func cmdResolve(env *environment, args []string) int {
 	if *resolver != "" {
 		opts.Resolvers = []string{*resolver}
 	}
+	if *hostsFile != noFlag {
+		opts.HostsFile = *hostsFile
+	}
 	r, err := discovery.NewResolver(opts)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "fedgate resolve: %v\n", err)
@@ -76,6 +83,20 @@ func cmdResolve(env *environment, args []string) int {
 
 	rep := probe(ctx, client, fs.Arg(0), time.Now)
 	return writeReport(env, *asJSON, rep, rep.OK)
+}
+
+// noFlag is the value of a string flag that was not given.
+const noFlag = "\x00"
+
+// hostsFileFlag defines -hosts-file, which replaces the configured hosts
+// file for this run ("" for DNS only); its value is noFlag when not given.
+func hostsFileFlag(fs *flag.FlagSet, instead string) *string {
+	v := noFlag
+	fs.Func("hosts-file", "hosts `file` to read before DNS instead of "+instead+"; \"\" for DNS only", func(s string) error {
+		v = s
+		return nil
+	})
+	return &v
 }
 
 // report is what resolve and selftest print: as text or, with -json, as
@@ -413,15 +434,7 @@ func (rep *resolveReport) print(w io.Writer) {
 			} else {
 				fmt.Fprintf(w, "  TLS name       %s (IP address: no SNI; the certificate must cover the IP)\n", res.CertIP)
 			}
-			targets := make([]string, 0, len(res.Targets))
-			for _, t := range res.Targets {
-				s := t.Addr.String()
-				if t.Override {
-					s += " (override)"
-				}
-				targets = append(targets, s)
-			}
-			fmt.Fprintf(w, "  targets        %s\n", strings.Join(targets, ", "))
+			fmt.Fprintf(w, "  targets        %s\n", describeTargets(res.Targets))
 		}
 	}
 	if v := rep.Version; v != nil {
@@ -452,6 +465,20 @@ func (rep *resolveReport) print(w io.Writer) {
 	for _, p := range rep.Problems {
 		fmt.Fprintf(w, "FAIL: %s\n", p)
 	}
+}
+
+// describeTargets lists addresses with where each came from:
+// "127.0.0.1:8448 (hosts file), [2001:db8::1]:8448 (dns)".
+func describeTargets(targets []discovery.Target) string {
+	out := make([]string, 0, len(targets))
+	for _, t := range targets {
+		source := t.Source
+		if t.Override && source != discovery.SourceOverride {
+			source = discovery.SourceOverride + ", " + source
+		}
+		out = append(out, t.Addr.String()+" ("+source+")")
+	}
+	return strings.Join(out, ", ")
 }
 
 func (f *fetchReport) describe(detail string) string {

@@ -127,7 +127,11 @@ func TestResolveCommand(t *testing.T) {
 	dir := t.TempDir()
 	caFile := ca.WriteCertFile(t, dir)
 	dns := fedtest.StartDNS(t, "hs.test. 300 IN A 127.0.0.1", "bad.test. 300 IN A 127.0.0.1")
-	writeConfig := func(t *testing.T) string {
+	hostsFile := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hostsFile, []byte("127.0.0.1 peer.test # not in DNS\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig := func(t *testing.T, extra string) string {
 		t.Helper()
 		p := filepath.Join(t.TempDir(), "gateway.toml")
 		cfg := `server_name = "example.org"
@@ -140,7 +144,7 @@ ca_file = "` + caFile + `"
 resolvers = ["` + dns.Addr + `"]
 allow_networks = ["127.0.0.0/8"]
 dns_timeout = "2s"
-`
+` + extra
 		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +152,10 @@ dns_timeout = "2s"
 	}
 	good := startKeyServer(t, ca, "hs.test", false)
 	bad := startKeyServer(t, ca, "bad.test", true)
-	cfg := writeConfig(t)
+	peer := startKeyServer(t, ca, "peer.test", false)
+	cfg := writeConfig(t, "")
+	withHosts := writeConfig(t, "hosts_file = \""+hostsFile+"\"\n")
+	withoutHosts := writeConfig(t, "hosts_file = \"\"\n")
 
 	tests := []struct {
 		name string
@@ -157,9 +164,14 @@ dns_timeout = "2s"
 		want []string
 	}{
 		{"works", []string{"-config", cfg, good}, exitOK, []string{
-			"address hs.test AAAA/A: 127.0.0.1", "Result (spec rule 2)", "Host header    " + good,
+			"address hs.test AAAA/A via dns: 127.0.0.1", "targets        127.0.0.1:", " (dns)", "Result (spec rule 2)", "Host header    " + good,
 			"TLS name, SNI  hs.test", "Version  GET /_matrix/federation/v1/version via 127.0.0.1:", "Synapse 1.140.0",
 			"ed25519:a_1 self-signature OK", "OK: federation with " + good + " should work"}},
+		{"hosts file", []string{"-config", withHosts, peer}, exitOK, []string{
+			"address peer.test AAAA/A via hosts file: 127.0.0.1 (" + hostsFile + ")", " (hosts file)",
+			"OK: federation with " + peer + " should work"}},
+		{"hosts file off", []string{"-config", withoutHosts, peer}, exitFailure, []string{
+			"address peer.test AAAA/A via dns: peer.test has no AAAA or A records", "FAIL: discovery failed"}},
 		{"bad signature", []string{"-config", cfg, bad}, exitFailure, []string{
 			"ed25519:a_1: signature does not verify", "FAIL: keys: 1 key(s) with a bad signature"}},
 		{"loopback refused without allow_networks", []string{"-resolver", dns.Addr, good}, exitFailure, []string{

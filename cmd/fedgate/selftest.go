@@ -43,13 +43,14 @@ const (
 )
 
 func cmdSelftest(env *environment, args []string) int {
-	fs := newFlagSet(env, "selftest", "-config FILE [-json] [-resolver IP:PORT] [-timeout D]",
+	fs := newFlagSet(env, "selftest", "-config FILE [-json] [-resolver IP:PORT] [-hosts-file FILE] [-timeout D]",
 		"Checks the deployment FILE describes from the outside, the way remote servers and\n"+
 			"the federation tester see it, and prints one line per check with the fix for\n"+
 			"each failure:\n\n"+
 			"  discovery  server_name resolves by the spec's algorithm (well-known,\n"+
 			"             _matrix-fed._tcp and _matrix._tcp SRV, A/AAAA), using [outbound]\n"+
-			"             resolvers and overrides; well_known.server is what others find\n"+
+			"             hosts_file, resolvers and overrides; well_known.server is what\n"+
+			"             others find\n"+
 			"  tls        every address found presents a certificate valid for the name\n"+
 			"             remote servers check, from a CA in the system roots or\n"+
 			"             outbound.ca_file (outbound.insecure_skip_verify does not apply)\n"+
@@ -65,6 +66,7 @@ func cmdSelftest(env *environment, args []string) int {
 	path := fs.String("config", "gateway.toml", "configuration `file` of the fedgate to check")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	resolver := fs.String("resolver", "", "DNS server to ask, `IP:PORT` or IP, instead of outbound.resolvers or the system's")
+	hostsFile := hostsFileFlag(fs, "outbound.hosts_file")
 	timeout := fs.Duration("timeout", 60*time.Second, "overall time limit")
 	if code, ok := parseFlags(env, fs, args, 0); !ok {
 		return code
@@ -74,7 +76,7 @@ func cmdSelftest(env *environment, args []string) int {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
-	st, err := newSelftest(c, *resolver)
+	st, err := newSelftest(c, *resolver, hostsFile)
 	if err != nil {
 		printConfigError(env.stderr, err)
 		return exitFailure
@@ -131,21 +133,31 @@ type selftest struct {
 	client *discovery.Client
 	roots  *x509.CertPool // nil: the system roots
 	now    func() time.Time
+}
 
+// nameCheck is the state of the checks of one server name: what the
+// discovery check found, the later ones use.
+type nameCheck struct {
+	*selftest
+	name  string
 	res   *discovery.Result // from the discovery check
 	tlsOK bool              // at least one address passed the TLS check
 }
 
 // newSelftest builds the federation client the checks use: [outbound] as
 // fedgate uses it, except that certificates are always verified and our
-// own (possibly private) addresses may be dialled.
-func newSelftest(c *config.Config, resolver string) (*selftest, error) {
+// own (possibly private) addresses may be dialled. resolver and hostsFile
+// (when not nil) replace outbound.resolvers and outbound.hosts_file.
+func newSelftest(c *config.Config, resolver string, hostsFile *string) (*selftest, error) {
 	opts, err := gateway.DiscoveryOptions(c, nil)
 	if err != nil {
 		return nil, err
 	}
 	if resolver != "" {
 		opts.Resolvers = []string{resolver}
+	}
+	if hostsFile != nil && *hostsFile != noFlag {
+		opts.HostsFile = *hostsFile
 	}
 	opts.InsecureSkipVerify = nil
 	opts.AllowNetworks = append(opts.AllowNetworks, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
@@ -160,9 +172,8 @@ func newSelftest(c *config.Config, resolver string) (*selftest, error) {
 // found and are skipped when it is missing.
 func (st *selftest) run(ctx context.Context) *selftestReport {
 	rep := &selftestReport{ServerName: st.c.ServerName, Config: st.c.File}
-	for _, check := range []func(context.Context) checkResult{
-		st.checkDiscovery, st.checkTLS, st.checkKeys, st.checkVersion, st.checkEgress, st.checkAdmin,
-	} {
+	rep.Checks = st.checkServerName(ctx, st.c.ServerName)
+	for _, check := range []func(context.Context) checkResult{st.checkEgress, st.checkAdmin} {
 		rep.Checks = append(rep.Checks, check(ctx))
 	}
 	rep.OK = true
@@ -172,6 +183,18 @@ func (st *selftest) run(ctx context.Context) *selftestReport {
 		}
 	}
 	return rep
+}
+
+// checkServerName runs the checks of one server name this fedgate serves,
+// in order: discovery, tls, keys, version. Each needs what the earlier
+// ones found and is skipped without it.
+func (st *selftest) checkServerName(ctx context.Context, name string) []checkResult {
+	nc := &nameCheck{selftest: st, name: name}
+	var out []checkResult
+	for _, check := range []func(context.Context) checkResult{nc.checkDiscovery, nc.checkTLS, nc.checkKeys, nc.checkVersion} {
+		out = append(out, check(ctx))
+	}
+	return out
 }
 
 // ruleText explains a row of the spec's resolution table.
@@ -203,9 +226,9 @@ func ruleText(rule string) string {
 	return "rule " + rule
 }
 
-func (st *selftest) checkDiscovery(ctx context.Context) checkResult {
+func (st *nameCheck) checkDiscovery(ctx context.Context) checkResult {
 	r := checkResult{Name: "discovery"}
-	name := st.c.ServerName
+	name := st.name
 	res, err := st.client.Resolver().Resolve(ctx, name)
 	if err != nil {
 		r.Status, r.Detail = checkFail, "cannot resolve "+name+": "+err.Error()
@@ -218,22 +241,23 @@ func (st *selftest) checkDiscovery(ctx context.Context) checkResult {
 			r.Fix = "https://" + host + "/.well-known/matrix/server did not answer in time; serve it (fedgate does with well_known.server and a listen.https on :443) or remove it"
 		default:
 			r.Fix = fmt.Sprintf("publish \"_matrix-fed._tcp.%s. SRV 10 5 8448 <fedgate's host>.\" and A/AAAA records for that host, "+
-				"or serve https://%s/.well-known/matrix/server; check that the resolvers answer (outbound.resolvers)", host, host)
+				"or serve https://%s/.well-known/matrix/server; check that the resolvers answer (outbound.resolvers); "+
+				"on a private network whose servers share a hosts file, list the host there (outbound.hosts_file)", host, host)
 		}
 		return r
 	}
 	st.res = res
-	targets := make([]string, 0, len(res.Targets))
-	for _, t := range res.Targets {
-		targets = append(targets, t.Addr.String())
-	}
 	tlsName := res.TLSServerName
 	if tlsName == "" {
 		tlsName = res.CertIP.String()
 	}
 	r.Status = checkPass
 	r.Detail = fmt.Sprintf("%s: spec rule %s (%s) -> Host %s, TLS name %s, addresses %s",
-		name, res.Rule, ruleText(res.Rule), res.Host, tlsName, strings.Join(targets, ", "))
+		name, res.Rule, ruleText(res.Rule), res.Host, tlsName, describeTargets(res.Targets))
+	fromHosts := false
+	for _, t := range res.Targets {
+		fromHosts = fromHosts || t.Source == discovery.SourceHostsFile
+	}
 	switch want := st.c.WellKnown.Server; {
 	case want != "" && res.Delegated != want:
 		found := "no delegation"
@@ -248,11 +272,14 @@ func (st *selftest) checkDiscovery(ctx context.Context) checkResult {
 		r.Fix = "works, but _matrix._tcp is deprecated: publish the same record as _matrix-fed._tcp too"
 	case res.Rule == discovery.RuleOverride:
 		r.Fix = "this fedgate's outbound.overrides hides what remote servers see; run with -resolver to check public DNS"
+	case fromHosts:
+		r.Fix = "addresses from the hosts file reach only servers that share it (as on one host or one container network); " +
+			"run with -hosts-file \"\" -resolver <public resolver> to check what the rest of the federation sees"
 	}
 	return r
 }
 
-func (st *selftest) checkTLS(ctx context.Context) checkResult {
+func (st *nameCheck) checkTLS(ctx context.Context) checkResult {
 	r := checkResult{Name: "tls"}
 	if st.res == nil {
 		r.Status, r.Detail = checkSkip, "needs discovery"
@@ -286,7 +313,7 @@ func (st *selftest) checkTLS(ctx context.Context) checkResult {
 
 // tlsTarget checks one address: handshake with the SNI remote servers
 // send, then the chain and the name they verify.
-func (st *selftest) tlsTarget(ctx context.Context, addr netip.AddrPort) (detail, fix string, ok bool) {
+func (st *nameCheck) tlsTarget(ctx context.Context, addr netip.AddrPort) (detail, fix string, ok bool) {
 	res := st.res
 	name := res.TLSServerName
 	if name == "" {
@@ -374,7 +401,7 @@ func issuerName(c *x509.Certificate) string {
 }
 
 // needsTLS is the SKIP result of checks that talk HTTPS to our server.
-func (st *selftest) needsTLS(name string) (checkResult, bool) {
+func (st *nameCheck) needsTLS(name string) (checkResult, bool) {
 	switch {
 	case st.res == nil:
 		return checkResult{Name: name, Status: checkSkip, Detail: "needs discovery"}, false
@@ -384,7 +411,7 @@ func (st *selftest) needsTLS(name string) (checkResult, bool) {
 	return checkResult{}, true
 }
 
-func (st *selftest) checkKeys(ctx context.Context) checkResult {
+func (st *nameCheck) checkKeys(ctx context.Context) checkResult {
 	if r, ok := st.needsTLS("keys"); !ok {
 		return r
 	}
@@ -396,7 +423,7 @@ func (st *selftest) checkKeys(ctx context.Context) checkResult {
 		return r
 	}
 	kr := &keysReport{fetchReport: *fr}
-	checkKeys(kr, body, st.c.ServerName, st.now())
+	checkKeys(kr, body, st.name, st.now())
 	var problems []string
 	if kr.Error != "" {
 		problems = append(problems, kr.Error)
@@ -537,7 +564,7 @@ func matrixError(body []byte) (errcode, msg string) {
 	return e.Errcode, e.Error
 }
 
-func (st *selftest) checkVersion(ctx context.Context) checkResult {
+func (st *nameCheck) checkVersion(ctx context.Context) checkResult {
 	if r, ok := st.needsTLS("version"); !ok {
 		return r
 	}

@@ -41,6 +41,9 @@ type deployment struct {
 type deploymentSetup struct {
 	certNames []string // names of the TLS certificate; default example.test
 	egress    bool     // configure listen.egress (bound only once the egress exists)
+	// hostsOnly leaves fed.example.test (the SRV target) out of DNS, for
+	// tests that name it in a hosts file.
+	hostsOnly bool
 }
 
 const deploymentConfig = `server_name = "example.test"
@@ -89,7 +92,10 @@ func startDeployment(t *testing.T, s deploymentSetup) *deployment {
 	if err := auth.WriteKeyFile(d.keyFile, auth.FormatSynapse, []auth.SigningKey{d.key}); err != nil {
 		t.Fatal(err)
 	}
-	d.dns = fedtest.StartDNS(t, "fed.example.test. 300 IN A 127.0.0.1")
+	d.dns = fedtest.StartDNS(t)
+	if !s.hostsOnly {
+		d.dns.Add(t, "fed.example.test. 300 IN A 127.0.0.1")
+	}
 	d.hs = fedtest.StartHomeserver(t)
 	d.hs.Handle(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -1,0 +1,85 @@
+package console
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// fixtureNow is the clock of the fixtures.
+var fixtureNow = time.Date(2030, 3, 1, 14, 30, 20, 0, time.UTC)
+
+// fullStatus is a Status with every section filled and some traffic: what
+// the render tests and the benchmark look at.
+func fullStatus(now time.Time) *Status {
+	rec := NewRecorder(RecorderOptions{})
+	seedTraffic(rec, now)
+	return &Status{
+		Schema:    SchemaVersion,
+		Generated: now,
+		Server:    &Server{Name: "example.org", Version: "1.2.3", Started: now.Add(-26 * time.Hour)},
+		Readiness: &Readiness{Ready: false, Checks: []Check{
+			{Name: "keys", OK: true, Detail: "ed25519:a1; key document valid until 2030-03-08T14:00:00Z"},
+			{Name: "certificates", OK: true, Detail: "files certificate for example.org valid"},
+			{Name: "upstream", OK: false, Detail: "http://127.0.0.1:8008 not reached for 45s (admin.ready_window 30s) (last probe: dial tcp 127.0.0.1:8008: connect: connection refused)"},
+			{Name: "shutdown", OK: true, Detail: "serving"},
+		}},
+		Traffic: rec.Traffic(now, 10, Names{}),
+		Upstream: &Upstream{URL: "http://127.0.0.1:8008", Up: false, LastSeen: now.Add(-45 * time.Second),
+			LastError: "dial tcp 127.0.0.1:8008: connect: connection refused", Probing: true},
+		Certificates: &Certificates{Items: []Certificate{
+			{Name: "example.org", Source: "acme", Subjects: []string{"example.org"}, Issuer: "R11",
+				NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)},
+			{Name: "matrix.example.org", Source: "acme", Subjects: []string{"matrix.example.org"}, Issuer: "R11",
+				NotBefore: now.Add(-20 * 24 * time.Hour), NotAfter: now.Add(70 * 24 * time.Hour)},
+		}},
+		SigningKeys: &SigningKeys{
+			Current:      []SigningKey{{ID: "ed25519:a1", PublicKey: "l8Hft5qXKn1vfHrg3p4+W8gELQVo8N13JkluMfmn2sQ", SignsRequests: true}},
+			Old:          []OldKey{{ID: "ed25519:old", PublicKey: "Q4d1Ixz8pVLc2a6K1bwEJmQnN0A6j7bqXG2xkbgqwO4", ExpiredTS: now.Add(-90 * 24 * time.Hour).UnixMilli()}},
+			ValidUntilTS: now.Add(7 * 24 * time.Hour).UnixMilli(),
+		},
+		Keyring: &Keyring{Servers: 1234, FailingTotal: 1, Failing: []FailingFetch{{
+			Server: "down.example", Failures: 3,
+			Error:     "Could not get the signing keys of down.example (key server: unreachable): fetching keys of down.example: dial tcp 198.51.100.7:8448: connect: connection refused",
+			NextRetry: now.Add(40 * time.Second), LastUsed: now.Add(-5 * time.Second),
+		}}},
+		Egress: &Egress{BackoffTotal: 2, Backoff: []Backoff{
+			{Destination: "slow.example", Kind: "rate_limited", Failures: 0, Until: now.Add(50 * time.Second)},
+			{Destination: "gone.example", Kind: "failing", Failures: 6, Until: now.Add(30 * time.Second)},
+		}},
+		Policy: &Policy{Default: "allow", Allow: 0, Deny: 3, ListFile: &ListFile{
+			Path: "/etc/fedgate/lists.json", Version: 42, Modified: now.Add(-3 * time.Hour), Allow: 10, Deny: 250, MaxAgeSeconds: 86400,
+		}},
+	}
+}
+
+// seedTraffic records an hour of varied traffic up to now.
+func seedTraffic(rec *Recorder, now time.Time) {
+	peer := netip.MustParseAddr("203.0.113.9")
+	for m := 59; m >= 0; m-- {
+		at := now.Add(-time.Duration(m) * time.Minute)
+		for i := range 20 + (60-m)%17 {
+			rec.Record(&Request{Time: at, Server: fmt.Sprintf("server%d.example", i%7), Outcome: Forwarded, Status: 200})
+		}
+		for i := range 5 + m%4 {
+			rec.Record(&Request{Time: at, Egress: true, Server: fmt.Sprintf("dest%d.example", i%4), Outcome: Forwarded, Status: 200})
+		}
+		if m%9 == 0 {
+			rec.Record(&Request{Time: at, Egress: true, Server: "gone.example", Outcome: Failed, Status: 502, Reason: "remote_unreachable", Stage: "deliver"})
+		}
+		if m < 20 {
+			for range 3 {
+				rec.Record(&Request{Time: at, Server: "evil.example", Outcome: Denied, Status: 403, Reason: "origin_denied",
+					Stage: "origin_policy", Rule: `policy.deny[0] "evil.example"`})
+			}
+		}
+		if m < 6 {
+			for range 30 {
+				rec.Record(&Request{Time: at, Server: "busy.example", Outcome: Denied, Status: 429, Reason: "rate_per_origin",
+					Stage: "origin_limits", Limiter: "per_origin"})
+			}
+			rec.Record(&Request{Time: at, Server: "down.example", Outcome: Denied, Status: 401, Reason: "key_fetch_failed", Stage: "origin_key"})
+			rec.Record(&Request{Time: at, Peer: peer, Outcome: Denied, Status: 429, Reason: "rate_per_ip", Stage: "peer", Limiter: "per_ip"})
+		}
+	}
+}

@@ -1,0 +1,318 @@
+package console
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func renderPage(t testing.TB, st *Status) string {
+	t.Helper()
+	r, err := newRenderer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := r.render(&b, st, 15); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestPageShowsEverySection: each section of a full status appears, with
+// what a person looks for in it.
+func TestPageShowsEverySection(t *testing.T) {
+	t.Parallel()
+	page := renderPage(t, fullStatus(fixtureNow))
+	for _, want := range []string{
+		`<meta http-equiv="refresh" content="15">`,
+		`id="readiness"`, "NOT READY", "failing: upstream",
+		`id="chart-requests"`, `id="chart-denials"`, `id="chart-errors"`,
+		`id="denials"`, "evil.example", "origin_denied", `policy.deny[0] &#34;evil.example&#34;`, "limiter per_origin", "×180",
+		`id="top-origins"`, `id="top-destinations"`, "dest0.example",
+		`id="keyring"`, "down.example", "connection refused", "in 40 s",
+		`id="egress"`, "slow.example", "it asked us to wait (429)",
+		`id="upstream"`, "http://127.0.0.1:8008",
+		`id="certificates"`, "10 days left", "R11",
+		`id="signing-keys"`, "ed25519:a1", "signs requests", "ed25519:old",
+		`id="policy"`, "/etc/fedgate/lists.json", "42",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// TestPageLeavesOutMissingSections: a nil section is not shown at all.
+func TestPageLeavesOutMissingSections(t *testing.T) {
+	t.Parallel()
+	st := fullStatus(fixtureNow)
+	st.Egress, st.Policy = nil, nil
+	page := renderPage(t, st)
+	for _, absent := range []string{`id="egress"`, `id="policy"`, "Egress backoff"} {
+		if strings.Contains(page, absent) {
+			t.Errorf("page shows %q", absent)
+		}
+	}
+}
+
+// TestPageEscapesRemoteText: server names and error texts come from the
+// network; they are text on the page, never markup.
+func TestPageEscapesRemoteText(t *testing.T) {
+	t.Parallel()
+	st := fullStatus(fixtureNow)
+	evil := `<script>alert(1)</script><img src=x onerror=alert(2)>`
+	rec := NewRecorder(RecorderOptions{})
+	rec.Record(&Request{Time: fixtureNow, Server: evil, Outcome: Denied, Reason: "bad_signature", Rule: evil})
+	st.Traffic = rec.Traffic(fixtureNow, 10, Names{})
+	st.Keyring.Failing[0].Server, st.Keyring.Failing[0].Error = evil, evil
+	page := renderPage(t, st)
+	if strings.Contains(page, "<script") || strings.Contains(page, "<img") {
+		t.Fatal("remote text became markup")
+	}
+	if !strings.Contains(page, "&lt;script&gt;") {
+		t.Fatal("remote text is missing")
+	}
+}
+
+// TestPageLoadsNothing: no script, no external stylesheet, font or image:
+// the page is one response.
+func TestPageLoadsNothing(t *testing.T) {
+	t.Parallel()
+	page := renderPage(t, fullStatus(fixtureNow))
+	for _, re := range []string{`<script`, `<link rel="stylesheet"`, `@import`, `url\(`, `src=`, `href="(https?:)?//`} {
+		if regexp.MustCompile(re).MatchString(page) {
+			t.Errorf("page matches %s", re)
+		}
+	}
+}
+
+func TestCertificateStates(t *testing.T) {
+	t.Parallel()
+	now := fixtureNow
+	for _, tt := range []struct {
+		name  string
+		cert  Certificate
+		state string
+	}{
+		{"30 days", Certificate{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour)}, "ok"},
+		{"13 days", Certificate{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(13 * 24 * time.Hour)}, "warn"},
+		{"expired", Certificate{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(-time.Second)}, "bad"},
+		{"not yet valid", Certificate{NotBefore: now.Add(time.Hour), NotAfter: now.Add(90 * 24 * time.Hour)}, "bad"},
+		{"pending", Certificate{Pending: true}, "bad"},
+	} {
+		if got := certState(now, tt.cert); got != tt.state {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.state)
+		}
+	}
+	page := renderPage(t, fullStatus(now))
+	if !regexp.MustCompile(`<tr class="warn">\s*<td class="mono">example.org</td>`).MatchString(page) {
+		t.Error("the certificate expiring in 10 days is not shown as a warning")
+	}
+	if !regexp.MustCompile(`<tr class="ok">\s*<td class="mono">matrix.example.org</td>`).MatchString(page) {
+		t.Error("the certificate expiring in 70 days is not shown as fine")
+	}
+}
+
+func TestHumanTimes(t *testing.T) {
+	t.Parallel()
+	now := fixtureNow
+	for _, tt := range []struct{ got, want string }{
+		{ago(now, now.Add(-500*time.Millisecond)), "just now"},
+		{ago(now, now.Add(-12*time.Second)), "12 s ago"},
+		{ago(now, now.Add(-3*time.Hour)), "3 h ago"},
+		{ago(now, time.Time{}), "never"},
+		{until(now, now.Add(90*time.Second)), "in 1 min"},
+		{until(now, now.Add(-time.Second)), "now"},
+		{daysLeft(now, now.Add(10*24*time.Hour+time.Hour)), "10 days left"},
+		{daysLeft(now, now.Add(5*time.Hour)), "5 h left"},
+		{daysLeft(now, now.Add(-time.Hour)), "expired"},
+		{formatCount(1234567), "1,234,567"},
+		{formatCount(999), "999"},
+		{share(1, 300), "<1%"},
+		{share(30, 300), "10%"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	for n, want := range map[uint64]uint64{0: 1, 1: 1, 3: 5, 7: 10, 11: 20, 180: 200, 501: 1000} {
+		if got := niceCeil(n); got != want {
+			t.Errorf("niceCeil(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+// newTestConsole serves st behind token (nil: none).
+func newTestConsole(t *testing.T, st *Status, token *Token) *httptest.Server {
+	t.Helper()
+	c, err := New(Options{Status: func(time.Time) *Status { return st }, Token: func() *Token { return token }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", c.Page())
+	mux.Handle("GET /status.json", c.JSON())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func get(t *testing.T, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// TestTokenRequired: with a token, the page and status.json answer 401
+// without it or with a wrong one, and 200 with Bearer or Basic.
+func TestTokenRequired(t *testing.T) {
+	t.Parallel()
+	tok, err := NewToken("s3cret-admin-token-1234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestConsole(t, fullStatus(fixtureNow), tok)
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+	for _, path := range []string{"/", "/status.json"} {
+		for _, tt := range []struct {
+			name, auth string
+			status     int
+		}{
+			{"none", "", 401},
+			{"wrong bearer", "Bearer s3cret-admin-token-123", 401},
+			{"empty bearer", "Bearer ", 401},
+			{"wrong basic", basic("admin", "nope-nope-nope-nope"), 401},
+			{"bearer", "Bearer s3cret-admin-token-1234", 200},
+			{"bearer, any case", "bearer s3cret-admin-token-1234", 200},
+			{"basic", basic("anyone", "s3cret-admin-token-1234"), 200},
+		} {
+			var h []string
+			if tt.auth != "" {
+				h = []string{"Authorization", tt.auth}
+			}
+			resp, body := get(t, srv.URL+path, h...)
+			if resp.StatusCode != tt.status {
+				t.Errorf("%s %s: %d", path, tt.name, resp.StatusCode)
+			}
+			if tt.status == 401 {
+				if strings.Contains(body, "example.org") || len(resp.Header.Values("WWW-Authenticate")) != 2 {
+					t.Errorf("%s %s: 401 leaks or lacks a challenge: %v %q", path, tt.name, resp.Header, body)
+				}
+			}
+		}
+	}
+	// Without a token everything is open.
+	open := newTestConsole(t, fullStatus(fixtureNow), nil)
+	if resp, _ := get(t, open.URL+"/"); resp.StatusCode != 200 {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+}
+
+func TestTokenFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name, content, err string
+	}{
+		{"good", "0123456789abcdef0123\n", ""},
+		{"short", "short\n", "at least 16"},
+		{"spaces", "0123456789 abcdef0123\n", "whitespace"},
+		{"empty", "", "at least 16"},
+		{"huge", strings.Repeat("a", 5000), "larger than"},
+	} {
+		path := dir + "/" + tt.name
+		if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadToken(path)
+		if (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	if _, err := LoadToken(dir + "/missing"); err == nil {
+		t.Error("a missing file is accepted")
+	}
+}
+
+// TestPageHeaders: the page forbids scripts and outside content, and its
+// CSP admits exactly the stylesheet it inlines.
+func TestPageHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newTestConsole(t, fullStatus(fixtureNow), nil)
+	resp, body := get(t, srv.URL+"/")
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	m := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatal("no inline style")
+	}
+	sum := sha256.Sum256([]byte(m[1]))
+	if !strings.Contains(csp, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") || !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("CSP %q does not admit the inline style", csp)
+	}
+	for _, h := range []string{"Cache-Control", "X-Content-Type-Options", "X-Frame-Options"} {
+		if resp.Header.Get(h) == "" {
+			t.Errorf("no %s", h)
+		}
+	}
+	for query, want := range map[string]string{"?refresh=0": "", "?refresh=1": `content="5"`, "?refresh=60": `content="60"`, "?refresh=junk": `content="15"`} {
+		_, body := get(t, srv.URL+"/"+query)
+		has := strings.Contains(body, `http-equiv="refresh"`)
+		if (want == "") == has || (want != "" && !strings.Contains(body, want)) {
+			t.Errorf("%s: refresh %v", query, has)
+		}
+	}
+	resp, body = get(t, srv.URL+"/status.json")
+	var st Status
+	if resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal([]byte(body), &st) != nil || st.Schema != SchemaVersion {
+		t.Errorf("status.json: %s %.200s", resp.Header.Get("Content-Type"), body)
+	}
+}
+
+// TestRenderingIsBounded: however much traffic was recorded, the page
+// holds at most the fixed number of rows, so its size, and the work of
+// rendering it, stay within a bound.
+func TestRenderingIsBounded(t *testing.T) {
+	t.Parallel()
+	st := fullStatus(fixtureNow)
+	rec := NewRecorder(RecorderOptions{})
+	for i := range 50_000 {
+		out := Forwarded
+		if i%3 == 0 {
+			out = Denied
+		}
+		rec.Record(&Request{Time: fixtureNow.Add(-time.Duration(i%3600) * time.Second), Server: "s" + strconv.Itoa(i%20_000) + ".example",
+			Outcome: out, Reason: "r" + strconv.Itoa(i%7), Status: 403})
+	}
+	st.Traffic = rec.Traffic(fixtureNow, 10, Names{})
+	if len(st.Traffic.RecentDenials) > DefaultDenials || len(st.Traffic.TopOrigins) > 10 {
+		t.Fatalf("%d denials, %d top origins", len(st.Traffic.RecentDenials), len(st.Traffic.TopOrigins))
+	}
+	if page := renderPage(t, st); len(page) > 256<<10 {
+		t.Fatalf("page is %d bytes", len(page))
+	}
+}

@@ -1,0 +1,282 @@
+package console
+
+import "time"
+
+// SchemaVersion is status.json's "schema": it goes up when a field changes
+// meaning or goes away; new fields and sections do not change it.
+const SchemaVersion = 1
+
+// CertificateWarning is how close to expiry a certificate is shown as a
+// warning (and FedgateCertificateExpiresSoon fires).
+const CertificateWarning = 14 * 24 * time.Hour
+
+// Status is everything the console shows, as of Generated: the page
+// renders it and /status.json is its JSON encoding. Each section is a
+// pointer: nil means the section does not apply (the feature is off) and
+// it is left out of both. The gateway builds a fresh Status per request;
+// nothing here is shared or modified afterwards.
+//
+// No field may hold a secret: private keys, the egress secret, the admin
+// token, the log hashing key, credentials in URLs.
+type Status struct {
+	// Schema is [SchemaVersion].
+	Schema int `json:"schema"`
+	// Generated is when the status was taken.
+	Generated time.Time `json:"generated"`
+
+	Server       *Server       `json:"server,omitempty"`
+	Readiness    *Readiness    `json:"readiness,omitempty"`
+	Traffic      *Traffic      `json:"traffic,omitempty"`
+	Upstream     *Upstream     `json:"upstream,omitempty"`
+	Certificates *Certificates `json:"certificates,omitempty"`
+	SigningKeys  *SigningKeys  `json:"signing_keys,omitempty"`
+	Keyring      *Keyring      `json:"keyring,omitempty"`
+	Egress       *Egress       `json:"egress,omitempty"`
+	Policy       *Policy       `json:"policy,omitempty"`
+}
+
+// Server identifies this fedgate.
+type Server struct {
+	// Name is the server name fronted (ours: never hashed).
+	Name string `json:"name"`
+	// Version is fedgate's version.
+	Version string `json:"version"`
+	// Started is when the process started serving.
+	Started time.Time `json:"started"`
+	// NamesHashed is true when log.hash_server_names is on: remote server
+	// names and peer addresses are shown as their "h:..." hashes.
+	NamesHashed bool `json:"names_hashed"`
+}
+
+// Readiness is what /readyz says.
+type Readiness struct {
+	// Ready is true when /readyz answers 200.
+	Ready bool `json:"ready"`
+	// Checks are the readiness checks in /readyz's order.
+	Checks []Check `json:"checks"`
+}
+
+// Check is one readiness check.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Traffic is the recent traffic, from the [Recorder].
+type Traffic struct {
+	// Minutes are the last 60 minutes, oldest first; the last one is the
+	// minute in progress.
+	Minutes []Minute `json:"minutes"`
+	// Hour adds up Minutes.
+	Hour Counts `json:"hour"`
+	// TopOrigins and TopDestinations are the servers with the most
+	// inbound and egress requests over the last hour, most first.
+	TopOrigins      []TopServer `json:"top_origins"`
+	TopDestinations []TopServer `json:"top_destinations"`
+	// RecentDenials are the latest denials, most recent first.
+	RecentDenials []Denial `json:"recent_denials"`
+}
+
+// Counts are request counts over some time.
+type Counts struct {
+	// Inbound and Egress count requests by direction.
+	Inbound uint64 `json:"inbound"`
+	Egress  uint64 `json:"egress"`
+	// Denied counts refused requests, Errors failed ones and 5xx answers
+	// from the homeserver or remote servers, both directions.
+	Denied uint64 `json:"denied"`
+	Errors uint64 `json:"errors"`
+}
+
+// Minute is one minute of traffic.
+type Minute struct {
+	// Start is the minute's first second.
+	Start time.Time `json:"start"`
+	Counts
+}
+
+// TopServer is one row of a top table.
+type TopServer struct {
+	// Server is the remote server's name (hashed when names are).
+	Server string `json:"server"`
+	// Requests over the last hour; Denied and Failed are among them.
+	Requests uint64 `json:"requests"`
+	Denied   uint64 `json:"denied"`
+	Failed   uint64 `json:"failed"`
+}
+
+// Denial is one recent denial, or several identical ones in a row.
+type Denial struct {
+	// Time is the latest, First the earliest of the Count denials.
+	Time  time.Time `json:"time"`
+	First time.Time `json:"first"`
+	Count uint64    `json:"count"`
+	// Direction is "inbound" or "egress".
+	Direction string `json:"direction"`
+	// Server is the origin or destination, hashed when names are; empty
+	// when the request named none.
+	Server string `json:"server"`
+	// Peer is the TCP peer's address (hashed when names are), given only
+	// when Server is empty.
+	Peer string `json:"peer,omitempty"`
+	// Reason is the reason code, Stage the check that refused it; Rule the
+	// policy entry and Limiter the rate or concurrency limiter that did
+	// (empty when there is none).
+	Reason  string `json:"reason"`
+	Stage   string `json:"stage"`
+	Rule    string `json:"rule"`
+	Limiter string `json:"limiter"`
+	// Status is the HTTP status sent.
+	Status int `json:"status"`
+}
+
+// Upstream is the homeserver fedgate forwards to.
+type Upstream struct {
+	// URL is upstream.url without credentials.
+	URL string `json:"url"`
+	// Up is true when the last readiness probe got an answer.
+	Up bool `json:"up"`
+	// LastSeen is when the homeserver last answered (probe or forwarded
+	// request); zero (left out) when it never did.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// LastError is why the last probe failed; empty after a success.
+	LastError string `json:"last_error,omitempty"`
+	// Probing is false when nothing probes the homeserver (no admin
+	// listener): only forwarded requests show it reachable then.
+	Probing bool `json:"probing"`
+}
+
+// Certificates are the certificates the TLS listeners serve.
+type Certificates struct {
+	// Items lists them; empty when the embedding program provides
+	// certificates fedgate cannot see.
+	Items []Certificate `json:"items"`
+}
+
+// Certificate is one served certificate.
+type Certificate struct {
+	// Name is the name it is managed under; Source is "acme", "files" or
+	// "self_signed".
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	// Subjects are the DNS names and addresses it covers.
+	Subjects []string `json:"subjects"`
+	// Issuer is the issuing CA's common name.
+	Issuer string `json:"issuer"`
+	// NotBefore and NotAfter bound its validity; zero (left out) while
+	// none exists.
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	// Pending is true while no certificate exists yet (ACME).
+	Pending bool `json:"pending"`
+	// LastError is the latest failure (an ACME order, a refused file).
+	LastError string `json:"last_error,omitempty"`
+}
+
+// SigningKeys are our own keys, as our key document publishes them.
+type SigningKeys struct {
+	// Current are the keys in verify_keys.
+	Current []SigningKey `json:"current"`
+	// Old are the retired keys in old_verify_keys.
+	Old []OldKey `json:"old"`
+	// ValidUntilTS is the key document's valid_until_ts (milliseconds
+	// since the Unix epoch); 0 when it cannot be signed.
+	ValidUntilTS int64 `json:"valid_until_ts"`
+}
+
+// SigningKey is one current key: public parts only.
+type SigningKey struct {
+	ID string `json:"id"`
+	// PublicKey is the unpadded-base64 ed25519 public key.
+	PublicKey string `json:"public_key"`
+	// SignsRequests is true for the key that signs outbound requests.
+	SignsRequests bool `json:"signs_requests"`
+}
+
+// OldKey is a retired key.
+type OldKey struct {
+	ID        string `json:"id"`
+	PublicKey string `json:"public_key"`
+	// ExpiredTS is when it stopped being used, in milliseconds.
+	ExpiredTS int64 `json:"expired_ts"`
+}
+
+// Keyring is the cache of remote servers' keys.
+type Keyring struct {
+	// Servers is how many servers it holds an entry for.
+	Servers int `json:"servers"`
+	// FailingTotal counts servers whose last key fetch failed; Failing
+	// lists the most recently used of them.
+	FailingTotal int            `json:"failing_total"`
+	Failing      []FailingFetch `json:"failing"`
+}
+
+// FailingFetch is a server whose keys could not be fetched.
+type FailingFetch struct {
+	// Server is hashed when names are.
+	Server string `json:"server"`
+	// Failures counts consecutive failed fetches.
+	Failures int `json:"failures"`
+	// Error says why the last one failed.
+	Error string `json:"error"`
+	// NextRetry is when the keyring will fetch again (no sooner, however
+	// many requests arrive).
+	NextRetry time.Time `json:"next_retry"`
+	// LastUsed is when a request last needed its keys.
+	LastUsed time.Time `json:"last_used,omitzero"`
+	// HasKeys is true when an older document is still held.
+	HasKeys bool `json:"has_keys"`
+}
+
+// Egress is the capture of the homeserver's outbound federation.
+type Egress struct {
+	// BackoffTotal counts destinations in backoff now; Backoff lists the
+	// ones with the longest wait left.
+	BackoffTotal int       `json:"backoff_total"`
+	Backoff      []Backoff `json:"backoff"`
+}
+
+// Backoff is one destination egress answers for at once.
+type Backoff struct {
+	// Destination is hashed when names are.
+	Destination string `json:"destination"`
+	// Kind is "failing" (connection failures, 5xx) or "rate_limited"
+	// (the destination answered 429).
+	Kind string `json:"kind"`
+	// Failures counts consecutive failures.
+	Failures int `json:"failures"`
+	// Until is when requests go out again.
+	Until time.Time `json:"until"`
+}
+
+// Policy describes where policy comes from.
+type Policy struct {
+	// Default is "allow" or "deny"; DryRun is policy.dry_run.
+	Default string `json:"default"`
+	DryRun  bool   `json:"dry_run"`
+	// Allow and Deny count the entries of the configuration's lists.
+	Allow int `json:"allow"`
+	Deny  int `json:"deny"`
+	// ListFile is policy.list_file; nil when there is none.
+	ListFile *ListFile `json:"list_file,omitempty"`
+}
+
+// ListFile is the external list in use.
+type ListFile struct {
+	Path    string `json:"path"`
+	Version int64  `json:"version"`
+	// Modified is the modification time of the file the list was read
+	// from; its age is how old the list is.
+	Modified time.Time `json:"modified,omitzero"`
+	// Allow and Deny count its entries.
+	Allow int `json:"allow"`
+	Deny  int `json:"deny"`
+	// Stale is true past policy.list_max_age: federation fails closed.
+	Stale bool `json:"stale"`
+	// MaxAgeSeconds is policy.list_max_age; 0 when unchecked.
+	MaxAgeSeconds float64 `json:"max_age_seconds"`
+	// LastError says why the file on disk was refused; empty when the
+	// list in use is the file on disk.
+	LastError string `json:"last_error,omitempty"`
+}

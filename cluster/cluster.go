@@ -75,10 +75,10 @@ type Client struct {
 	opts   Options
 	log    *zap.Logger
 	prefix string
-	// fast serves the request path (the rate-limit flushers and the
-	// probe): every round trip bounded by Timeout, no retries. bulk serves
-	// work off the request path (keyring, ACME storage, publishing) with
-	// longer timeouts.
+	// fast serves the request path (rate-limit batches, flushed by the
+	// callers themselves, and the probe): every round trip bounded by
+	// Timeout, no retries. bulk serves work off the request path
+	// (keyring, ACME storage, publishing) with longer timeouts.
 	fast, bulk *redis.Client
 	stats      *stats
 
@@ -90,11 +90,14 @@ type Client struct {
 	closed   atomic.Bool
 	backoffs *Backoff // made by New; Run and the gateway share it
 
-	// takes queues rate-limit calls for the flushers, which batch them;
-	// stopped is closed by Close.
-	takes    chan *takeReq
-	stopped  chan struct{}
-	flushers sync.WaitGroup
+	// takes queues rate-limit calls; slots admits takeFlushers callers at
+	// a time to flush them in batches (see await); stopped is closed by
+	// Close.
+	takes   chan *takeReq
+	slots   chan struct{}
+	stopped chan struct{}
+	args    sync.Map // bucketKey -> *[2]any, see bucketArgs
+	argsN   atomic.Int64
 }
 
 // New checks opts and builds a Client. It does not wait for Redis: an
@@ -146,6 +149,7 @@ func New(opts Options) (*Client, error) {
 		stats:   newStats(),
 		wake:    make(chan struct{}, 1),
 		takes:   make(chan *takeReq, takeQueue),
+		slots:   make(chan struct{}, takeFlushers),
 		stopped: make(chan struct{}),
 	}
 	quietRedisLog.Do(func() {
@@ -157,10 +161,6 @@ func New(opts Options) (*Client, error) {
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
 	c.backoffs = &Backoff{c: c, channel: c.key("backoff"), queue: make(chan backoffMsg, publishQueue), resyncs: make(chan struct{}, 1)}
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once
-	for range takeFlushers {
-		c.flushers.Add(1)
-		go c.flushTakes()
-	}
 	return c, nil
 }
 
@@ -334,6 +334,5 @@ func (c *Client) Close() error {
 	}
 	c.up.Store(false)
 	close(c.stopped)
-	c.flushers.Wait()
 	return errors.Join(c.fast.Close(), c.bulk.Close())
 }

@@ -92,22 +92,15 @@ func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int,
 			continue
 		}
 		r.keys = append(r.keys, l.ns+b.Limiter+":"+b.Key)
-		r.args = append(r.args, strconv.FormatFloat(1e6/b.Rate, 'f', 3, 64), max(b.Burst, 1))
+		a := l.c.bucketArgs(b.Rate, b.Burst)
+		r.args = append(r.args, a[0], a[1])
 	}
 	if len(r.keys) == 0 {
 		putTake(r)
 		return -1, 0, nil
 	}
 	c.stats.calls[opRateLimit].Add(1)
-	select {
-	case c.takes <- r:
-	case <-c.stopped:
-		c.stats.fallbacks[opRateLimit].Add(1)
-		return -1, 0, errDown
-	}
-	select {
-	case <-r.done:
-	case <-c.stopped:
+	if !c.await(r) {
 		// Closed while queued: r may still be in a flusher's hands, so it
 		// is left to the garbage collector rather than reused.
 		c.stats.fallbacks[opRateLimit].Add(1)
@@ -142,6 +135,32 @@ func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int,
 	return i, time.Duration(max(res[1], 1)) * time.Microsecond, nil
 }
 
+// bucketKey identifies a bucket configuration.
+type bucketKey struct {
+	rate  float64
+	burst int
+}
+
+// maxCachedArgs bounds the cache of rendered script arguments; the
+// configuration has a handful of distinct limits, so it never fills
+// unless reloads keep changing them.
+const maxCachedArgs = 256
+
+// bucketArgs returns the script arguments of a bucket configuration: the
+// emission interval in microseconds and the burst, rendered once and
+// cached (as interface values, so a call neither formats nor boxes).
+func (c *Client) bucketArgs(rate float64, burst int) *[2]any {
+	k := bucketKey{rate, max(burst, 1)}
+	if v, ok := c.args.Load(k); ok {
+		return v.(*[2]any)
+	}
+	a := &[2]any{strconv.FormatFloat(1e6/rate, 'f', 3, 64), strconv.Itoa(k.burst)}
+	if c.argsN.Add(1) <= maxCachedArgs {
+		c.args.Store(k, a)
+	}
+	return a
+}
+
 // takeReq is one Take waiting for its batch.
 type takeReq struct {
 	keys []string
@@ -173,20 +192,55 @@ const (
 	maxTakeBatch = 256
 	// takeQueue bounds the calls waiting for a flusher.
 	takeQueue = 1024
+	// flushTurns is how many batches a caller flushes for others before
+	// it hands the flushing on and waits for its own answer.
+	flushTurns = 4
 )
 
-// flushTakes sends queued Take calls in batches until the client stops.
-func (c *Client) flushTakes() {
-	defer c.flushers.Done()
-	batch := make([]*takeReq, 0, maxTakeBatch)
+// await queues r and returns once it has its answer, or false if the
+// client was closed first. There are no flusher goroutines: a caller that
+// finds a free flusher slot (one of takeFlushers) becomes the flusher and
+// sends what is queued, its own call included, as pipelines, until the
+// queue is empty or it has flushed flushTurns batches. A lone request thus
+// makes its round trip on its own goroutine, with no hand-off; under load
+// the calls that arrive while a batch is in flight wait for the next.
+//
+// No call is left behind: every queued call's goroutine is either waiting
+// for a slot, which a flusher frees, or flushing; one that drained the
+// queue empty knows its own call was taken by a flusher.
+func (c *Client) await(r *takeReq) bool {
+	select {
+	case c.takes <- r:
+	case <-c.stopped:
+		return false
+	}
 	for {
-		var r *takeReq
 		select {
-		case r = <-c.takes:
+		case <-r.done:
+			return true
+		case c.slots <- struct{}{}:
+			empty := c.flush()
+			<-c.slots
+			if empty {
+				select {
+				case <-r.done:
+					return true
+				case <-c.stopped:
+					return false
+				}
+			}
 		case <-c.stopped:
-			return
+			return false
 		}
-		batch = append(batch[:0], r)
+	}
+}
+
+// flush sends up to flushTurns batches from the queue and reports whether
+// it found the queue empty.
+func (c *Client) flush() bool {
+	var buf [maxTakeBatch]*takeReq
+	for range flushTurns {
+		batch := buf[:0]
 	collect:
 		for len(batch) < maxTakeBatch {
 			select {
@@ -196,18 +250,23 @@ func (c *Client) flushTakes() {
 				break collect
 			}
 		}
+		if len(batch) == 0 {
+			return true
+		}
 		c.execTakes(batch)
 		for _, r := range batch {
 			r.done <- struct{}{}
 		}
 	}
+	return false
 }
 
 // execTakes runs one batch as a pipeline of EVALSHA calls, loading the
 // script once when Redis does not know it (after a restart).
 func (c *Client) execTakes(batch []*takeReq) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-	defer cancel()
+	// The fast client bounds every write, read and wait for a connection
+	// by cluster.timeout; no per-batch context timer is needed.
+	ctx := context.Background()
 	start := time.Now()
 	cmds := make([]*redis.Cmd, len(batch))
 	for attempt := 0; ; attempt++ {

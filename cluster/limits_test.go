@@ -2,9 +2,13 @@ package cluster_test
 
 import (
 	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/internal/fedtest"
 	"github.com/fedgate/fedgate/policy"
 )
@@ -121,5 +125,70 @@ func TestLimiterFallsBackWhenRedisDies(t *testing.T) {
 	st := c.Stats()
 	if st.Downs != 1 || st.Fallbacks["rate_limit"] < 100 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestLimiterConcurrentCallers: many callers at once, batched into
+// pipelines, get exactly the bucket's burst between them, every call gets
+// its own answer, and closing the client under load ends every call.
+func TestLimiterConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	r := fedtest.StartRedis(t)
+	c := newClient(t, r, "a")
+	l := c.Limiter("ns")
+	ctx := context.Background()
+	shared := []policy.SharedBucket{{Limiter: "per_origin", Key: "busy.example", Rate: 0.001, Burst: 1000}}
+	var allowed, denied atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			own := []policy.SharedBucket{shared[0], {Limiter: "per_ip", Key: "192.0.2." + strconv.Itoa(g), Rate: 1000, Burst: 1000}}
+			for range 50 {
+				d, _, err := l.Take(ctx, own)
+				switch {
+				case err != nil:
+					t.Error(err)
+					return
+				case d == -1:
+					allowed.Add(1)
+				case d == 0:
+					denied.Add(1)
+				default:
+					t.Errorf("denied by bucket %d", d)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if allowed.Load() != 1000 || denied.Load() != 64*50-1000 {
+		t.Fatalf("%d allowed, %d denied; want exactly the burst of 1000 allowed", allowed.Load(), denied.Load())
+	}
+
+	// Closing under load: every call returns.
+	c2, err := cluster.New(cluster.Options{URL: r.URL, Node: "b", Prefix: "test:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := c2.Limiter("ns")
+	done := make(chan struct{})
+	for range 32 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 100 {
+				l2.Take(ctx, shared)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	c2.Close()
+	for range 32 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a call did not return after Close")
+		}
 	}
 }

@@ -74,12 +74,12 @@ func (c *Client) Limiter(namespace string) *Limiter {
 var errBadReply = errors.New("unexpected reply from the rate limit script")
 
 // Take implements [policy.SharedLimiter]: one script call in one round
-// trip, bounded by cluster.timeout. Concurrent calls are batched: a
-// flusher sends every call queued while the previous batch was in flight
-// as one pipeline (one write, one read), which keeps the CPU a request
-// costs, fedgate's and Redis's, low under load; a lone request still
-// flushes at once. While Redis is marked down it returns an error at once,
-// without a round trip.
+// trip, bounded by cluster.timeout (ctx is not waited on: the bound is
+// the client's). Concurrent calls are batched (see [Client.await]): the
+// calls queued while a batch is in flight go together as one pipeline
+// (one write, one read), which keeps the CPU a request costs, fedgate's
+// and Redis's, low under load; a lone request still goes at once. While
+// Redis is marked down it returns an error at once, without a round trip.
 func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int, time.Duration, error) {
 	c := l.c
 	if !c.up.Load() {

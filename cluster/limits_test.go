@@ -192,3 +192,49 @@ func TestLimiterConcurrentCallers(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterFallsBackWhenRedisIsSlow: Redis alive but not answering
+// within the timeout (CLIENT PAUSE holds every command) gives an error
+// within about twice the timeout, marks Redis down, and sharing resumes
+// once it answers again.
+func TestLimiterFallsBackWhenRedisIsSlow(t *testing.T) {
+	t.Parallel()
+	r := fedtest.StartRedis(t)
+	c, err := cluster.New(cluster.Options{URL: r.URL, Node: "slow", Prefix: "test:", Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		c.Close()
+	})
+	l := c.Limiter("ns")
+	b := []policy.SharedBucket{{Limiter: "per_origin", Key: "o.example", Rate: 100, Burst: 100}}
+	if _, _, err := l.Take(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Do("CLIENT PAUSE 1500 ALL"); got != "+OK" {
+		t.Fatalf("CLIENT PAUSE: %q", got)
+	}
+	start := time.Now()
+	if _, _, err := l.Take(ctx, b); err == nil {
+		t.Fatal("take succeeded while Redis was paused")
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("a slow Redis held the call for %v (timeout 100ms)", d)
+	}
+	if c.Up() {
+		t.Fatal("still up after a timeout")
+	}
+	waitFor(t, "redis up after the pause", 10*time.Second, c.Up)
+	if d, _, err := l.Take(ctx, b); err != nil || d != -1 {
+		t.Fatalf("after the pause: %d %v", d, err)
+	}
+}

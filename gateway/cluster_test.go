@@ -279,3 +279,34 @@ func TestClusterEgressBackoffShared(t *testing.T) {
 		t.Fatalf("instance b tried a destination instance a backs off: %v", m["err"])
 	}
 }
+
+// TestClusterRedisSlow: Redis alive but holding every command (CLIENT
+// PAUSE) past cluster.timeout: requests still succeed, each instance
+// falls back, and both share again when Redis answers.
+func TestClusterRedisSlow(t *testing.T) {
+	t.Parallel()
+	p := startClusterPair(t, "[rate_limit]\nper_ip = { rate = \"10000/s\", burst = 10000 }\nper_origin = { rate = \"10000/s\", burst = 10000 }\n", "origin.test")
+	o := p.origins[0]
+	for i := range 2 {
+		if s, err := p.send(i, o, clusterTarget); s != http.StatusOK {
+			t.Fatalf("warm-up on %d: %d %v", i, s, err)
+		}
+	}
+	if got := p.redis.Do("CLIENT PAUSE 3000 ALL"); got != "+OK" {
+		t.Fatalf("CLIENT PAUSE: %q", got)
+	}
+	for i := range 20 {
+		start := time.Now()
+		s, err := p.send(i%2, o, clusterTarget)
+		if s != http.StatusOK {
+			t.Fatalf("request %d while Redis is paused: %d %v", i, s, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("request %d took %v while Redis was paused (timeout 1s)", i, d)
+		}
+	}
+	if p.nodes[0].Up() || p.nodes[1].Up() {
+		t.Fatal("an instance did not notice the slow Redis")
+	}
+	waitFor(t, "both instances to share again", func() bool { return p.nodes[0].Up() && p.nodes[1].Up() })
+}

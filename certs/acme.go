@@ -162,7 +162,7 @@ func (a *acmeSource) manage(ctx context.Context, done func()) {
 	}
 	// With certificates managed asynchronously, certmagic retries failures
 	// with backoff until ctx ends; errors are reported through onEvent.
-	if err := a.magic.Load().ManageAsync(ctx, a.opts.Names); err != nil {
+	if err := a.magic.Load().ManageAsync(ctx, a.names()); err != nil {
 		a.log.Error("could not start managing certificates", zap.Error(err))
 	}
 }
@@ -337,10 +337,18 @@ func (a *acmeSource) httpHandler(next http.Handler) http.Handler {
 	})
 }
 
+// names returns the managed names (a [Set] may change them).
+func (a *acmeSource) names() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.opts.Names)
+}
+
 // status reports one entry per managed name.
 func (a *acmeSource) status() []CertStatus {
-	out := make([]CertStatus, 0, len(a.opts.Names))
-	for _, n := range a.opts.Names {
+	names := a.names()
+	out := make([]CertStatus, 0, len(names))
+	for _, n := range names {
 		s := CertStatus{Name: n, Source: ModeACME, Location: a.dirURL, Pending: true}
 		if cache := a.cache.Load(); cache != nil {
 			var best *x509.Certificate

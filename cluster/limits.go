@@ -261,8 +261,8 @@ func (c *Client) flush() bool {
 	return false
 }
 
-// execTakes runs one batch as a pipeline of EVALSHA calls, loading the
-// script once when Redis does not know it (after a restart).
+// execTakes runs one batch as a pipeline of EVALSHA calls, sent again as
+// EVAL when Redis does not know the script (a new or restarted server).
 func (c *Client) execTakes(batch []*takeReq) {
 	// The fast client bounds every write, read and wait for a connection
 	// by cluster.timeout; no per-batch context timer is needed.
@@ -272,13 +272,17 @@ func (c *Client) execTakes(batch []*takeReq) {
 	for attempt := 0; ; attempt++ {
 		pipe := c.fast.Pipeline()
 		for i, r := range batch {
-			cmds[i] = pipe.EvalSha(ctx, gcra.Hash(), r.keys, r.args...)
+			if attempt == 0 {
+				cmds[i] = pipe.EvalSha(ctx, gcra.Hash(), r.keys, r.args...)
+			} else {
+				// Redis lost its script cache (a restart): EVAL runs the
+				// script and caches it again, in the same round trip.
+				cmds[i] = pipe.Eval(ctx, gcraScript, r.keys, r.args...)
+			}
 		}
 		_, err := pipe.Exec(ctx)
 		if attempt == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if lerr := gcra.Load(ctx, c.fast).Err(); lerr == nil {
-				continue
-			}
+			continue
 		}
 		break
 	}

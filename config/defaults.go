@@ -138,6 +138,7 @@ func (c *Config) derive(dir string) {
 			c.TLS.Names = defaultACMENames(c)
 		}
 	}
+	c.deriveServers(dir)
 }
 
 // defaultACMENames are the names remote servers check our certificate

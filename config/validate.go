@@ -30,7 +30,7 @@ type validator struct {
 // fail records a problem unless key (or a key enclosing it) already failed
 // to decode, so that one mistake is reported once.
 func (v *validator) fail(key, format string, args ...any) {
-	for k := key; k != ""; k = parentKey(k) {
+	for k := v.c.fileKey(key); k != ""; k = parentKey(k) {
 		if v.skip[k] {
 			return
 		}
@@ -56,7 +56,8 @@ func (c *Config) validate(failed map[string]bool) Problems {
 	v.log()
 	v.admin()
 	v.cluster()
-	return v.problems
+	v.servers()
+	return dedupe(v.problems)
 }
 
 func sortProblems(ps Problems) {
@@ -363,7 +364,7 @@ func (v *validator) egress() {
 	if !e.WorkerProxy && e.Connect == ConnectOff {
 		v.fail("egress", "listen.egress is set but every capture mode is off (worker_proxy = false, connect = \"off\")")
 	}
-	if e.WorkerProxy && e.Secret == "" && e.SecretFile == "" {
+	if e.WorkerProxy && e.Secret == "" && e.SecretFile == "" && v.c.scope == nil {
 		v.fail("egress.secret", "required with worker_proxy: the homeserver's worker_replication_secret")
 	}
 }

@@ -18,6 +18,8 @@ import (
 //	method, status     status 499: the client hung up before the answer
 //	peer               the TCP peer's address
 //	endpoint, class    operation and endpoint class from the endpoint table
+//	server             the hosted server the request is for (inbound) or
+//	                   sent as (egress): a configured server name
 //	origin             authenticated (or claimed, when refused before the
 //	                   signature check) origin server (inbound)
 //	destination        destination server (egress)
@@ -102,6 +104,7 @@ func (in *inbound) fields(decision int, end time.Time) []zap.Field {
 		zap.String("method", in.r.Method),
 		zap.Int("status", in.status),
 		peerField(names, in.peer),
+		zap.String("server", in.hs.name),
 	)
 	if ep := in.match.Endpoint; ep != nil {
 		fields = append(fields, zap.String("endpoint", ep.Name), zap.String("class", ep.Class))
@@ -188,6 +191,8 @@ type egressRecord struct {
 	remoteEnd   time.Time           // when relaying the remote's response ended; zero means now
 	bytesIn     int64               // request body bytes (tunnel: bytes up)
 	bytesOut    int64               // response body bytes (tunnel: bytes down)
+	server      string              // the hosted server it was sent as; "" if none
+	series      *serverSeries       // that server's metric series; nil counts none
 }
 
 // record turns r into what the metrics count, as of end.
@@ -203,6 +208,7 @@ func (r *egressRecord) record(end time.Time) requestRecord {
 		total:     end.Sub(r.start),
 		bytesIn:   r.bytesIn,
 		bytesOut:  r.bytesOut,
+		server:    r.series,
 	}
 	if rec.decision < 0 || rec.decision >= numDecisions {
 		rec.decision = decisionFailed
@@ -278,6 +284,9 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 		zap.Int("status", r.status),
 		zap.Stringer("peer", r.peer),
 	)
+	if r.server != "" {
+		fields = append(fields, zap.String("server", r.server))
+	}
 	if r.tunnel != "" {
 		fields = append(fields, zap.String("tunnel", r.tunnel))
 	}

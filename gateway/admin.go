@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,7 +33,10 @@ import (
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
 // certificates present and valid now, the homeserver reached within
 // admin.ready_window, no policy source failing closed (policysources.go),
-// and not shutting down.
+// and not shutting down. With several hosted servers, every server's key
+// document must be signed, and at least one homeserver reached: one
+// customer's homeserver going down must not take the gateway, and every
+// other hosted server with it, out of service.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -62,12 +66,12 @@ type CertificateStatus interface {
 	Status() []certs.CertStatus
 }
 
-// upstreamState tracks when the homeserver last answered: the readiness
-// probe and every forwarded request that got a response update it.
+// upstreamState tracks when a hosted server's homeserver last answered:
+// the readiness probe and every forwarded request that got a response
+// update it.
 type upstreamState struct {
-	lastOK   atomic.Int64           // unix nanoseconds; 0 = never
-	lastErr  atomic.Pointer[string] // why the last probe failed; nil after a success
-	draining atomic.Bool            // Shutdown has begun
+	lastOK  atomic.Int64           // unix nanoseconds; 0 = never
+	lastErr atomic.Pointer[string] // why the last probe failed; nil after a success
 }
 
 // seen records a response from the homeserver at t.
@@ -90,7 +94,7 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	rt := g.rt.Load()
 	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
 	checks = append(checks, g.readyPolicySources(now)...)
-	if g.hs.draining.Load() {
+	if g.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
 	} else {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, OK: true, Detail: "serving"})
@@ -104,17 +108,28 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 
 func (g *Gateway) readyKeys(rt *runtime, now time.Time) ReadyCheck {
 	c := ReadyCheck{Name: readyKeys}
-	doc, err := rt.keys.doc.get(now)
-	if err != nil {
-		c.Detail = "key document cannot be signed: " + err.Error()
-		return c
-	}
-	ids := make([]string, len(rt.keys.current))
-	for i, k := range rt.keys.current {
-		ids[i] = string(k.ID)
+	var details []string
+	for _, hs := range rt.servers {
+		doc, err := hs.keys.doc.get(now)
+		if err != nil {
+			c.Detail = "key document cannot be signed: " + err.Error()
+			if len(rt.servers) > 1 {
+				c.Detail = hs.name + ": " + c.Detail
+			}
+			return c
+		}
+		ids := make([]string, len(hs.keys.current))
+		for i, k := range hs.keys.current {
+			ids[i] = string(k.ID)
+		}
+		d := fmt.Sprintf("%s; key document valid until %s", strings.Join(ids, ", "), doc.validUntil.UTC().Format(time.RFC3339))
+		if len(rt.servers) > 1 {
+			d = hs.name + ": " + d
+		}
+		details = append(details, d)
 	}
 	c.OK = true
-	c.Detail = fmt.Sprintf("%s; key document valid until %s", strings.Join(ids, ", "), doc.validUntil.UTC().Format(time.RFC3339))
+	c.Detail = strings.Join(details, "; ")
 	return c
 }
 
@@ -135,22 +150,42 @@ func (g *Gateway) readyCertificates(rt *runtime) ReadyCheck {
 func (g *Gateway) readyUpstream(rt *runtime, now time.Time) ReadyCheck {
 	c := ReadyCheck{Name: readyUpstream}
 	window := rt.cfg.Admin.ReadyWindow.D()
-	last := g.hs.lastOK.Load()
-	why := ""
-	if p := g.hs.lastErr.Load(); p != nil {
-		why = " (last probe: " + *p + ")"
+	if len(rt.servers) == 1 {
+		c.OK, c.Detail = upstreamReady(rt.servers[0], window, now)
+		return c
 	}
-	switch {
-	case last == 0:
-		c.Detail = fmt.Sprintf("%s not reached yet%s", rt.upstream.url.Redacted(), why)
-	case now.Sub(time.Unix(0, last)) > window:
-		c.Detail = fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
-			rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
-	default:
-		c.OK = true
-		c.Detail = fmt.Sprintf("%s reached %s ago", rt.upstream.url.Redacted(), now.Sub(time.Unix(0, last)).Round(time.Millisecond))
+	var down []string
+	for _, hs := range rt.servers {
+		if ok, detail := upstreamReady(hs, window, now); ok {
+			c.OK = true
+		} else {
+			down = append(down, hs.name+": "+detail)
+		}
+	}
+	c.Detail = fmt.Sprintf("%d of %d homeservers reached", len(rt.servers)-len(down), len(rt.servers))
+	if len(down) > 0 {
+		c.Detail += "; " + strings.Join(down, "; ")
 	}
 	return c
+}
+
+// upstreamReady says whether hs's homeserver answered within window.
+func upstreamReady(hs *hostedServer, window time.Duration, now time.Time) (bool, string) {
+	st := &hs.state.hs
+	last := st.lastOK.Load()
+	why := ""
+	if p := st.lastErr.Load(); p != nil {
+		why = " (last probe: " + *p + ")"
+	}
+	u := hs.upstream.url.Redacted()
+	switch {
+	case last == 0:
+		return false, fmt.Sprintf("%s not reached yet%s", u, why)
+	case now.Sub(time.Unix(0, last)) > window:
+		return false, fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
+			u, now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
+	}
+	return true, fmt.Sprintf("%s reached %s ago", u, now.Sub(time.Unix(0, last)).Round(time.Millisecond))
 }
 
 // adminHandler serves the admin listener.
@@ -234,8 +269,8 @@ func probeInterval(window time.Duration) time.Duration {
 	return min(max(window/3, 200*time.Millisecond), 10*time.Second)
 }
 
-// runUpstreamProbe probes the homeserver until ctx ends. Call it once, in
-// its own goroutine.
+// runUpstreamProbe probes every hosted server's homeserver until ctx
+// ends. Call it once, in its own goroutine.
 func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -247,50 +282,58 @@ func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 		}
 		rt := g.rt.Load()
 		window := rt.cfg.Admin.ReadyWindow.D()
-		g.probeUpstream(ctx, rt, min(max(window/2, time.Second), 10*time.Second, rt.cfg.Upstream.Timeout.D()))
+		var wg sync.WaitGroup
+		for _, hs := range rt.servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.probeUpstream(ctx, hs, min(max(window/2, time.Second), 10*time.Second, hs.cfg.Upstream.Timeout.D()))
+			}()
+		}
+		wg.Wait()
 		t.Reset(probeInterval(window))
 	}
 }
 
-// probeUpstream sends one GET /_matrix/federation/v1/version to the
+// probeUpstream sends one GET /_matrix/federation/v1/version to hs's
 // homeserver. Any answer below 500 counts as reachable: the homeserver's
 // federation listener answered.
-func (g *Gateway) probeUpstream(parent context.Context, rt *runtime, timeout time.Duration) {
+func (g *Gateway) probeUpstream(parent context.Context, hs *hostedServer, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	u := *rt.upstream.url
+	u := *hs.upstream.url
 	u.Path, u.RawPath, u.RawQuery = probeUpstreamVersion, "", ""
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		g.probeFailed(fmt.Sprintf("building the request: %v", err))
+		g.probeFailed(hs, fmt.Sprintf("building the request: %v", err))
 		return
 	}
 	req.Header.Set("User-Agent", "fedgate readiness probe")
-	resp, err := rt.upstream.transport.RoundTrip(req)
+	resp, err := hs.upstream.transport.RoundTrip(req)
 	if err != nil {
 		if parent.Err() != nil {
 			return // shutting down
 		}
-		g.probeFailed(err.Error())
+		g.probeFailed(hs, err.Error())
 		return
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
 	resp.Body.Close()
 	if resp.StatusCode >= 500 {
-		g.probeFailed(fmt.Sprintf("HTTP %d from %s", resp.StatusCode, probeUpstreamVersion))
+		g.probeFailed(hs, fmt.Sprintf("HTTP %d from %s", resp.StatusCode, probeUpstreamVersion))
 		return
 	}
 	g.metrics.probe(true)
-	if g.hs.lastErr.Swap(nil) != nil {
-		g.log.Info("homeserver reachable again", zap.String("upstream", rt.upstream.url.Redacted()))
+	if hs.state.hs.lastErr.Swap(nil) != nil {
+		g.log.Info("homeserver reachable again", zap.String("server", hs.name), zap.String("upstream", hs.upstream.url.Redacted()))
 	}
-	g.hs.seen(time.Now())
+	hs.state.hs.seen(time.Now())
 }
 
-func (g *Gateway) probeFailed(why string) {
+func (g *Gateway) probeFailed(hs *hostedServer, why string) {
 	g.metrics.probe(false)
-	if prev := g.hs.lastErr.Swap(&why); prev == nil {
-		g.log.Warn("homeserver not reachable", zap.String("upstream", g.rt.Load().upstream.url.Redacted()), zap.String("error", why))
+	if prev := hs.state.hs.lastErr.Swap(&why); prev == nil {
+		g.log.Warn("homeserver not reachable", zap.String("server", hs.name), zap.String("upstream", hs.upstream.url.Redacted()), zap.String("error", why))
 	}
 }
 

@@ -17,15 +17,16 @@ import (
 // fronting the same name share buckets and other deployments under the
 // same prefix do not.
 
-// clusterNamespace is the rate-limit namespace for the server name c fronts.
-func clusterNamespace(c *config.Config) string { return strings.ToLower(c.ServerName) }
-
-// sharedLimiter returns the shared rate limiter, or nil without a cluster.
-func (g *Gateway) sharedLimiter(c *config.Config) policy.SharedLimiter {
+// sharedLimiter returns the shared rate limiter of the hosted server
+// named server (its limits namespace in Redis), or nil without a cluster.
+// Each hosted server's policy engine gets its own, so limits hold per
+// server name across the cluster, as they do per server name within one
+// instance.
+func (g *Gateway) sharedLimiter(server string) policy.SharedLimiter {
 	if g.opts.Cluster == nil {
 		return nil
 	}
-	return g.opts.Cluster.Limiter(clusterNamespace(c))
+	return g.opts.Cluster.Limiter(strings.ToLower(server))
 }
 
 // wireCluster connects the keyring-independent parts: the egress backoff
@@ -52,28 +53,30 @@ func (g *Gateway) startCluster() {
 }
 
 // keySeal seals key documents the keyring shares through Redis with the
-// server's own request key, as a notary signs what it relays, and accepts
-// a document read back only with a valid signature by one of our current
-// or retired keys: whoever can write to Redis cannot plant keys for an
-// origin without our signing key. It reads the keys of the current
-// runtime, so a reload that rotates them applies here too.
+// request key of the top-level server (the first hosted server; every
+// instance of a cluster runs the same configuration), as a notary signs
+// what it relays, and accepts a document read back only with a valid
+// signature by one of that server's current or retired keys: whoever can
+// write to Redis cannot plant keys for an origin without our signing key.
+// It reads the keys of the current runtime, so a reload that rotates them
+// applies here too.
 type keySeal struct{ g *Gateway }
 
 func (s keySeal) Seal(doc []byte) ([]byte, error) {
-	rt := s.g.rt.Load()
-	return auth.AddSignature(doc, rt.cfg.ServerName, rt.keys.request)
+	hs := s.g.rt.Load().primary()
+	return auth.AddSignature(doc, hs.name, hs.keys.request)
 }
 
 func (s keySeal) Check(doc []byte) error {
-	rt := s.g.rt.Load()
-	keys := make(map[auth.KeyID]ed25519.PublicKey, len(rt.keys.current)+len(rt.keys.old))
-	for _, k := range rt.keys.current {
+	hs := s.g.rt.Load().primary()
+	keys := make(map[auth.KeyID]ed25519.PublicKey, len(hs.keys.current)+len(hs.keys.old))
+	for _, k := range hs.keys.current {
 		keys[k.ID] = k.Public()
 	}
-	for _, k := range rt.keys.old {
+	for _, k := range hs.keys.old {
 		keys[k.ID] = k.Key
 	}
-	return auth.CheckNotarySignature(doc, rt.cfg.ServerName, keys)
+	return auth.CheckNotarySignature(doc, hs.name, keys)
 }
 
 // warnClusterRestart logs a reload that changes [cluster]: it applies
@@ -81,9 +84,6 @@ func (s keySeal) Check(doc []byte) error {
 func (g *Gateway) warnClusterRestart(old, c *config.Config) {
 	if !reflect.DeepEqual(old.Cluster, c.Cluster) {
 		g.log.Warn("cluster settings changed; restart fedgate to apply them (the running ones stay)")
-	}
-	if g.opts.Cluster != nil && !strings.EqualFold(old.ServerName, c.ServerName) {
-		g.log.Warn("server_name changed; shared rate limits keep the namespace of the old name until a restart")
 	}
 }
 

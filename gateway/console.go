@@ -127,15 +127,17 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 }
 
 func (g *Gateway) consoleUpstream(rt *runtime) *console.Upstream {
+	hs := rt.primary()
+	reach := &hs.state.hs
 	u := &console.Upstream{
-		URL:     rt.upstream.url.Redacted(),
-		Up:      g.hs.lastOK.Load() != 0 && g.hs.lastErr.Load() == nil,
+		URL:     hs.upstream.url.Redacted(),
+		Up:      reach.lastOK.Load() != 0 && reach.lastErr.Load() == nil,
 		Probing: rt.cfg.Listen.Admin != "",
 	}
-	if last := g.hs.lastOK.Load(); last != 0 {
+	if last := reach.lastOK.Load(); last != 0 {
 		u.LastSeen = time.Unix(0, last).UTC()
 	}
-	if p := g.hs.lastErr.Load(); p != nil {
+	if p := reach.lastErr.Load(); p != nil {
 		u.LastError = clipText(*p)
 	}
 	return u
@@ -163,16 +165,17 @@ func (g *Gateway) consoleCertificates(rt *runtime) *console.Certificates {
 
 // consoleKeys shows our keys: ids and public keys only.
 func consoleKeys(rt *runtime) *console.SigningKeys {
+	keys := rt.primary().keys
 	k := &console.SigningKeys{Current: []console.SigningKey{}, Old: []console.OldKey{}}
-	for _, key := range rt.keys.current {
+	for _, key := range keys.current {
 		k.Current = append(k.Current, console.SigningKey{
-			ID: string(key.ID), PublicKey: auth.EncodeBase64(key.Public()), SignsRequests: key.ID == rt.keys.request.ID,
+			ID: string(key.ID), PublicKey: auth.EncodeBase64(key.Public()), SignsRequests: key.ID == keys.request.ID,
 		})
 	}
-	for _, o := range rt.keys.old {
+	for _, o := range keys.old {
 		k.Old = append(k.Old, console.OldKey{ID: string(o.ID), PublicKey: auth.EncodeBase64(o.Key), ExpiredTS: o.ExpiredTS})
 	}
-	if doc := rt.keys.doc.current.Load(); doc != nil {
+	if doc := keys.doc.current.Load(); doc != nil {
 		k.ValidUntilTS = doc.validUntil.UnixMilli()
 	}
 	return k
@@ -215,7 +218,7 @@ func (g *Gateway) consoleEgress(names *nameHasher) *console.Egress {
 func (g *Gateway) consolePolicy(rt *runtime) *console.Policy {
 	c := rt.cfg.Policy
 	p := &console.Policy{Default: c.Default, DryRun: c.DryRun, Allow: len(c.Allow), Deny: len(c.Deny)}
-	if l := g.policy.Stats().List; l.File != "" {
+	if l := rt.primary().policy().Stats().List; l.File != "" {
 		p.ListFile = &console.ListFile{
 			Path: l.File, Version: l.Version, Allow: l.Allow, Deny: l.Deny, Stale: l.Stale,
 			MaxAgeSeconds: c.ListMaxAge.D().Seconds(), LastError: clipText(l.LastError),

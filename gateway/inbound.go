@@ -18,9 +18,16 @@ type inbound struct {
 	w     *responseRecorder
 	r     *http.Request
 	rt    *runtime         // one configuration snapshot for the whole request
-	pol   *policy.Snapshot // one policy snapshot for the whole request
+	hs    *hostedServer    // the hosted server it is for (settled by the destination stage)
+	pol   *policy.Snapshot // hs's policy snapshot, for the whole request
 	id    string
 	start time.Time
+
+	// sent is the hosted server Host and SNI name (its position, or
+	// hosting.None or hosting.Ambiguous); hostConflict: they name two.
+	sent         int
+	hostConflict bool
+	internal     bool // handed over in-process by the egress (isLocalDelivery)
 
 	peer       netip.Addr
 	path       string // raw path of the request-target
@@ -28,10 +35,11 @@ type inbound struct {
 	forceQuery bool   // the target ended in a bare '?'
 	match      endpoints.Match
 
-	origin string // authenticated (or claimed, before the signature stage) origin
-	auth   []xMatrixHeader
-	body   []byte // the body exactly as received; nil when there is none
-	canon  []byte // canonical JSON of body, for signature checks
+	origin       string        // authenticated (or claimed, before the signature stage) origin
+	originHosted *hostedServer // the origin when it is another server hosted here
+	auth         []xMatrixHeader
+	body         []byte // the body exactly as received; nil when there is none
+	canon        []byte // canonical JSON of body, for signature checks
 
 	release func() // returns a concurrency slot, if one was taken
 
@@ -65,7 +73,7 @@ func inboundStages() []stage {
 		{"route", (*Gateway).stageRoute},                  // endpoint table: 404/405
 		{"local", (*Gateway).stageLocal},                  // well-known, keys, notary
 		{"x_matrix", (*Gateway).stageXMatrix},             // Authorization header(s)
-		{"destination", (*Gateway).stageDestination},      // destination is us
+		{"destination", (*Gateway).stageDestination},      // destination is a hosted server, the one Host/SNI name
 		{"origin_policy", (*Gateway).stageOriginPolicy},   // allow/deny lists, before any key fetch
 		{"body", (*Gateway).stageBody},                    // size limit, JSON object
 		{"origin_key", (*Gateway).stageOriginKey},         // keyring
@@ -75,16 +83,29 @@ func inboundStages() []stage {
 	}
 }
 
+// newInbound starts the state of one inbound request: one configuration
+// snapshot, and the hosted server its Host and SNI name (the top-level
+// server when they name none) until its destination settles it.
+func (g *Gateway) newInbound(w http.ResponseWriter, r *http.Request) *inbound {
+	rt := g.rt.Load()
+	hs, sent, conflict := rt.serverFor(r)
+	return &inbound{
+		w:            &responseRecorder{ResponseWriter: w},
+		r:            r,
+		rt:           rt,
+		hs:           hs,
+		pol:          hs.policy().Snapshot(),
+		id:           g.ids.next(),
+		start:        time.Now(),
+		sent:         sent,
+		hostConflict: conflict,
+		internal:     isLocalDelivery(r),
+	}
+}
+
 // serveFederation is the handler of the federation and https listeners.
 func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
-	in := &inbound{
-		w:     &responseRecorder{ResponseWriter: w},
-		r:     r,
-		rt:    g.rt.Load(),
-		pol:   g.policy.Snapshot(),
-		id:    g.ids.next(),
-		start: time.Now(),
-	}
+	in := g.newInbound(w, r)
 	defer g.finish(in)
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops a Content-Length sent alongside Transfer-Encoding
@@ -119,11 +140,11 @@ func (g *Gateway) reject(in *inbound, err error) {
 	writeError(in.w, e)
 }
 
-// forward relays the request to the homeserver.
+// forward relays the request to its hosted server's homeserver.
 func (g *Gateway) forward(in *inbound) {
 	in.upstreamStart = time.Now()
 	ctx := context.WithValue(in.r.Context(), ctxKey{}, in)
-	in.rt.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
+	in.hs.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
 }
 
 // finish runs after every request: it returns resources, counts the
@@ -143,13 +164,18 @@ func (g *Gateway) finish(in *inbound) {
 }
 
 // stagePeer records the peer address; network policy and the per-IP limit
-// come first, before any parsing.
+// come first, before any parsing. A request the egress hands over
+// in-process (hosted server to hosted server) crossed no network: it has
+// no peer to judge.
 func (g *Gateway) stagePeer(in *inbound) error {
 	ap, err := netip.ParseAddrPort(in.r.RemoteAddr)
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: CodeUnknown, Msg: "Bad peer address", Reason: "bad_peer", Err: err}
 	}
 	in.peer = ap.Addr().Unmap()
+	if in.internal {
+		return nil
+	}
 	return g.checkPeerPolicy(in)
 }
 

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -83,7 +82,7 @@ public_key = %q
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { g.rt.Load().upstream.close(); g.keyring.Close() })
+	b.Cleanup(func() { closeUpstreams(g.rt.Load().servers); g.keyring.Close() })
 	return &benchEnv{g: g, origin: origin}
 }
 
@@ -227,7 +226,7 @@ func BenchmarkStages(b *testing.B) {
 			for b.Loop() {
 				r := &c.reqs[i%len(c.reqs)]
 				i++
-				in := &inbound{w: &responseRecorder{ResponseWriter: w}, r: r.newRequest(), rt: e.g.rt.Load(), pol: e.g.policy.Snapshot(), start: time.Now()}
+				in := e.g.newInbound(w, r.newRequest())
 				for _, st := range e.g.stages {
 					if err := st.check(e.g, in); err != nil {
 						b.Fatalf("%s: stage %s: %v", r.target, st.name, err)

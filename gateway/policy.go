@@ -80,7 +80,7 @@ func (g *Gateway) checkPeerPolicy(in *inbound) error {
 	if err := in.decisionError(in.pol.CheckPeer(in.peer)); err != nil {
 		return err
 	}
-	return in.limitError(g.policy.Limiters().AllowIP(in.peer))
+	return in.limitError(in.hs.policy().Limiters().AllowIP(in.peer))
 }
 
 // stageOriginPolicy applies the server allow/deny lists to the claimed
@@ -109,7 +109,7 @@ func (g *Gateway) stageRequestPolicy(in *inbound) error {
 // every request that reaches it (requests without X-Matrix included); the
 // per-IP check in stagePeer stays this instance's guard against junk.
 func (g *Gateway) stageOriginLimits(in *inbound) error {
-	lim := g.policy.Limiters()
+	lim := in.hs.policy().Limiters() // per hosted server, then per origin
 	if in.origin == "" && !lim.Shared() {
 		return nil
 	}

@@ -131,6 +131,7 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 	} else {
 		row("cluster", "off (state in this process)")
 	}
+	writeHostedSummary(w, c)
 }
 
 // redactURL hides a password in a URL.

@@ -5,8 +5,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/fedgate/fedgate/certs"
 	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 )
@@ -42,6 +44,21 @@ func newCluster(c *config.Config, log *zap.Logger) (*cluster.Client, error) {
 		return nil, c.Errorf("cluster.redis", "%v", err)
 	}
 	return cl, nil
+}
+
+// withSharedStorage points every ACME entry of opts at the cluster's
+// storage, so that the instances obtain one certificate per name and all
+// serve it; without a cluster (shared nil) opts are returned as they are.
+func withSharedStorage(opts []certs.Options, shared certmagic.Storage) []certs.Options {
+	if shared == nil {
+		return opts
+	}
+	for i := range opts {
+		if opts[i].Mode == certs.ModeACME {
+			opts[i].SharedStorage = shared
+		}
+	}
+	return opts
 }
 
 // checkCluster is check-config's part for [cluster]: the settings parse

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
@@ -55,10 +56,13 @@ func cmdRun(env *environment, args []string) int {
 // run starts everything c describes and serves until a terminating signal.
 func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signal) error {
 	log.Info("starting fedgate", zap.String("version", version), zap.String("config", c.File), zap.String("server_name", c.ServerName))
+	if len(c.Servers) > 0 {
+		log.Info("hosting several servers", zap.Strings("servers", hostedNames(c)))
+	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data folder: %w", err)
 	}
-	if err := ensureSigningKey(c, log); err != nil {
+	if err := ensureSigningKeys(c, log); err != nil {
 		return err
 	}
 
@@ -68,6 +72,7 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 	if err != nil {
 		return err
 	}
+	var shared certmagic.Storage // cluster mode: ACME storage in Redis
 	if cl != nil {
 		clusterDone := make(chan struct{})
 		go func() {
@@ -79,14 +84,11 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 			<-clusterDone
 			cl.Close()
 		}()
+		shared = cl.CertStorage(cluster.CertStorageOptions{})
 		log.Info("cluster mode: sharing limits, keys, backoff and ACME storage in Redis",
 			zap.String("redis", redactURL(c.Cluster.Redis)), zap.String("prefix", cl.Prefix()), zap.String("node", cl.Node()))
 	}
-	copts := certsOptions(c, log)
-	if cl != nil && c.TLS.Mode == config.TLSModeACME {
-		copts.SharedStorage = cl.CertStorage(cluster.CertStorageOptions{})
-	}
-	cm, err := certs.New(copts)
+	cm, err := certs.NewSet(withSharedStorage(certsOptionsAll(c, log), shared))
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -119,12 +121,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		select {
 		case <-changes:
 			log.Info("configuration file changed, reloading", zap.String("config", c.File))
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		case sig = <-signals:
 		}
 		if sig == syscall.SIGHUP {
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		}
 		grace := c.Server.ShutdownGrace.D()
@@ -142,19 +144,26 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 }
 
 // reload re-reads the configuration; an invalid file is refused and the
-// running configuration stays. Certificate files are re-read either way.
-func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger) {
+// running configuration stays. Certificate files are re-read either way;
+// the certificate settings (hosted servers added or removed, names) follow
+// a configuration the gateway accepted.
+func reload(gw *gateway.Gateway, cm *certs.Set, shared certmagic.Storage, path string, log *zap.Logger) {
 	c, err := config.Load(path)
-	reloadCertificates(cm, c, log)
 	if err == nil {
-		err = gw.Reload(c)
+		if err = ensureSigningKeys(c, log); err == nil {
+			err = gw.Reload(c)
+		} else {
+			gw.ReloadFailed()
+		}
 	}
 	if err != nil {
 		if c == nil {
 			gw.ReloadFailed() // Reload counts its own refusals
 		}
+		reloadCertificates(cm, nil, shared, log)
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}
+	reloadCertificates(cm, c, shared, log)
 	log.Info("configuration reloaded", zap.String("config", c.File))
 }

@@ -98,6 +98,10 @@ func (a *acmeSource) start(ctx context.Context) error {
 	if ratio == 0 {
 		ratio = certmagic.DefaultRenewalWindowRatio
 	}
+	var storage certmagic.Storage = &certmagic.FileStorage{Path: o.Storage}
+	if o.SharedStorage != nil {
+		storage = o.SharedStorage
+	}
 	// Every field fedgate relies on is set here: certmagic.New fills the
 	// unset ones from the mutable package-level Default.
 	cfg := certmagic.New(cache, certmagic.Config{
@@ -108,7 +112,7 @@ func (a *acmeSource) start(ctx context.Context) error {
 		FallbackServerName: o.Names[0],
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: false},
-		Storage:            &certmagic.FileStorage{Path: o.Storage},
+		Storage:            storage,
 		Logger:             a.log,
 	})
 	tmpl := certmagic.ACMEIssuer{
@@ -244,7 +248,7 @@ func (a *acmeSource) logPending(ctx context.Context, cfg *certmagic.Config, issu
 		zap.Strings("names", a.opts.Names),
 		zap.String("ca", a.dirURL),
 		zap.Strings("challenges", a.challenges()),
-		zap.String("storage", a.opts.Storage),
+		zap.String("storage", a.storageName()),
 	}
 	if len(pending) == 0 {
 		a.log.Info("ACME certificates found in storage; renewing them in the background when due", fields...)
@@ -374,4 +378,15 @@ func (a *acmeSource) stop() {
 	if cache := a.cache.Swap(nil); cache != nil {
 		cache.Stop()
 	}
+}
+
+// storageName describes where certificates are kept, for logs.
+func (a *acmeSource) storageName() string {
+	if s, ok := a.opts.SharedStorage.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if a.opts.SharedStorage != nil {
+		return fmt.Sprintf("%T", a.opts.SharedStorage)
+	}
+	return a.opts.Storage
 }

@@ -26,6 +26,7 @@ type Config struct {
 	RateLimit RateLimit `toml:"rate_limit"`
 	Log       Log       `toml:"log"`
 	Admin     Admin     `toml:"admin"`
+	Cluster   Cluster   `toml:"cluster"`
 
 	// Servers are further server names hosted behind the same listeners
 	// ([[servers]] tables; default: none). The top-level settings are the
@@ -553,3 +554,38 @@ type Admin struct {
 	// configuration file's folder.
 	TokenFile string `toml:"token_file"`
 }
+
+// Cluster makes several fedgate instances share their state in Redis (or
+// Valkey): rate limits, the keyring of remote keys with its fetch locks and
+// failure backoff, the egress backoff, and ACME storage. Without a
+// [cluster] section (Redis empty) everything stays in the process. Every
+// key of [cluster] needs a restart: a reload keeps the running settings
+// and logs a warning. A reload changes only the instance that reloads. When Redis is unreachable or slower than
+// Timeout, no request fails because of it: each instance falls back to its
+// own state until Redis answers again (docs/cluster.md).
+type Cluster struct {
+	// Redis is the server's URL: "redis://[user:password@]host:port/db" or
+	// "rediss://..." for TLS, e.g. "redis://127.0.0.1:6379/0". Empty (the
+	// default) disables cluster mode. A change needs a restart.
+	Redis string `toml:"redis"`
+	// PasswordFile reads the Redis password from a file (trailing newline
+	// ignored) instead of the URL. Default: none. A change needs a restart.
+	PasswordFile string `toml:"password_file"`
+	// CAFile is a PEM bundle trusted for a rediss:// server instead of the
+	// system roots. Default: the system roots. A change needs a restart.
+	CAFile string `toml:"ca_file"`
+	// Prefix starts every key fedgate writes, so that several deployments
+	// can share one Redis. Every instance of one cluster must use the same
+	// prefix. Default "fedgate:". A change needs a restart.
+	Prefix string `toml:"prefix"`
+	// Node is this instance's name in logs, metrics and lock owners.
+	// Default: the host name. A change needs a restart.
+	Node string `toml:"node"`
+	// Timeout bounds one Redis round trip (and connecting); past it the
+	// request uses this instance's own state instead. Default "50ms".
+	// A change needs a restart.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Enabled reports whether cluster mode is on.
+func (c Cluster) Enabled() bool { return c.Redis != "" }

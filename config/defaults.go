@@ -79,6 +79,10 @@ func Default() Config {
 			Pprof:       true,
 			ReadyWindow: Duration(30 * time.Second),
 		},
+		Cluster: Cluster{
+			Prefix:  "fedgate:",
+			Timeout: Duration(50 * time.Millisecond),
+		},
 	}
 }
 
@@ -106,6 +110,7 @@ func (c *Config) derive(dir string) {
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile, &c.Policy.ListTrust,
 		&c.Admin.TokenFile,
+		&c.Cluster.PasswordFile, &c.Cluster.CAFile,
 	} {
 		abs(p)
 	}

@@ -55,6 +55,7 @@ func (c *Config) validate(failed map[string]bool) Problems {
 	v.rateLimit()
 	v.log()
 	v.admin()
+	v.cluster()
 	v.servers()
 	return dedupe(v.problems)
 }
@@ -548,6 +549,52 @@ func (v *validator) admin() {
 		v.serverName(fmt.Sprintf("admin.peers[%d]", i), p)
 	}
 	v.positive("admin.ready_window", a.ReadyWindow)
+}
+
+func (v *validator) cluster() {
+	c := v.c.Cluster
+	if !c.Enabled() {
+		if v.c.IsSet("cluster") {
+			v.fail("cluster.redis", "required in [cluster]: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" (remove [cluster] to run without Redis)")
+		}
+		return
+	}
+	u, err := url.Parse(c.Redis)
+	switch {
+	case err != nil:
+		v.fail("cluster.redis", "not a URL: %v", err)
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		v.fail("cluster.redis", "scheme must be redis or rediss (TLS), not %q", u.Scheme)
+	case u.Host == "":
+		v.fail("cluster.redis", "has no host")
+	case u.Path != "" && u.Path != "/":
+		if db, err := strconv.Atoi(strings.TrimPrefix(u.Path, "/")); err != nil || db < 0 {
+			v.fail("cluster.redis", "database %q must be a number, e.g. redis://host:6379/0", strings.TrimPrefix(u.Path, "/"))
+		}
+	}
+	if c.PasswordFile != "" {
+		if u != nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				v.fail("cluster.password_file", "set the password in cluster.redis or in cluster.password_file, not both")
+			}
+		}
+		v.readable("cluster.password_file", c.PasswordFile)
+	}
+	if c.CAFile != "" {
+		if u != nil && u.Scheme != "rediss" {
+			v.fail("cluster.ca_file", "only meaningful with a rediss:// URL")
+		}
+		v.readable("cluster.ca_file", c.CAFile)
+	}
+	if c.Prefix == "" {
+		v.fail("cluster.prefix", "must not be empty: every instance of the cluster writes its keys under it")
+	} else if len(c.Prefix) > 64 || strings.ContainsAny(c.Prefix, " {}\r\n\t") {
+		v.fail("cluster.prefix", "%q must be at most 64 characters without spaces or braces", c.Prefix)
+	}
+	if len(c.Node) > 64 || strings.ContainsAny(c.Node, " \r\n\t") {
+		v.fail("cluster.node", "%q must be at most 64 characters without spaces", c.Node)
+	}
+	v.positive("cluster.timeout", c.Timeout)
 }
 
 // Helpers shared by the sections.

@@ -34,6 +34,12 @@
 // X-Matrix origin names (and its egress secret allows), and hands requests
 // for another hosted server to the inbound pipeline in-process.
 //
+// Cluster mode ([Options].Cluster, cluster.go): the gateway hands
+// package cluster's Redis-backed seams to policy (shared rate limits,
+// namespaced by hosted server name), the keyring (shared documents, sealed with
+// our key) and the egress backoff table, and registers the cluster
+// metrics. Nothing else in the gateway knows about Redis.
+//
 // Operations: the admin listener (admin.go) serves the operator console
 // (/ and /status.json, built on package console in console.go), /healthz,
 // /readyz ([Gateway.Ready]), Prometheus metrics from the Gateway's own

@@ -358,7 +358,7 @@ func (e *egress) passthrough(er *egressRequest, host string, port uint16) {
 	checks := []egressStage{
 		{"destination", func(_ *egress, er *egressRequest) error { return er.decisionError(er.pol.CheckDestination(er.dest)) }},
 		{"destination_limit", func(e *egress, er *egressRequest) error {
-			return er.limitError(er.hs.policy().Limiters().AllowDestination(host))
+			return er.limitError(er.hs.policy().Limiters().AllowEgress(er.r.Context(), host))
 		}},
 		{"backoff", (*egress).stageBackoff},
 	}

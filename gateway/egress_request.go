@@ -376,7 +376,7 @@ func ourKey(keys *signingKeys, id auth.KeyID) ed25519.PublicKey {
 
 // stageDestinationLimit applies [rate_limit] per_destination.
 func (e *egress) stageDestinationLimit(er *egressRequest) error {
-	return er.limitError(er.hs.policy().Limiters().AllowDestination(er.dest))
+	return er.limitError(er.hs.policy().Limiters().AllowEgress(er.r.Context(), er.dest))
 }
 
 // stageBackoff answers at once for a destination that is down or asked us

@@ -163,6 +163,7 @@ func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error
 		}
 		popts := opts
 		popts.Logger = g.slog("policy").With("server", hs.name)
+		popts.Shared = g.sharedLimiter(hs.name) // cluster mode: buckets in Redis, namespaced by server
 		e, err := policy.New(popts)
 		if err != nil {
 			ch.rollback()

@@ -121,6 +121,9 @@ func (g *Gateway) newKeyring(c *config.Config) (*auth.Keyring, error) {
 		Logger:       g.slog("keyring"),
 		OnEvent:      g.onKeyringEvent,
 	}
+	if g.opts.Cluster != nil {
+		opts.Shared, opts.SharedSealer = g.opts.Cluster.Keys(), keySeal{g: g}
+	}
 	for i, t := range c.Keys.TrustedKeyServers {
 		n := auth.Notary{ServerName: t.ServerName, Keys: map[auth.KeyID]ed25519.PublicKey{}}
 		for id, b64 := range t.VerifyKeys {

@@ -129,7 +129,7 @@ type metrics struct {
 	phases     *labelCache
 
 	inFlightBy   [2]prometheus.Gauge
-	keyringBy    [int(auth.EventCacheError) + 1][2]prometheus.Counter
+	keyringBy    [int(auth.LastEvent) + 1][2]prometheus.Counter
 	keyFetchBy   [2][2]prometheus.Observer // [direct, notary][ok, failed]
 	lookups      map[string]*[2]prometheus.Counter
 	lookupsOther *[2]prometheus.Counter
@@ -275,7 +275,7 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	m.probeOK = m.probes.WithLabelValues("ok")
 	m.probeFailed = m.probes.WithLabelValues("failed")
 
-	for k := auth.EventCacheHit; k <= auth.EventCacheError; k++ {
+	for k := auth.EventCacheHit; k <= auth.LastEvent; k++ {
 		m.keyringBy[k][0] = m.keyringEvents.WithLabelValues(k.String(), "false")
 		m.keyringBy[k][1] = m.keyringEvents.WithLabelValues(k.String(), "true")
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/console"
 	"github.com/fedgate/fedgate/discovery"
@@ -52,6 +53,10 @@ type Options struct {
 	Certificates CertificateStatus
 	// Version is reported in fedgate_build_info; "" reports "unknown".
 	Version string
+	// Cluster, when set, shares rate limits, the keyring, the egress
+	// backoff and metrics with the other instances through Redis (the
+	// caller runs and closes it). Nil keeps all state in this process.
+	Cluster *cluster.Client
 }
 
 // Gateway serves fedgate's listeners. Create it with [New], then [Gateway.Start];
@@ -191,6 +196,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.egress = newEgress(g, opts.Config)
+	g.wireCluster()
 	if err := g.egress.start(opts.Config); err != nil {
 		g.keyring.Close()
 		g.closeDecisionLog()
@@ -358,6 +364,7 @@ func (g *Gateway) Start() error {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
 	}()
+	g.startCluster()
 	return nil
 }
 
@@ -510,6 +517,7 @@ func (g *Gateway) warnRestartNeeded(c *config.Config) {
 		!reflect.DeepEqual(old.Keys.Pinned, c.Keys.Pinned) || old.Keys.CacheFile != c.Keys.CacheFile {
 		g.log.Warn("keys.trusted_key_servers, keys.pinned or keys.cache_file changed; restart fedgate to apply them")
 	}
+	g.warnClusterRestart(old, c)
 }
 
 // Check compiles c the way New and Reload do (signing keys, upstream,

@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
@@ -74,10 +75,11 @@ func federationNames(c *config.Config) []string {
 // reloaded configuration (nil if it was refused), every hosted server's,
 // and re-reads the certificate files (files mode). Settings that cannot
 // be used are refused and the certificates served before stay. Changed
-// challenge listeners need a restart, as every listener does.
-func reloadCertificates(cm *certs.Set, c *config.Config, log *zap.Logger) {
+// challenge listeners need a restart, as every listener does. shared is
+// the cluster's ACME storage (nil without [cluster]).
+func reloadCertificates(cm *certs.Set, c *config.Config, shared certmagic.Storage, log *zap.Logger) {
 	if c != nil {
-		next := certsOptionsAll(c, log)
+		next := withSharedStorage(certsOptionsAll(c, log), shared)
 		if running := cm.Options(); running[0].HTTPChallengeAddr != next[0].HTTPChallengeAddr || running[0].TLSALPNChallengeAddr != next[0].TLSALPNChallengeAddr {
 			log.Warn("ACME challenge listeners changed; restart fedgate to apply them")
 		}

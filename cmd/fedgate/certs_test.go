@@ -127,7 +127,7 @@ func TestReloadCertificates(t *testing.T) {
 	if newCert, _ := ca.WriteLeafFiles(t, dir, "example.org"); newCert != certFile {
 		t.Fatalf("files written to %s", newCert)
 	}
-	reloadCertificates(cm, parseConfig(t, dir, text), log)
+	reloadCertificates(cm, parseConfig(t, dir, text), nil, log)
 	if served() == before {
 		t.Fatal("SIGHUP did not pick up the new files")
 	}
@@ -140,7 +140,7 @@ func TestReloadCertificates(t *testing.T) {
 	current := served()
 	os.WriteFile(keyFile, []byte("broken"), 0o600)
 	changed := parseConfig(t, dir, strings.Replace(text, "mode = \"files\"", "mode = \"files\"\nnames = [\"matrix.example.org\"]", 1))
-	reloadCertificates(cm, changed, log)
+	reloadCertificates(cm, changed, nil, log)
 	if served() != current {
 		t.Fatal("a broken pair replaced the served one")
 	}
@@ -149,7 +149,7 @@ func TestReloadCertificates(t *testing.T) {
 		t.Errorf("logs: %v", logs.All())
 	}
 	// A configuration that did not load still re-reads the files.
-	reloadCertificates(cm, nil, log)
+	reloadCertificates(cm, nil, nil, log)
 	if logs.FilterMessageSnippet("certificate reload refused").Len() != 2 {
 		t.Errorf("reload without configuration: %v", logs.All())
 	}

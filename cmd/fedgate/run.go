@@ -8,9 +8,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/gateway"
 )
@@ -66,7 +68,27 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cm, err := certs.NewSet(certsOptionsAll(c, log))
+	cl, err := newCluster(c, log)
+	if err != nil {
+		return err
+	}
+	var shared certmagic.Storage // cluster mode: ACME storage in Redis
+	if cl != nil {
+		clusterDone := make(chan struct{})
+		go func() {
+			defer close(clusterDone)
+			cl.Run(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-clusterDone
+			cl.Close()
+		}()
+		shared = cl.CertStorage(cluster.CertStorageOptions{})
+		log.Info("cluster mode: sharing limits, keys, backoff and ACME storage in Redis",
+			zap.String("redis", redactURL(c.Cluster.Redis)), zap.String("prefix", cl.Prefix()), zap.String("node", cl.Node()))
+	}
+	cm, err := certs.NewSet(withSharedStorage(certsOptionsAll(c, log), shared))
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -82,6 +104,7 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		WrapHTTP:     cm.HTTPHandler,
 		Certificates: cm,
 		Version:      version,
+		Cluster:      cl,
 	})
 	if err != nil {
 		return err
@@ -98,12 +121,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		select {
 		case <-changes:
 			log.Info("configuration file changed, reloading", zap.String("config", c.File))
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		case sig = <-signals:
 		}
 		if sig == syscall.SIGHUP {
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		}
 		grace := c.Server.ShutdownGrace.D()
@@ -124,7 +147,7 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 // running configuration stays. Certificate files are re-read either way;
 // the certificate settings (hosted servers added or removed, names) follow
 // a configuration the gateway accepted.
-func reload(gw *gateway.Gateway, cm *certs.Set, path string, log *zap.Logger) {
+func reload(gw *gateway.Gateway, cm *certs.Set, shared certmagic.Storage, path string, log *zap.Logger) {
 	c, err := config.Load(path)
 	if err == nil {
 		if err = ensureSigningKeys(c, log); err == nil {
@@ -137,10 +160,10 @@ func reload(gw *gateway.Gateway, cm *certs.Set, path string, log *zap.Logger) {
 		if c == nil {
 			gw.ReloadFailed() // Reload counts its own refusals
 		}
-		reloadCertificates(cm, nil, log)
+		reloadCertificates(cm, nil, shared, log)
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}
-	reloadCertificates(cm, c, log)
+	reloadCertificates(cm, c, shared, log)
 	log.Info("configuration reloaded", zap.String("config", c.File))
 }

@@ -278,12 +278,12 @@ func (e *egress) stageEndpointPolicy(er *egressRequest) error {
 // signed as JSON, and remote servers refuse anything else.
 func (e *egress) stageBody(er *egressRequest) error {
 	large := er.match.Endpoint.Body == endpoints.BodyLarge || er.match.Endpoint == &otherEndpoint
-	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large))
+	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large), nil)
 	if err != nil || !carriesBody(er.r.Method) {
 		return err
 	}
 	er.body = body
-	er.canon, err = jsonContent(body)
+	er.canon, err = jsonContent(body, nil)
 	return err
 }
 

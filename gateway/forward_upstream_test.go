@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,5 +176,42 @@ func TestForwardBodyTimeout(t *testing.T) {
 	}
 	if !strings.HasPrefix(`{"pdus":{`, string(body)) {
 		t.Fatalf("relayed %q", body)
+	}
+}
+
+// TestForwardPooledBodiesStayApart: bodies and their canonical forms live
+// in pooled buffers; under concurrency every request must still verify
+// against its own content and reach the homeserver with its own bytes.
+func TestForwardPooledBodiesStayApart(t *testing.T) {
+	t.Parallel()
+	ca := fedtest.NewCA(t)
+	origin := newOrigin(t, ca, "origin.test")
+	tg := startGateway(t, outboundTOML(t, ca, origin))
+	const n = 40
+	sent := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		target := fmt.Sprintf("/_matrix/federation/v1/send/pool%d", i)
+		// Not canonical (spaces, key order), so its canonical form is
+		// written into a pooled buffer; sizes differ so buffers grow.
+		body := fmt.Sprintf(`{ "pdus": [], "origin_server_ts": %d, "origin": "origin.test", "edus": [{"edu_type":"m.typing","content":{"x":%q}}] }`, i, strings.Repeat("y", i*97))
+		sent[i] = body
+		auth := origin.sign("PUT", target, "gw.test", body)
+		wg.Go(func() {
+			if resp := tg.do("PUT", target, body, auth); resp.StatusCode != 200 {
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("%s: %d %s", target, resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	got := map[string]string{}
+	for _, r := range tg.hs.Requests() {
+		got[r.RequestURI] = string(r.Body)
+	}
+	for i, body := range sent {
+		if target := fmt.Sprintf("/_matrix/federation/v1/send/pool%d", i); got[target] != body {
+			t.Errorf("%s: homeserver got %.80q, sent %.80q", target, got[target], body)
+		}
 	}
 }

@@ -32,6 +32,10 @@ type inbound struct {
 	body   []byte // the body exactly as received; nil when there is none
 	canon  []byte // canonical JSON of body, for signature checks
 
+	// bodyBuf and canonBuf are the pooled buffers body and canon live in
+	// (canon may be body itself); returned when the request ends.
+	bodyBuf, canonBuf *[]byte
+
 	release func() // returns a concurrency slot, if one was taken
 
 	upstreamStart   time.Time
@@ -124,6 +128,7 @@ func (g *Gateway) finish(in *inbound) {
 	if in.release != nil {
 		in.release()
 	}
+	defer g.releaseBuffers(in) // the access log reads len(in.body)
 	if in.status == 0 {
 		in.status = in.w.status
 	}

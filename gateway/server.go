@@ -59,8 +59,11 @@ type Gateway struct {
 	router *endpoints.Router
 	stages []stage
 	ids    *requestIDs
-	rt     atomic.Pointer[runtime]
-	policy *policy.Engine // long-lived: limiter state survives reloads
+	// buffers lends request bodies and their canonical form to inbound
+	// requests.
+	buffers bodyBuffers
+	rt      atomic.Pointer[runtime]
+	policy  *policy.Engine // long-lived: limiter state survives reloads
 
 	// keyring caches remote servers' keys; long-lived, its cache is worth
 	// keeping across reloads.

@@ -14,7 +14,7 @@ import (
 // inbound is the per-request state of the inbound pipeline: parsed once,
 // read by every later stage.
 type inbound struct {
-	w     *responseRecorder
+	w     *responseRecorder // &rec, or a test's own
 	r     *http.Request
 	rt    *runtime         // one configuration snapshot for the whole request
 	pol   *policy.Snapshot // one policy snapshot for the whole request
@@ -41,6 +41,8 @@ type inbound struct {
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
 	outcome
+
+	rec responseRecorder
 }
 
 // fail records why a request did not succeed, for the access log.
@@ -80,15 +82,8 @@ func inboundStages() []stage {
 
 // serveFederation is the handler of the federation and https listeners.
 func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
-	in := &inbound{
-		w:     &responseRecorder{ResponseWriter: w},
-		r:     r,
-		rt:    g.rt.Load(),
-		pol:   g.policy.Snapshot(),
-		id:    g.ids.next(),
-		start: time.Now(),
-	}
-	defer g.finish(in)
+	in := g.newInbound(w, r)
+	defer g.done(in)
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops a Content-Length sent alongside Transfer-Encoding
 		// before we see the request, so a smuggling attempt cannot be told
@@ -110,6 +105,35 @@ func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.forward(in)
+}
+
+// newInbound takes a request's state from the pool, cleared.
+func (g *Gateway) newInbound(w http.ResponseWriter, r *http.Request) *inbound {
+	in, _ := g.inbounds.Get().(*inbound)
+	if in == nil {
+		in = new(inbound)
+	}
+	*in = inbound{
+		r:     r,
+		rt:    g.rt.Load(),
+		pol:   g.policy.Snapshot(),
+		id:    g.ids.next(),
+		start: time.Now(),
+		auth:  in.auth[:0], // keeps its array
+	}
+	in.rec.ResponseWriter = w
+	in.w = &in.rec
+	return in
+}
+
+// done ends a request and returns its state to the pool; nothing may
+// hold on to in afterwards.
+func (g *Gateway) done(in *inbound) {
+	g.finish(in)
+	auth := in.auth[:0]
+	clear(auth[:cap(auth)])
+	*in = inbound{auth: auth}
+	g.inbounds.Put(in)
 }
 
 // reject is the one place that answers a refused request.

@@ -60,10 +60,13 @@ type Gateway struct {
 	stages []stage
 	ids    *requestIDs
 	// buffers lends request bodies and their canonical form to inbound
-	// requests.
-	buffers bodyBuffers
-	rt      atomic.Pointer[runtime]
-	policy  *policy.Engine // long-lived: limiter state survives reloads
+	// requests; inbounds recycles their per-request state and fieldBufs
+	// their access log fields.
+	buffers   bodyBuffers
+	inbounds  sync.Pool // *inbound
+	fieldBufs sync.Pool // *[]zap.Field
+	rt        atomic.Pointer[runtime]
+	policy    *policy.Engine // long-lived: limiter state survives reloads
 
 	// keyring caches remote servers' keys; long-lived, its cache is worth
 	// keeping across reloads.

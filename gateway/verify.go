@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/fedgate/fedgate/auth"
@@ -29,12 +30,12 @@ func (g *Gateway) stageXMatrix(in *inbound) error {
 		return keyError(err)
 	}
 	in.origin = xs[0].Origin
-	in.auth = make([]xMatrixHeader, len(xs))
+	in.auth = slices.Grow(in.auth[:0], len(xs))[:len(xs)]
 	for i, x := range xs {
 		if x.Origin != in.origin {
 			return &Error{Status: http.StatusBadRequest, Code: CodeUnauthorized, Msg: "X-Matrix headers name different origins", Reason: "malformed_header"}
 		}
-		in.auth[i].x = x
+		in.auth[i] = xMatrixHeader{x: x}
 	}
 	if strings.EqualFold(in.origin, in.rt.cfg.ServerName) {
 		// Servers never send federation requests to themselves; accepting

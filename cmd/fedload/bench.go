@@ -142,6 +142,7 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		}
 	}
 	all := map[string][]*result{} // key: scenario/target
+	verify := map[string][]verifyTiming{}
 	for round := range o.rounds {
 		for _, s := range scenarios {
 			// Rotate the order each round so no target always runs first
@@ -159,6 +160,12 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 				fmt.Fprintf(out, "round %d %-13s %-8s %7.0f req/s  p99 %-8s cpu/req %-7s errors %d %s\n",
 					round+1, s.name, t.name, r.rps(), fmtDur(r.pct(0.99)), fmtDur(r.cpuPerReq()), r.errors, r.firstError)
 			}
+			if !s.local {
+				// The signature check is timed in every round, right
+				// after the scenario's measurements, so that it sees the
+				// same machine as they did.
+				verify[s.name] = append(verify[s.name], timeVerify(e, s))
+			}
 		}
 	}
 	medians := map[string]*result{}
@@ -166,7 +173,7 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		medians[k] = median(rs)
 	}
 	printTable(out, targets, scenarios, medians)
-	printOwnWork(out, e, targets, scenarios, medians)
+	printOwnWork(out, targets, scenarios, medians, verify)
 	if o.halfPeak {
 		if err := halfPeak(ctx, out, clients, targets, scenarios, medians, o.spec, o.rounds); err != nil {
 			return err

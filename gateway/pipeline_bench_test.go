@@ -40,7 +40,7 @@ type benchEnv struct {
 // newBenchEnv builds a Gateway in front of a minimal loopback upstream,
 // with origin.test's key pinned (the keyring's hit path costs the same) and
 // the access log encoded as in production, to io.Discard.
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B, extraTOML ...string) *benchEnv {
 	b.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -72,7 +72,7 @@ signing_key = %q
 server_name = "origin.test"
 key_id = "ed25519:o_1"
 public_key = %q
-`, filepath.Join(dir, "data"), up.URL, keyFile, auth.EncodeBase64(origin.Public()))
+`, filepath.Join(dir, "data"), up.URL, keyFile, auth.EncodeBase64(origin.Public())) + strings.Join(extraTOML, "\n")
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		b.Fatal(err)
@@ -210,6 +210,31 @@ func BenchmarkInbound(b *testing.B) {
 				e.g.serveFederation(w, r.newRequest())
 				if w.status != 0 && w.status != http.StatusOK {
 					b.Fatalf("%s %s: status %d", r.method, r.target, w.status)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInboundAccessLog is BenchmarkInbound's verified GET with the
+// access log off and on (JSON lines encoded as in production, written to
+// io.Discard: the encoding's cost, not the write's).
+func BenchmarkInboundAccessLog(b *testing.B) {
+	for _, access := range []bool{false, true} {
+		e := newBenchEnv(b, fmt.Sprintf("[log]\naccess = %t\n", access))
+		c := e.cases(b)[0] // GET-profile
+		b.Run(fmt.Sprintf("access=%t", access), func(b *testing.B) {
+			b.ReportAllocs()
+			w := &discardWriter{h: http.Header{}}
+			i := 0
+			for b.Loop() {
+				r := &c.reqs[i%len(c.reqs)]
+				i++
+				clear(w.h)
+				w.status = 0
+				e.g.serveFederation(w, r.newRequest())
+				if w.status != 0 && w.status != http.StatusOK {
+					b.Fatalf("status %d", w.status)
 				}
 			}
 		})

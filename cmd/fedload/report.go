@@ -91,7 +91,7 @@ func printOwnWork(out io.Writer, targets []*target, scenarios []scenario, med ma
 		return
 	}
 	costs := map[string]verifyTiming{}
-	fmt.Fprintf(out, "\nOne signature check, timed in this process after each round's measurements of the scenario (CPU time of one thread; median over rounds of the median of 5 passes over 256 of the scenario's requests):\n\n")
+	fmt.Fprintf(out, "\nOne signature check, timed in this process after each round's measurements of the scenario (CPU time of one thread; median over rounds of the median of 9 passes over 256 of the scenario's requests):\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tsigned bytes\tcrypto/ed25519.Verify\tas fedgate checks it\t")
 	for _, s := range verified {
@@ -246,14 +246,14 @@ func medianTiming(ts []verifyTiming) verifyTiming {
 	}
 }
 
-// medianCPU runs pass 5 times (after one warm-up) on a locked thread and
+// medianCPU runs pass 9 times (after one warm-up) on a locked thread and
 // returns the median thread CPU time of one pass divided by n.
 func medianCPU(n int, pass func()) time.Duration {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pass()
 	var d []time.Duration
-	for range 5 {
+	for range 9 {
 		before := threadCPU()
 		pass()
 		d = append(d, threadCPU()-before)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -87,6 +88,13 @@ type KeyringOptions struct {
 	// the seal of documents read from it (see [SharedSealer]). Required
 	// with Shared.
 	SharedSealer SharedSealer
+	// MaxPrecomputed caps the keys that get a table of multiples for fast
+	// verification (about 7.5 KiB each, see [Verifier]); keys beyond it
+	// are decoded only and verify at crypto/ed25519's speed. A table is
+	// built for a key when it first verifies a request and freed when its
+	// server is evicted or the key leaves its document. Default 4096;
+	// negative: none.
+	MaxPrecomputed int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 	// Logger receives the keyring's logs. Nil discards them.
@@ -107,6 +115,7 @@ const (
 	DefaultRefreshInterval    = time.Minute
 	DefaultRecentUse          = 24 * time.Hour
 	DefaultSaveDelay          = 10 * time.Second
+	DefaultMaxPrecomputed     = 4096
 )
 
 // maxConcurrentRefreshes bounds the background fetches Run has in flight.
@@ -132,10 +141,13 @@ type Keyring struct {
 	dirtyc chan struct{}  // signals Run that there is something to save
 	saveMu sync.Mutex     // one cache file write at a time
 
-	mu      sync.Mutex
-	servers map[string]*entry
-	lru     entry // sentinel of the recency ring: lru.next is the most recent
-	closed  bool
+	pinned map[string]map[KeyID]*Verifier // prepared once, from opts.Pinned
+
+	mu          sync.Mutex
+	servers     map[string]*entry
+	lru         entry // sentinel of the recency ring: lru.next is the most recent
+	closed      bool
+	precomputed int // verifiers with a table held in entries
 }
 
 // entry is what the keyring knows about one server. Fields are guarded by
@@ -150,6 +162,9 @@ type entry struct {
 	lastErr    *Error    // why the last fetch failed
 	call       *fetchCall
 	prev, next *entry
+	// verifiers are the keys of keys prepared for verification, built on
+	// first use; one whose bytes differ from the document's is stale.
+	verifiers map[KeyID]*Verifier
 }
 
 // fetchCall is one fetch in flight; callers for the same server wait on
@@ -175,6 +190,17 @@ func NewKeyring(opts KeyringOptions) (*Keyring, error) {
 	}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
+	}
+	k.pinned = make(map[string]map[KeyID]*Verifier, len(opts.Pinned))
+	for server, keys := range opts.Pinned {
+		k.pinned[server] = make(map[KeyID]*Verifier, len(keys))
+		for id, pub := range keys {
+			v, err := NewPrecomputedVerifier(pub)
+			if err != nil {
+				return nil, fmt.Errorf("pinned keys for %s: %w", server, err)
+			}
+			k.pinned[server][id] = v
+		}
 	}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.lru.next, k.lru.prev = &k.lru, &k.lru
@@ -244,6 +270,9 @@ func (o *KeyringOptions) setDefaults() {
 	if o.MaxServers <= 0 {
 		o.MaxServers = DefaultMaxServers
 	}
+	if o.MaxPrecomputed == 0 {
+		o.MaxPrecomputed = DefaultMaxPrecomputed
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -260,24 +289,36 @@ func (o *KeyringOptions) setDefaults() {
 }
 
 // VerifyKey returns the public key id of server for verifying a request
-// now. It answers from pinned keys or from a cached document that lists id
-// in verify_keys and has not passed its effective validity. Otherwise it
-// fetches (joining a fetch already in flight), first from the server, then
-// from each notary, and waits for the result or ctx.
+// now; see [Keyring.Verifier], which it calls.
+func (k *Keyring) VerifyKey(ctx context.Context, server string, id KeyID) (ed25519.PublicKey, error) {
+	v, err := k.Verifier(ctx, server, id)
+	if err != nil {
+		return nil, err
+	}
+	return v.PublicKey(), nil
+}
+
+// Verifier returns the public key id of server, prepared for verifying
+// (see [Verifier]), for checking a request now. It answers from pinned
+// keys or from a cached document that lists id in verify_keys and has not
+// passed its effective validity. Otherwise it fetches (joining a fetch
+// already in flight), first from the server, then from each notary, and
+// waits for the result or ctx. The prepared key is kept with the server's
+// entry, so its table is built once (within MaxPrecomputed).
 //
 // Errors are *[Error]: KindUnknownKey when the server's current document
 // does not list id (a document fetched less than MinRefetchInterval ago is
 // not fetched again for this), KindKeyFetchFailed when no valid document
 // can be had (in backoff the error comes at once and says when the next
 // attempt will be).
-func (k *Keyring) VerifyKey(ctx context.Context, server string, id KeyID) (ed25519.PublicKey, error) {
-	if pinned, ok := k.opts.Pinned[server]; ok {
-		pub, ok := pinned[id]
+func (k *Keyring) Verifier(ctx context.Context, server string, id KeyID) (*Verifier, error) {
+	if pinned, ok := k.pinned[server]; ok {
+		v, ok := pinned[id]
 		if !ok {
 			return nil, newError(KindUnknownKey, nil, "%s does not have key %s", quoteShort(server), id)
 		}
 		k.emit(KeyringEvent{Kind: EventCacheHit, Server: server})
-		return pub, nil
+		return v, nil
 	}
 	k.mu.Lock()
 	now := k.opts.Now()
@@ -286,11 +327,18 @@ func (k *Keyring) VerifyKey(ctx context.Context, server string, id KeyID) (ed255
 	for {
 		if e.keys != nil {
 			if pub, err := e.keys.RequestKey(id, now); err == nil {
+				v := e.verifier(id, pub)
+				if v == nil {
+					v = k.prepareLocked(e, id, pub) // unlocks while building
+				}
 				k.mu.Unlock()
+				if v == nil {
+					return nil, newError(KindUnknownKey, nil, "%s publishes an unusable key %s", quoteShort(server), id)
+				}
 				if call == nil {
 					k.emit(KeyringEvent{Kind: EventCacheHit, Server: server})
 				}
-				return pub, nil
+				return v, nil
 			}
 		}
 		if call != nil { // we waited for a fetch and still have no key
@@ -446,6 +494,7 @@ func (k *Keyring) evictLocked() {
 		if e.call == nil {
 			e.unlink()
 			delete(k.servers, e.name)
+			k.dropVerifiersLocked(e)
 			k.emit(KeyringEvent{Kind: EventEvicted, Server: e.name})
 		}
 		e = prev
@@ -454,3 +503,79 @@ func (k *Keyring) evictLocked() {
 
 // errClosed is the cause given when the keyring no longer fetches.
 var errClosed = errors.New("keyring closed")
+
+// verifier returns e's prepared key id if it is the key pub, else nil.
+// k.mu must be held.
+func (e *entry) verifier(id KeyID, pub ed25519.PublicKey) *Verifier {
+	if v := e.verifiers[id]; v != nil && bytes.Equal(v.pub, pub) {
+		return v
+	}
+	return nil
+}
+
+// prepareLocked builds the verifier for e's key id (pub), with a table
+// while the MaxPrecomputed budget allows, and keeps it in e. k.mu must be
+// held; it is released while the table is built (about one and a half
+// verifications) and held again on return. It returns nil only for a key
+// that cannot be used at all (wrong length).
+func (k *Keyring) prepareLocked(e *entry, id KeyID, pub ed25519.PublicKey) *Verifier {
+	table := k.precomputed < k.opts.MaxPrecomputed
+	if table {
+		k.precomputed++ // reserved
+	}
+	k.mu.Unlock()
+	v, err := newVerifier(pub, table)
+	k.mu.Lock()
+	if err != nil {
+		if table {
+			k.precomputed--
+		}
+		return nil
+	}
+	if have := e.verifier(id, pub); have != nil {
+		// Another request prepared it meanwhile.
+		if table {
+			k.precomputed--
+		}
+		return have
+	}
+	current := e.keys != nil && bytes.Equal(e.keys.VerifyKeys[id], pub)
+	if k.servers[e.name] != e || !current {
+		// Evicted, or the document changed while we built: use it for
+		// this request only.
+		if table {
+			k.precomputed--
+		}
+		return v
+	}
+	if e.verifiers == nil {
+		e.verifiers = make(map[KeyID]*Verifier, 1)
+	}
+	// Drop prepared keys the document no longer lists as they are.
+	for kid, old := range e.verifiers {
+		if !bytes.Equal(e.keys.VerifyKeys[kid], old.pub) {
+			k.releaseLocked(old)
+			delete(e.verifiers, kid)
+		}
+	}
+	if old := e.verifiers[id]; old != nil {
+		k.releaseLocked(old)
+	}
+	e.verifiers[id] = v
+	return v
+}
+
+// dropVerifiersLocked frees e's prepared keys (e is being evicted).
+func (k *Keyring) dropVerifiersLocked(e *entry) {
+	for _, v := range e.verifiers {
+		k.releaseLocked(v)
+	}
+	e.verifiers = nil
+}
+
+// releaseLocked returns v's table to the MaxPrecomputed budget.
+func (k *Keyring) releaseLocked(v *Verifier) {
+	if v.Precomputed() {
+		k.precomputed--
+	}
+}

@@ -202,5 +202,25 @@ func TestDerivedXMatrixVectors(t *testing.T) {
 		if !ed25519.Verify(key.Public(), []byte(v.Canonical), x.Sig) {
 			t.Error("signature does not verify over the vector's canonical text")
 		}
+		// The prepared key the gateway uses gives the same answers.
+		for _, prepare := range []func(ed25519.PublicKey) (*Verifier, error){NewVerifier, NewPrecomputedVerifier} {
+			pv, err := prepare(key.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			content, err := CanonicalizeContent(nil, so.Content)
+			if len(so.Content) == 0 {
+				content, err = nil, nil
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyRequestWith(parsed, so.Method, so.URI, so.Destination, content, pv); err != nil {
+				t.Errorf("VerifyRequestWith (precomputed %v): %v", pv.Precomputed(), err)
+			}
+			if err := VerifyRequestWith(parsed, so.Method, so.URI+"x", so.Destination, content, pv); KindOf(err) != KindBadSignature {
+				t.Errorf("VerifyRequestWith on another target: %v", err)
+			}
+		}
 	}
 }

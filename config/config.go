@@ -52,12 +52,24 @@ type Upstream struct {
 	// URL is the homeserver's federation listener, "http://127.0.0.1:8008"
 	// (required; scheme and host only, no path).
 	URL string `toml:"url"`
-	// Timeout is how long the homeserver may take to send response headers;
-	// past it the remote server gets 504.
+	// Timeout is how long the homeserver may take to send response headers,
+	// counted from the first byte of the request sent; past it the remote
+	// server gets 504. Default 60s. Applies to requests started after a
+	// reload.
 	Timeout Duration `toml:"timeout"`
+	// BodyTimeout is the longest the homeserver may pause while sending a
+	// response body. Past it a /send answer (read in full before relaying)
+	// becomes 504, and any other response, already being relayed, is cut
+	// off (the remote server sees its connection close, never a short body
+	// taken for whole). Default 60s. Applies to requests started after a
+	// reload.
+	BodyTimeout Duration `toml:"body_timeout"`
 	// DialTimeout bounds connecting to the homeserver.
 	DialTimeout Duration `toml:"dial_timeout"`
-	// MaxIdleConns is the size of the idle keep-alive pool to the homeserver.
+	// MaxIdleConns is the size of the idle keep-alive pool to the homeserver
+	// (HTTP/1.1 connections, each carrying one request at a time; idle ones
+	// close after 90s). 0 keeps none: every request connects anew. Default
+	// 256.
 	MaxIdleConns int `toml:"max_idle_conns"`
 	// CAFile is a PEM bundle to trust when URL is https.
 	CAFile string `toml:"ca_file"`

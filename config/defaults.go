@@ -16,6 +16,7 @@ func Default() Config {
 		DataDir: "data",
 		Upstream: Upstream{
 			Timeout:      Duration(60 * time.Second),
+			BodyTimeout:  Duration(60 * time.Second),
 			DialTimeout:  Duration(5 * time.Second),
 			MaxIdleConns: 256,
 		},

@@ -96,6 +96,7 @@ func (v *validator) upstream() {
 		}
 	}
 	v.positive("upstream.timeout", u.Timeout)
+	v.positive("upstream.body_timeout", u.BodyTimeout)
 	v.positive("upstream.dial_timeout", u.DialTimeout)
 	if u.MaxIdleConns < 0 {
 		v.fail("upstream.max_idle_conns", "must not be negative")

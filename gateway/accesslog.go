@@ -65,13 +65,22 @@ func (g *Gateway) logInbound(in *inbound, decision int, end time.Time) {
 	if ce == nil && !toDecisions {
 		return
 	}
-	fields := in.fields(decision, end)
+	// The loggers encode the fields before returning, so their slice is
+	// reused for the next request.
+	fp, _ := g.fieldBufs.Get().(*[]zap.Field)
+	if fp == nil {
+		fp = new([]zap.Field)
+	}
+	fields := in.appendFields((*fp)[:0], decision, end)
 	if ce != nil {
 		ce.Write(fields...)
 	}
 	if toDecisions {
 		dl.write(fields, denial, in.limiter != "")
 	}
+	clear(fields)
+	*fp = fields[:0]
+	g.fieldBufs.Put(fp)
 }
 
 // write logs one decision line: "denied", "rate_limited" (sampled) or
@@ -92,12 +101,12 @@ func (dl *decisionLog) write(fields []zap.Field, denial, limiter bool) {
 // logFields are the fields of the request so far, for error logs written
 // before the request ends.
 func (in *inbound) logFields() []zap.Field {
-	return in.fields(in.decision(), time.Now())
+	return in.appendFields(make([]zap.Field, 0, 18), in.decision(), time.Now())
 }
 
-func (in *inbound) fields(decision int, end time.Time) []zap.Field {
+// appendFields appends the request's log fields to fields.
+func (in *inbound) appendFields(fields []zap.Field, decision int, end time.Time) []zap.Field {
 	names := in.rt.names
-	fields := make([]zap.Field, 0, 18)
 	fields = append(fields,
 		zap.String("direction", directionInbound),
 		zap.String("request_id", in.id),

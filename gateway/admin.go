@@ -177,7 +177,7 @@ func upstreamReady(hs *hostedServer, window time.Duration, now time.Time) (bool,
 	if p := st.lastErr.Load(); p != nil {
 		why = " (last probe: " + *p + ")"
 	}
-	u := hs.upstream.url.Redacted()
+	u := hs.upstream.String()
 	switch {
 	case last == 0:
 		return false, fmt.Sprintf("%s not reached yet%s", u, why)
@@ -260,9 +260,6 @@ func (l promLogger) Println(v ...any) {
 // probeUpstreamVersion is what the readiness probe asks the homeserver.
 const probeUpstreamVersion = "/_matrix/federation/v1/version"
 
-// maxProbeBody bounds what is read of a probe's answer.
-const maxProbeBody = 64 << 10
-
 // probeInterval is how often the homeserver is probed: three times per
 // ready_window, between 200 ms and 10 s.
 func probeInterval(window time.Duration) time.Duration {
@@ -301,31 +298,21 @@ func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 func (g *Gateway) probeUpstream(parent context.Context, hs *hostedServer, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	u := *hs.upstream.url
-	u.Path, u.RawPath, u.RawQuery = probeUpstreamVersion, "", ""
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		g.probeFailed(hs, fmt.Sprintf("building the request: %v", err))
-		return
-	}
-	req.Header.Set("User-Agent", "fedgate readiness probe")
-	resp, err := hs.upstream.transport.RoundTrip(req)
-	if err != nil {
+	status, err := hs.upstream.Probe(ctx, probeUpstreamVersion, "fedgate readiness probe")
+	if err != nil && status == 0 {
 		if parent.Err() != nil {
 			return // shutting down
 		}
 		g.probeFailed(hs, err.Error())
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
-	resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		g.probeFailed(hs, fmt.Sprintf("HTTP %d from %s", resp.StatusCode, probeUpstreamVersion))
+	if status >= 500 {
+		g.probeFailed(hs, fmt.Sprintf("HTTP %d from %s", status, probeUpstreamVersion))
 		return
 	}
 	g.metrics.probe(true)
 	if hs.state.hs.lastErr.Swap(nil) != nil {
-		g.log.Info("homeserver reachable again", zap.String("server", hs.name), zap.String("upstream", hs.upstream.url.Redacted()))
+		g.log.Info("homeserver reachable again", zap.String("server", hs.name), zap.String("upstream", hs.upstream.String()))
 	}
 	hs.state.hs.seen(time.Now())
 }
@@ -333,7 +320,7 @@ func (g *Gateway) probeUpstream(parent context.Context, hs *hostedServer, timeou
 func (g *Gateway) probeFailed(hs *hostedServer, why string) {
 	g.metrics.probe(false)
 	if prev := hs.state.hs.lastErr.Swap(&why); prev == nil {
-		g.log.Warn("homeserver not reachable", zap.String("server", hs.name), zap.String("upstream", hs.upstream.url.Redacted()), zap.String("error", why))
+		g.log.Warn("homeserver not reachable", zap.String("server", hs.name), zap.String("upstream", hs.upstream.String()), zap.String("error", why))
 	}
 }
 

@@ -130,7 +130,7 @@ func (g *Gateway) consoleUpstream(rt *runtime) *console.Upstream {
 	hs := rt.primary()
 	reach := &hs.state.hs
 	u := &console.Upstream{
-		URL:     hs.upstream.url.Redacted(),
+		URL:     hs.upstream.String(),
 		Up:      reach.lastOK.Load() != 0 && reach.lastErr.Load() == nil,
 		Probing: rt.cfg.Listen.Admin != "",
 	}

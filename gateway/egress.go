@@ -299,3 +299,13 @@ func (c *tunnelConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return err
 }
+
+// bufferPool lends fixed-size copy buffers for relaying responses.
+type bufferPool struct{ pool *sync.Pool }
+
+func newBufferPool(size int) bufferPool {
+	return bufferPool{pool: &sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
+}
+
+func (p bufferPool) Get() []byte  { return *(p.pool.Get().(*[]byte)) }
+func (p bufferPool) Put(b []byte) { p.pool.Put(&b) }

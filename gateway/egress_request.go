@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -311,12 +310,12 @@ func (e *egress) stageEndpointPolicy(er *egressRequest) error {
 // signed as JSON, and remote servers refuse anything else.
 func (e *egress) stageBody(er *egressRequest) error {
 	large := er.match.Endpoint.Body == endpoints.BodyLarge || er.match.Endpoint == &otherEndpoint
-	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large))
+	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large), nil)
 	if err != nil || !carriesBody(er.r.Method) {
 		return err
 	}
 	er.body = body
-	er.canon, err = jsonContent(body)
+	er.canon, err = jsonContent(body, nil)
 	return err
 }
 
@@ -342,8 +341,8 @@ func (e *egress) stageSignature(er *egressRequest) error {
 		return nil
 	}
 	for _, x := range er.auth {
-		pub := ourKey(er.hs.keys, x.Key)
-		if pub == nil {
+		key := er.hs.keys.verifier(x.Key)
+		if key == nil {
 			return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Msg: fmt.Sprintf("The request is signed with %s, which is not a current signing key of %s (unknown_key)", x.Key, er.hs.name), Reason: "unknown_key"}
 		}
@@ -351,7 +350,7 @@ func (e *egress) stageSignature(er *egressRequest) error {
 		if dest == "" {
 			dest = er.dest
 		}
-		if err := auth.VerifyRequestContent(x, er.r.Method, er.target, dest, er.canon, pub); err != nil {
+		if err := auth.VerifyRequestWith(x, er.r.Method, er.target, dest, er.canon, key); err != nil {
 			return keyError(err)
 		}
 	}
@@ -361,17 +360,6 @@ func (e *egress) stageSignature(er *egressRequest) error {
 func errNotSigned() *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 		Msg: "Egress requests must carry an X-Matrix signature made with this server's key (missing_header)", Reason: "missing_header"}
-}
-
-// ourKey returns the public half of our current key id, or nil. Retired
-// keys ([[keys.old]]) do not authenticate requests.
-func ourKey(keys *signingKeys, id auth.KeyID) ed25519.PublicKey {
-	for _, k := range keys.current {
-		if k.ID == id {
-			return k.Public()
-		}
-	}
-	return nil
 }
 
 // stageDestinationLimit applies [rate_limit] per_destination.

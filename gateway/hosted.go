@@ -30,7 +30,7 @@ type hostedServer struct {
 	cfg      *config.Config // its configuration: per-server sections in place
 	name     string         // server name as configured
 	keys     *signingKeys
-	upstream *upstream
+	upstream *homeserver
 	egress   *egressSettings // its homeserver's egress secret
 	state    *hostedState    // long-lived, by name
 }
@@ -98,7 +98,7 @@ func (g *Gateway) buildHosted(c *config.Config) ([]*hostedServer, *hosting.Table
 			}
 			secrets[eg.secretSum] = hc.ServerName
 		}
-		up, err := newUpstream(hc, g.log)
+		up, err := newUpstream(hc, "upstream", hc.Upstream)
 		if err != nil {
 			return fail(err)
 		}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -15,7 +14,7 @@ import (
 // inbound is the per-request state of the inbound pipeline: parsed once,
 // read by every later stage.
 type inbound struct {
-	w     *responseRecorder
+	w     *responseRecorder // &rec, or a test's own
 	r     *http.Request
 	rt    *runtime         // one configuration snapshot for the whole request
 	hs    *hostedServer    // the hosted server it is for (settled by the destination stage)
@@ -41,11 +40,17 @@ type inbound struct {
 	body         []byte // the body exactly as received; nil when there is none
 	canon        []byte // canonical JSON of body, for signature checks
 
+	// bodyBuf and canonBuf are the pooled buffers body and canon live in
+	// (canon may be body itself); returned when the request ends.
+	bodyBuf, canonBuf *[]byte
+
 	release func() // returns a concurrency slot, if one was taken
 
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
 	outcome
+
+	rec responseRecorder
 }
 
 // fail records why a request did not succeed, for the access log.
@@ -83,30 +88,10 @@ func inboundStages() []stage {
 	}
 }
 
-// newInbound starts the state of one inbound request: one configuration
-// snapshot, and the hosted server its Host and SNI name (the top-level
-// server when they name none) until its destination settles it.
-func (g *Gateway) newInbound(w http.ResponseWriter, r *http.Request) *inbound {
-	rt := g.rt.Load()
-	hs, sent, conflict := rt.serverFor(r)
-	return &inbound{
-		w:            &responseRecorder{ResponseWriter: w},
-		r:            r,
-		rt:           rt,
-		hs:           hs,
-		pol:          hs.policy().Snapshot(),
-		id:           g.ids.next(),
-		start:        time.Now(),
-		sent:         sent,
-		hostConflict: conflict,
-		internal:     isLocalDelivery(r),
-	}
-}
-
 // serveFederation is the handler of the federation and https listeners.
 func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 	in := g.newInbound(w, r)
-	defer g.finish(in)
+	defer g.done(in)
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops a Content-Length sent alongside Transfer-Encoding
 		// before we see the request, so a smuggling attempt cannot be told
@@ -130,6 +115,43 @@ func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 	g.forward(in)
 }
 
+// newInbound takes a request's state from the pool, cleared: one
+// configuration snapshot, and the hosted server its Host and SNI name (the
+// top-level server when they name none) until its destination settles it.
+func (g *Gateway) newInbound(w http.ResponseWriter, r *http.Request) *inbound {
+	in, _ := g.inbounds.Get().(*inbound)
+	if in == nil {
+		in = new(inbound)
+	}
+	rt := g.rt.Load()
+	hs, sent, conflict := rt.serverFor(r)
+	*in = inbound{
+		r:            r,
+		rt:           rt,
+		hs:           hs,
+		pol:          hs.policy().Snapshot(),
+		id:           g.ids.next(),
+		start:        time.Now(),
+		sent:         sent,
+		hostConflict: conflict,
+		internal:     isLocalDelivery(r),
+		auth:         in.auth[:0], // keeps its array
+	}
+	in.rec.ResponseWriter = w
+	in.w = &in.rec
+	return in
+}
+
+// done ends a request and returns its state to the pool; nothing may
+// hold on to in afterwards.
+func (g *Gateway) done(in *inbound) {
+	g.finish(in)
+	auth := in.auth[:0]
+	clear(auth[:cap(auth)])
+	*in = inbound{auth: auth}
+	g.inbounds.Put(in)
+}
+
 // reject is the one place that answers a refused request.
 func (g *Gateway) reject(in *inbound, err error) {
 	e := asError(err)
@@ -140,19 +162,13 @@ func (g *Gateway) reject(in *inbound, err error) {
 	writeError(in.w, e)
 }
 
-// forward relays the request to its hosted server's homeserver.
-func (g *Gateway) forward(in *inbound) {
-	in.upstreamStart = time.Now()
-	ctx := context.WithValue(in.r.Context(), ctxKey{}, in)
-	in.hs.upstream.proxy.ServeHTTP(in.w, in.r.WithContext(ctx))
-}
-
 // finish runs after every request: it returns resources, counts the
 // request in the metrics and writes the access (and decision) log lines.
 func (g *Gateway) finish(in *inbound) {
 	if in.release != nil {
 		in.release()
 	}
+	defer g.releaseBuffers(in) // the access log reads len(in.body)
 	if in.status == 0 {
 		in.status = in.w.status
 	}

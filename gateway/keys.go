@@ -31,7 +31,15 @@ type signingKeys struct {
 	request auth.SigningKey // signs outbound requests and notary answers
 	old     []auth.OldVerifyKey
 	doc     *keyDocument
+	// verifiers are the current keys prepared for verifying (precomputed
+	// tables): the egress checks our homeserver's signatures with them,
+	// and the inbound pipeline the signatures of other servers hosted
+	// here. Retired keys ([[keys.old]]) authenticate nothing.
+	verifiers map[auth.KeyID]*auth.Verifier
 }
+
+// verifier returns the prepared public half of our current key id, or nil.
+func (k *signingKeys) verifier(id auth.KeyID) *auth.Verifier { return k.verifiers[id] }
 
 // loadSigningKeys reads [keys]: the key file (every key in it is current),
 // the request key and the retired keys. Problems point into the config.
@@ -40,7 +48,14 @@ func loadSigningKeys(c *config.Config) (*signingKeys, error) {
 	if err != nil {
 		return nil, c.Errorf("keys.signing_key", "%v", err)
 	}
-	sk := &signingKeys{current: keys, request: keys[0]}
+	sk := &signingKeys{current: keys, request: keys[0], verifiers: make(map[auth.KeyID]*auth.Verifier, len(keys))}
+	for _, k := range keys {
+		v, err := auth.NewPrecomputedVerifier(k.Public())
+		if err != nil {
+			return nil, c.Errorf("keys.signing_key", "%s: %v", k.ID, err)
+		}
+		sk.verifiers[k.ID] = v
+	}
 	if id := c.Keys.RequestKey; id != "" {
 		found := false
 		for _, k := range keys {

@@ -132,7 +132,7 @@ type notaryQuery struct {
 // An empty inner object means "all keys, valid now". Invalid server names
 // are skipped, as servers that cannot be reached are.
 func parseNotaryPost(in *inbound, now time.Time) ([]notaryQuery, error) {
-	body, err := readLimited(in.r.Body, in.r.ContentLength, maxNotaryRequestBody)
+	body, err := readLimited(in.r.Body, in.r.ContentLength, maxNotaryRequestBody, nil)
 	if err != nil {
 		return nil, errTooLarge(maxNotaryRequestBody)
 	}

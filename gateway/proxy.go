@@ -1,196 +1,168 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"sync"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/upstream"
 )
 
 // maxBufferedResponse bounds the responses fedgate reads completely before
-// answering (transactions), see [upstream.bufferResponse].
+// answering (transactions), see [Gateway.forward].
 const maxBufferedResponse = 4 << 20
 
-// upstream forwards authenticated requests to the homeserver. It is built
-// once per runtime from [upstream] and shared by all requests.
-type upstream struct {
-	url       *url.URL
-	transport *http.Transport
-	proxy     *httputil.ReverseProxy
-	log       *zap.Logger
+// homeserver is the way to the homeserver a runtime forwards to: one
+// upstream member built from one [upstream] section.
+type homeserver struct {
+	*upstream.Member
 }
 
-// ctxKey carries the request's *inbound through the reverse proxy.
-type ctxKey struct{}
-
-func newUpstream(c *config.Config, log *zap.Logger) (*upstream, error) {
-	u, err := url.Parse(c.Upstream.URL)
+// newUpstream builds the member for one [upstream] section of c; errors
+// name the key at fault (section is "upstream", or wherever another
+// section of the same shape lives).
+func newUpstream(c *config.Config, section string, u config.Upstream) (*homeserver, error) {
+	m, err := upstream.New(upstreamOptions(u))
 	if err != nil {
-		return nil, fmt.Errorf("upstream.url: %w", err)
-	}
-	dialer := &net.Dialer{Timeout: c.Upstream.DialTimeout.D(), KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          c.Upstream.MaxIdleConns,
-		MaxIdleConnsPerHost:   c.Upstream.MaxIdleConns,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: c.Upstream.Timeout.D(),
-		TLSHandshakeTimeout:   c.Upstream.DialTimeout.D(),
-		ExpectContinueTimeout: time.Second,
-		// Never add Accept-Encoding or decompress: the response is relayed
-		// as the homeserver sent it.
-		DisableCompression: true,
-	}
-	if u.Scheme == "https" {
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		tr.ForceAttemptHTTP2 = true
-		if c.Upstream.CAFile != "" {
-			pem, err := os.ReadFile(c.Upstream.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("upstream.ca_file: %w", err)
-			}
-			pool, err := x509.SystemCertPool()
-			if err != nil {
-				pool = x509.NewCertPool()
-			}
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("upstream.ca_file: no certificates in %s", c.Upstream.CAFile)
-			}
-			tr.TLSClientConfig.RootCAs = pool
+		key := section
+		var oe *upstream.OptionError
+		if errors.As(err, &oe) {
+			key += "." + map[string]string{"URL": "url", "CAFile": "ca_file", "MaxIdleConns": "max_idle_conns"}[oe.Option]
+			err = oe.Err
 		}
+		return nil, c.Errorf(key, "%v", err)
 	}
-	up := &upstream{url: u, transport: tr, log: log}
-	up.proxy = &httputil.ReverseProxy{
-		Rewrite:        up.rewrite,
-		Transport:      tr,
-		BufferPool:     newBufferPool(32 << 10),
-		ModifyResponse: up.modifyResponse,
-		ErrorHandler:   up.errorHandler,
-		FlushInterval:  -1, // stream: media and large responses flow as they arrive
-	}
-	return up, nil
+	return &homeserver{Member: m}, nil
 }
 
-// close releases idle upstream connections (after a reload replaced us).
-func (up *upstream) close() { up.transport.CloseIdleConnections() }
-
-// rewrite points the outbound request at the homeserver while keeping the
-// request-target byte for byte: the homeserver re-verifies the X-Matrix
-// signature over it. ReverseProxy rebuilds the request line from URL fields
-// and may have dropped an unparsable query before calling us, so path and
-// query are restored from the raw RequestURI here.
-func (up *upstream) rewrite(pr *httputil.ProxyRequest) {
-	in := pr.In.Context().Value(ctxKey{}).(*inbound)
-	out := pr.Out
-	out.URL.Scheme = up.url.Scheme
-	out.URL.Host = up.url.Host
-	out.URL.Opaque = in.path
-	out.URL.RawQuery = in.rawQuery
-	out.URL.ForceQuery = in.forceQuery
-	out.URL.Path, out.URL.RawPath = "", ""
-	out.Host = pr.In.Host
-	out.Header.Set("X-Forwarded-For", in.peer.String())
-	out.Header.Set("X-Forwarded-Proto", "https")
-	out.Header.Set("X-Request-Id", in.id)
-	if in.body != nil {
-		body := in.body
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		out.Header.Del("Transfer-Encoding")
-		out.TransferEncoding = nil
-	} else {
-		out.Body = http.NoBody
-		out.ContentLength = 0
+// upstreamOptions maps one [upstream] section onto the member's options.
+func upstreamOptions(u config.Upstream) upstream.Options {
+	return upstream.Options{
+		URL:           u.URL,
+		HeaderTimeout: u.Timeout.D(),
+		BodyTimeout:   u.BodyTimeout.D(),
+		DialTimeout:   u.DialTimeout.D(),
+		MaxIdleConns:  u.MaxIdleConns,
+		CAFile:        u.CAFile,
 	}
 }
 
-// modifyResponse runs when the homeserver's headers arrived.
-func (up *upstream) modifyResponse(resp *http.Response) error {
-	in := resp.Request.Context().Value(ctxKey{}).(*inbound)
-	in.upstreamHeaders = time.Now()
-	// A transaction is only acknowledged with 200 once the homeserver's whole
-	// 200 answer arrived; a sender must never consider delivered a
-	// transaction whose answer broke off.
-	if in.match.Endpoint != nil && in.match.Endpoint.Class == "send" {
-		return up.bufferResponse(resp)
-	}
-	return nil
-}
+// close retires the member (after a reload replaced its runtime): idle
+// connections close now, busy ones when their request ends.
+func (h *homeserver) close() { h.Close() }
 
-// bufferResponse reads the whole body; a failure becomes a 502 instead of a
-// truncated 200.
-func (up *upstream) bufferResponse(resp *http.Response) error {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBufferedResponse+1))
-	resp.Body.Close()
+// forward relays the request to the homeserver: the method, the
+// request-target, the Authorization header and the body exactly as
+// received (the homeserver checks the X-Matrix signature again), the
+// other end-to-end headers, and X-Forwarded-For, X-Forwarded-Proto and
+// X-Request-Id set by fedgate (a remote's own Forwarded and
+// X-Forwarded-* fields are dropped). The answer streams back as it
+// arrives, except a transaction's: a /send answer is read in full first,
+// so that a sender never takes a transaction for delivered on a 200 that
+// broke off.
+func (g *Gateway) forward(in *inbound) {
+	in.upstreamStart = time.Now()
+	set := [...]upstream.Field{
+		{Name: "X-Forwarded-For", Value: in.peer.String()},
+		{Name: "X-Forwarded-Proto", Value: "https"},
+		{Name: "X-Request-Id", Value: in.id},
+		{Name: "X-Forwarded-Host"},
+		{Name: "Forwarded"},
+	}
+	req := upstream.Request{
+		Method: in.r.Method,
+		Target: in.r.RequestURI,
+		Host:   in.r.Host,
+		Header: in.r.Header,
+		Set:    set[:],
+		Body:   in.body,
+	}
+	ctx := in.r.Context()
+	resp, err := in.hs.upstream.RoundTrip(ctx, &req)
 	if err != nil {
-		return fmt.Errorf("reading homeserver response: %w", err)
+		g.upstreamFailed(in, err)
+		return
 	}
-	if len(body) > maxBufferedResponse {
-		return fmt.Errorf("homeserver response larger than %d bytes", maxBufferedResponse)
+	defer resp.Body.Close()
+	in.upstreamHeaders = time.Now()
+	h := in.w.Header()
+	if in.match.Endpoint != nil && in.match.Endpoint.Class == "send" {
+		body, err := resp.Body.ReadAll(maxBufferedResponse)
+		if err != nil {
+			g.upstreamFailed(in, err)
+			return
+		}
+		copyHeader(h, resp.Header)
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		in.w.WriteHeader(resp.StatusCode)
+		in.w.Write(body)
+		return
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.Header.Del("Transfer-Encoding")
-	resp.TransferEncoding = nil
-	return nil
+	copyHeader(h, resp.Header)
+	in.w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(in.w)
+	if _, err := resp.Body.StreamTo(in.w, rc.Flush); err != nil {
+		var ue *upstream.Error
+		if errors.As(err, &ue) {
+			// The status line is out: all that is left is to cut the
+			// remote server's connection, as net/http's reverse proxy
+			// does, so it cannot take a partial body for a whole one.
+			in.reason = "upstream_broken"
+			g.log.Error("homeserver response broke off", append(in.logFields(), zap.NamedError("cause", err))...)
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
-// errorHandler answers when the homeserver could not be reached or failed
-// before its response started: 504 on timeouts, 502 otherwise, Matrix JSON
-// either way. A client that went away gets nothing.
-func (up *upstream) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	in := r.Context().Value(ctxKey{}).(*inbound)
-	if errors.Is(r.Context().Err(), context.Canceled) {
+// upstreamFailed answers when the homeserver could not be reached or its
+// answer broke off before anything was relayed: 504 on timeouts, 502
+// otherwise, Matrix JSON either way. A remote server that went away gets
+// nothing (499 in the log).
+func (g *Gateway) upstreamFailed(in *inbound, err error) {
+	if errors.Is(in.r.Context().Err(), context.Canceled) {
 		in.status = statusClientClosed
 		in.reason = "client_closed"
 		return
 	}
 	e := &Error{Status: http.StatusBadGateway, Code: CodeUnknown, Msg: "The homeserver could not be reached", Reason: "upstream_unreachable", Err: err}
-	if isTimeout(err) {
+	var ue *upstream.Error
+	switch {
+	case errors.As(err, &ue) && ue.Timeout():
 		e = &Error{Status: http.StatusGatewayTimeout, Code: CodeUnknown, Msg: "The homeserver did not answer in time", Reason: "upstream_timeout", Err: err}
-	} else if !in.upstreamHeaders.IsZero() {
+	case !in.upstreamHeaders.IsZero() || errors.Is(err, upstream.ErrBodyTooLarge):
 		e.Msg, e.Reason = "The homeserver's response broke off", "upstream_broken"
 	}
 	in.fail(e)
-	writeError(w, e)
+	g.log.Error("request failed", append(in.logFields(), errField(e))...)
+	writeError(in.w, e)
+}
+
+// copyHeader adds the homeserver's header fields to the response's
+// (which may already hold fedgate's own, such as Connection: close).
+func copyHeader(dst, src http.Header) {
+	for k, v := range src {
+		if _, ok := dst[k]; ok {
+			dst[k] = append(dst[k], v...)
+		} else {
+			dst[k] = v
+		}
+	}
 }
 
 // statusClientClosed is logged when the remote server hung up (nginx's 499).
 const statusClientClosed = 499
 
+// isTimeout reports errors that mean a timeout passed.
 func isTimeout(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return true
-	}
-	// http.Transport's ResponseHeaderTimeout error is not a net.Error.
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte("timeout awaiting response headers"))
+	return errors.As(err, &ne) && ne.Timeout()
 }
-
-// bufferPool lends the reverse proxy fixed-size copy buffers.
-type bufferPool struct{ pool *sync.Pool }
-
-func newBufferPool(size int) bufferPool {
-	return bufferPool{pool: &sync.Pool{New: func() any { b := make([]byte, size); return &b }}}
-}
-
-func (p bufferPool) Get() []byte  { return *(p.pool.Get().(*[]byte)) }
-func (p bufferPool) Put(b []byte) { p.pool.Put(&b) }

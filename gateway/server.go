@@ -68,7 +68,13 @@ type Gateway struct {
 	router *endpoints.Router
 	stages []stage
 	ids    *requestIDs
-	rt     atomic.Pointer[runtime]
+	// buffers lends request bodies and their canonical form to inbound
+	// requests; inbounds recycles their per-request state and fieldBufs
+	// their access log fields.
+	buffers   bodyBuffers
+	inbounds  sync.Pool // *inbound
+	fieldBufs sync.Pool // *[]zap.Field
+	rt        atomic.Pointer[runtime]
 	// hosted keeps each hosted server's long-lived state (policy engine
 	// and limiters, homeserver reachability) across reloads, by name.
 	hosted hostedStates
@@ -550,7 +556,7 @@ func Check(c *config.Config) error {
 			return err
 		}
 		servers = append(servers, &hostedServer{cfg: hc, name: hc.ServerName, egress: eg})
-		up, err := newUpstream(hc, g.log)
+		up, err := newUpstream(hc, "upstream", hc.Upstream)
 		if err != nil {
 			return err
 		}

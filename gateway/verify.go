@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"crypto/ed25519"
 	"net/http"
+	"slices"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/hosting"
@@ -12,7 +12,7 @@ import (
 // will verify it.
 type xMatrixHeader struct {
 	x   auth.XMatrix
-	pub ed25519.PublicKey
+	key *auth.Verifier // prepared once per key by the keyring
 }
 
 // stageXMatrix parses the Authorization header(s). Several X-Matrix
@@ -30,12 +30,12 @@ func (g *Gateway) stageXMatrix(in *inbound) error {
 		return keyError(err)
 	}
 	in.origin = xs[0].Origin
-	in.auth = make([]xMatrixHeader, len(xs))
+	in.auth = slices.Grow(in.auth[:0], len(xs))[:len(xs)]
 	for i, x := range xs {
 		if x.Origin != in.origin {
 			return &Error{Status: http.StatusBadRequest, Code: CodeUnauthorized, Msg: "X-Matrix headers name different origins", Reason: "malformed_header"}
 		}
-		in.auth[i].x = x
+		in.auth[i] = xMatrixHeader{x: x}
 	}
 	if i := in.rt.hosted.Lookup(in.origin); i >= 0 {
 		// Servers never send federation requests to themselves; accepting
@@ -136,17 +136,17 @@ func (g *Gateway) stageOriginKey(in *inbound) error {
 	for i := range in.auth {
 		h := &in.auth[i]
 		if in.originHosted != nil {
-			if h.pub = ourKey(in.originHosted.keys, h.x.Key); h.pub == nil {
+			if h.key = in.originHosted.keys.verifier(h.x.Key); h.key == nil {
 				return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Reason: "unknown_key",
 					Msg: "Signed with " + quoteShort(string(h.x.Key)) + ", which is not a current key of " + in.origin}
 			}
 			continue
 		}
-		pub, err := g.keyring.VerifyKey(in.r.Context(), in.origin, h.x.Key)
+		key, err := g.keyring.Verifier(in.r.Context(), in.origin, h.x.Key)
 		if err != nil {
 			return keyError(err)
 		}
-		h.pub = pub
+		h.key = key
 	}
 	return nil
 }
@@ -155,7 +155,7 @@ func (g *Gateway) stageOriginKey(in *inbound) error {
 // request-target, destination and content.
 func (g *Gateway) stageSignature(in *inbound) error {
 	for _, h := range in.auth {
-		err := auth.VerifyRequestContent(h.x, in.r.Method, in.r.RequestURI, in.hs.name, in.canon, h.pub)
+		err := auth.VerifyRequestWith(h.x, in.r.Method, in.r.RequestURI, in.hs.name, in.canon, h.key)
 		if err != nil {
 			return keyError(err)
 		}

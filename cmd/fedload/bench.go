@@ -11,8 +11,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/fedgate/fedgate/auth"
 )
 
 // benchOptions are the flags of "fedload bench".
@@ -23,11 +21,12 @@ type benchOptions struct {
 	spec                  loadSpec
 	rounds                int
 	scenarios             []string
-	accessLog             bool
+	accessLog             string // "off", "on" or "both"
 	halfPeak              bool
 	idleConns             int
 	cluster               bool
 	redis                 string
+	clusterBase           string // the target cluster mode is compared with
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,7 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	var o benchOptions
 	var scen string
-	fs.StringVar(&o.fedgate, "fedgate", "", `fedgate binary ("": beside fedload or in PATH; "none": skip)`)
+	fs.StringVar(&o.fedgate, "fedgate", "", `fedgate binary ("": beside fedload or in PATH; "none": skip); several as "label=path,label=path" are measured side by side`)
 	fs.StringVar(&o.caddy, "caddy", "", `caddy binary for comparison ("": PATH; "none": skip)`)
 	fs.StringVar(&o.nginx, "nginx", "", `nginx binary for comparison ("": PATH; "none": skip)`)
 	fs.StringVar(&o.dir, "dir", "", "folder for configurations and logs (default: a temporary one, removed)")
@@ -46,7 +45,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.spec.conns, "conns", 32, "concurrent keep-alive connections")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the table shows medians")
 	fs.StringVar(&scen, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios")
-	fs.BoolVar(&o.accessLog, "access-log", false, "turn fedgate's access log on (nginx and Caddy run without one)")
+	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on", or "both" (one fedgate process each; nginx and Caddy run without one)`)
 	fs.BoolVar(&o.halfPeak, "half-peak", true, "also measure latency at half of fedgate's peak rate")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "measure each proxy's RSS holding this many idle keep-alive connections (0: skip)")
 	fs.BoolVar(&o.cluster, "cluster", false, "also run fedgate in cluster mode (target fedgate+redis) against a redis-server fedload starts, and report what [cluster] adds per request")
@@ -59,6 +58,14 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	o.scenarios = splitList(scen)
+	logModes, err := accessLogModes(o.accessLog)
+	if err != nil {
+		return err
+	}
+	bins, err := fedgateBinaries(o.fedgate)
+	if err != nil {
+		return err
+	}
 	if o.origins < 1 || o.distinct < 1 || o.spec.requests < 1 || o.spec.conns < 1 || o.rounds < 1 || o.spec.duration <= 0 {
 		return fmt.Errorf("-origins, -distinct, -requests, -conns, -rounds and -duration must be positive")
 	}
@@ -77,31 +84,44 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	targets := []*target{{name: "direct", base: "http://" + e.upstream.addr}}
-	if bin := findBinary(o.fedgate, "fedgate"); bin != "" {
-		t, _, err := e.startFedgate(bin, o.accessLog)
+	for _, b := range bins {
+		for _, logOn := range logModes {
+			name := b.label
+			if logOn {
+				name += "+log"
+			}
+			t, _, err := e.startFedgate(name, b.path, logOn)
+			if err != nil {
+				return err
+			}
+			defer t.stop()
+			targets = append(targets, t)
+		}
+	}
+	if o.cluster && len(bins) > 0 {
+		// One more fedgate, the first binary with the first access-log
+		// mode, in cluster mode against a redis-server of its own.
+		rbin := findBinary(o.redis, "redis-server")
+		if rbin == "" {
+			return fmt.Errorf("-cluster needs redis-server (apt-get install redis-server, or -redis PATH)")
+		}
+		redis, err := e.startRedis(rbin)
 		if err != nil {
 			return err
 		}
-		defer t.stop()
-		targets = append(targets, t)
-		if o.cluster {
-			rbin := findBinary(o.redis, "redis-server")
-			if rbin == "" {
-				return fmt.Errorf("-cluster needs redis-server (apt-get install redis-server, or -redis PATH)")
-			}
-			redis, err := e.startRedis(rbin)
-			if err != nil {
-				return err
-			}
-			defer redis.stop()
-			ct, err := e.startFedgateCluster(bin, o.accessLog, redis)
-			if err != nil {
-				return err
-			}
-			defer ct.stop()
-			targets = append(targets, ct)
+		defer redis.stop()
+		o.clusterBase = bins[0].label
+		if logModes[0] {
+			o.clusterBase += "+log"
 		}
-	} else {
+		ct, err := e.startFedgateCluster(o.clusterBase+"+redis", bins[0].path, logModes[0], redis)
+		if err != nil {
+			return err
+		}
+		defer ct.stop()
+		targets = append(targets, ct)
+	}
+	if len(bins) == 0 && o.fedgate != "none" {
 		fmt.Fprintln(stderr, "fedload: no fedgate binary (build it with: go build -o bin/ ./cmd/...); measuring without it")
 	}
 	if bin := findBinary(o.caddy, "caddy"); bin != "" {
@@ -150,6 +170,7 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		}
 	}
 	all := map[string][]*result{} // key: scenario/target
+	verify := map[string][]verifyTiming{}
 	for round := range o.rounds {
 		for _, s := range scenarios {
 			// Rotate the order each round so no target always runs first
@@ -167,6 +188,12 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 				fmt.Fprintf(out, "round %d %-13s %-8s %7.0f req/s  p99 %-8s cpu/req %-7s errors %d %s\n",
 					round+1, s.name, t.name, r.rps(), fmtDur(r.pct(0.99)), fmtDur(r.cpuPerReq()), r.errors, r.firstError)
 			}
+			if !s.local {
+				// The signature check is timed in every round, right
+				// after the scenario's measurements, so that it sees the
+				// same machine as they did.
+				verify[s.name] = append(verify[s.name], timeVerify(e, s))
+			}
 		}
 	}
 	medians := map[string]*result{}
@@ -174,10 +201,12 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		medians[k] = median(rs)
 	}
 	printTable(out, targets, scenarios, medians)
-	printBudget(out, e, scenarios, medians)
-	printClusterCost(out, scenarios, medians)
+	printOwnWork(out, targets, scenarios, medians, verify)
+	if o.clusterBase != "" {
+		printClusterCost(out, scenarios, medians, o.clusterBase)
+	}
 	if o.halfPeak {
-		if err := halfPeak(ctx, out, clients, targets, scenarios, medians, o.spec); err != nil {
+		if err := halfPeak(ctx, out, clients, targets, scenarios, medians, o.spec, o.rounds); err != nil {
 			return err
 		}
 	}
@@ -243,106 +272,103 @@ func printTable(out io.Writer, targets []*target, scenarios []scenario, med map[
 	tw.Flush()
 }
 
-// printBudget compares fedgate's CPU per request with issue 10's targets:
-// Caddy's CPU per request plus one signature verification of the request
-// (measured here, in this process, on these exact requests), plus
-// 1.5 µs per KiB of body for PUTs; local endpoints against Caddy's CPU per
-// proxied request.
-func printBudget(out io.Writer, e *env, scenarios []scenario, med map[string]*result) {
-	if med[scenarios[0].name+"/fedgate"] == nil || med[scenarios[0].name+"/caddy"] == nil {
-		return
-	}
-	fmt.Fprintf(out, "\nTargets (fedgate CPU/req against Caddy's plus the signature check):\n\n")
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tfedgate\tcaddy\tverify\ttarget\tstretch\tmet\t")
-	for _, s := range scenarios {
-		f, c := med[s.name+"/fedgate"], med[s.name+"/caddy"]
-		if f == nil || c == nil {
-			continue
-		}
-		var verify, target, stretch time.Duration
-		if s.local {
-			target, stretch = c.cpuPerReq(), c.cpuPerReq()
-		} else {
-			verify = verifyCost(e, s)
-			perKiB := time.Duration(float64(len(s.reqs[0].body)) / 1024 * 1500)
-			target = c.cpuPerReq() + verify + perKiB
-			stretch = c.cpuPerReq() + verify*6/10 + perKiB
-		}
-		met := "no"
-		switch {
-		case f.cpuPerReq() <= stretch:
-			met = "stretch"
-		case f.cpuPerReq() <= target:
-			met = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.name, fmtDur(f.cpuPerReq()), fmtDur(c.cpuPerReq()), fmtDur(verify), fmtDur(target), fmtDur(stretch), met)
-	}
-	tw.Flush()
-}
-
-// verifyCost times VerifyRequest on the scenario's first request, the
-// message built and hashed included, on one core of this machine.
-func verifyCost(e *env, s scenario) time.Duration {
-	r := s.reqs[0]
-	xs, err := auth.ParseAuthorization([]string{r.auth})
-	if err != nil {
-		return 0
-	}
-	var pub []byte
-	for _, o := range e.origins {
-		if o.name == xs[0].Origin {
-			pub = o.key.Public()
-		}
-	}
-	uri := r.path
-	if r.query != "" {
-		uri += "?" + r.query
-	}
-	content, _ := auth.CanonicalizeContent(nil, r.body)
-	const n = 300
-	start := time.Now()
-	for range n {
-		auth.VerifyRequestContent(xs[0], r.method, uri, serverName, content, pub)
-	}
-	return time.Since(start) / n
-}
-
 // halfPeak measures latency at half of fedgate's peak rate for every
-// target (the same rate for all), and the p99 each adds over direct.
-func halfPeak(ctx context.Context, out io.Writer, clients map[string]*http.Client, targets []*target, scenarios []scenario, med map[string]*result, spec loadSpec) error {
-	fmt.Fprintf(out, "\nLatency at half of fedgate's peak rate (open loop; added = p99 - direct's p99 at the same rate):\n\n")
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\ttarget\trate\tp50\tp90\tp99\tp99 added\terrors\t")
+// target (the same rate for all), in interleaved rounds, and the p99 each
+// adds over direct, against issue 14's targets (2 ms for GETs, 4 ms for
+// the PUTs). The peak is the first fedgate target's, without access log
+// when there is one. The table shows medians over the rounds.
+func halfPeak(ctx context.Context, out io.Writer, clients map[string]*http.Client, targets []*target, scenarios []scenario, med map[string]*result, spec loadSpec, rounds int) error {
+	primary := primaryFedgate(targets)
+	if primary == nil {
+		return nil
+	}
+	paced := map[string]loadSpec{}
 	for _, s := range scenarios {
-		peak := med[s.name+"/fedgate"]
+		peak := med[s.name+"/"+primary.name]
 		if peak == nil || s.local {
 			// fedgate answers local endpoints faster than the upstream
 			// can: half its peak would only measure the others' queues.
 			continue
 		}
-		rate := peak.rps() / 2
-		paced := spec
-		paced.rate = rate
-		paced.requests = min(spec.requests, int(rate*spec.duration.Seconds()))
-		var direct time.Duration
+		p := spec
+		p.rate = peak.rps() / 2
+		p.requests = min(spec.requests, int(p.rate*spec.duration.Seconds()))
+		paced[s.name] = p
+	}
+	all := map[string][]*result{}
+	for round := range rounds {
+		for _, s := range scenarios {
+			p, ok := paced[s.name]
+			if !ok {
+				continue
+			}
+			for k := range targets {
+				t := targets[(k+round)%len(targets)]
+				r, err := run(ctx, clients[t.name], t, s, p)
+				if err != nil {
+					return err
+				}
+				all[s.name+"/"+t.name] = append(all[s.name+"/"+t.name], r)
+			}
+		}
+	}
+	fmt.Fprintf(out, "\nLatency at half of %s's peak rate (open loop, medians of %d rounds; added = p99 - direct's p99 at the same rate):\n\n", primary.name, rounds)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\ttarget\trate\tp50\tp90\tp99\tp99 added\ttarget\tmet\terrors\t")
+	for _, s := range scenarios {
+		p, ok := paced[s.name]
+		if !ok {
+			continue
+		}
+		limit := 2 * time.Millisecond
+		if s.reqs[0].method != http.MethodGet {
+			limit = 4 * time.Millisecond
+		}
+		// median keeps p50, p90 and p99 as lat[0:3].
+		direct := median(all[s.name+"/direct"]).lat[2]
 		for _, t := range targets {
-			r, err := run(ctx, clients[t.name], t, s, paced)
-			if err != nil {
-				return err
-			}
-			if t.name == "direct" {
-				direct = r.pct(0.99)
-			}
-			added := "-"
+			r := median(all[s.name+"/"+t.name])
+			added, goal, met := "-", "-", "-"
 			if t.name != "direct" {
-				added = fmtDur(r.pct(0.99) - direct)
+				added = fmtSigned(r.lat[2] - direct)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%.0f/s\t%s\t%s\t%s\t%s\t%d\t\n", s.name, t.name, rate, fmtDur(r.pct(0.5)), fmtDur(r.pct(0.9)), fmtDur(r.pct(0.99)), added, r.errors)
+			if t.fedgate {
+				goal, met = fmtDur(limit), "no"
+				if r.lat[2]-direct <= limit {
+					met = "yes"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f/s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", s.name, t.name, p.rate, fmtDur(r.lat[0]), fmtDur(r.lat[1]), fmtDur(r.lat[2]), added, goal, met, r.errors)
 		}
 	}
 	tw.Flush()
 	return nil
+}
+
+// fmtSigned is fmtDur for differences, which may be negative.
+func fmtSigned(d time.Duration) string {
+	if d < 0 {
+		return "-" + fmtDur(-d)
+	}
+	return fmtDur(d)
+}
+
+// primaryFedgate is the fedgate target whose peak sets the paced rate:
+// the first one without access log, else the first one.
+func primaryFedgate(targets []*target) *target {
+	var first *target
+	for _, t := range targets {
+		if !t.fedgate {
+			continue
+		}
+		if !t.accessLog {
+			return t
+		}
+		if first == nil {
+			first = t
+		}
+	}
+	return first
 }
 
 // idleRSS opens n keep-alive TLS connections to each proxy, makes one
@@ -402,9 +428,9 @@ const verifiedGET = "get-profile"
 // the CPU each request costs fedgate, what cluster mode adds (as a share
 // of fedgate's verified GET), what redis-server spends per request, and
 // the p99 of both.
-func printClusterCost(out io.Writer, scenarios []scenario, med map[string]*result) {
-	base := med[verifiedGET+"/fedgate"]
-	if med[scenarios[0].name+"/fedgate+redis"] == nil || base == nil || base.cpuPerReq() == 0 {
+func printClusterCost(out io.Writer, scenarios []scenario, med map[string]*result, name string) {
+	base := med[verifiedGET+"/"+name]
+	if med[scenarios[0].name+"/"+name+"+redis"] == nil || base == nil || base.cpuPerReq() == 0 {
 		return
 	}
 	fmt.Fprintf(out, "\nCluster mode (fedgate+redis: [cluster] with a local redis-server) against fedgate alone, same run;\n"+
@@ -412,7 +438,7 @@ func printClusterCost(out io.Writer, scenarios []scenario, med map[string]*resul
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tfedgate CPU/req\t+redis CPU/req\tadded\tadded/verified GET\tredis-server CPU/req\tp99 fedgate\tp99 +redis\tmet\t")
 	for _, s := range scenarios {
-		f, c := med[s.name+"/fedgate"], med[s.name+"/fedgate+redis"]
+		f, c := med[s.name+"/"+name], med[s.name+"/"+name+"+redis"]
 		if f == nil || c == nil {
 			continue
 		}

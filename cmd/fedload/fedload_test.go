@@ -37,7 +37,7 @@ func TestScenariosThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fedgate.toml")
-	if err := os.WriteFile(path, []byte(e.fedgateTOML(0, 0, true, filepath.Join(dir, "fedgate-data"), "")), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(e.fedgateTOML("fedgate", 0, 0, true, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -157,5 +157,48 @@ func TestWorkDirIsAbsolute(t *testing.T) {
 	defer cleanup()
 	if !filepath.IsAbs(dir) {
 		t.Fatalf("workDir(bench-run) = %q", dir)
+	}
+}
+
+// TestNonCanonicalKeepsContent: the put-send-16k-nc bodies differ from
+// their canonical form but canonicalise back to it, so their signatures
+// (made over the content) verify.
+func TestNonCanonicalKeepsContent(t *testing.T) {
+	t.Parallel()
+	canon := transaction("o0.origins.fedload.test", 7, 4<<10)
+	nc := nonCanonical(canon)
+	if bytes.Equal(nc, canon) || auth.IsCanonical(nc) {
+		t.Fatal("the re-encoded body is still canonical")
+	}
+	back, err := auth.CanonicalizeContent(nil, nc)
+	if err != nil || !bytes.Equal(back, canon) {
+		t.Fatalf("canonicalised back: %v\n%s\nwant\n%s", err, back, canon)
+	}
+	if bytes.ContainsFunc(nc, func(r rune) bool { return r >= 0x80 }) {
+		t.Fatal("non-ASCII left unescaped")
+	}
+}
+
+func TestFedgateBinariesFlag(t *testing.T) {
+	t.Parallel()
+	bins, err := fedgateBinaries("new=bin/fedgate,main=/tmp/fedgate-main")
+	if err != nil || len(bins) != 2 || bins[0].label != "new" || bins[1].label != "main" || !filepath.IsAbs(bins[0].path) {
+		t.Fatalf("%+v %v", bins, err)
+	}
+	for _, bad := range []string{"a=x,a=y", "caddy=x", "=x", "a b=x", "a=", "x+log=y"} {
+		if _, err := fedgateBinaries(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if bins, err := fedgateBinaries("none"); err != nil || bins != nil {
+		t.Fatalf("none: %v %v", bins, err)
+	}
+	for _, v := range []string{"on", "off", "both", "true", "false"} {
+		if _, err := accessLogModes(v); err != nil {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+	if _, err := accessLogModes("maybe"); err == nil {
+		t.Error("maybe accepted")
 	}
 }

@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/internal/fedtest"
@@ -33,7 +37,7 @@ type scenario struct {
 }
 
 // scenarioNames lists what -scenarios accepts, in table order.
-var scenarioNames = []string{"get-profile", "put-send-2k", "put-send-16k", "get-media", "key-document", "well-known"}
+var scenarioNames = []string{"get-profile", "put-send-2k", "put-send-16k", "put-send-16k-nc", "get-media", "key-document", "well-known"}
 
 // buildScenarios signs distinct requests for each named scenario, spread
 // over the origins, with distinct user ids, transaction ids and media ids.
@@ -47,14 +51,20 @@ func buildScenarios(names []string, origins []*origin, distinct int) ([]scenario
 			s.reqs, err = signMany(origins, distinct, "GET", func(i int) (string, string) {
 				return "/_matrix/federation/v1/query/profile", fmt.Sprintf("user_id=%%40user%d%%3A%s&field=displayname", i, serverName)
 			}, nil)
-		case "put-send-2k", "put-send-16k":
+		case "put-send-2k", "put-send-16k", "put-send-16k-nc":
 			size := 2 << 10
-			if name == "put-send-16k" {
+			if name != "put-send-2k" {
 				size = 16 << 10
+			}
+			body := func(o *origin, i int) []byte { return transaction(o.name, i, size) }
+			if name == "put-send-16k-nc" {
+				// Not canonical: fedgate must canonicalise it to check
+				// the signature, as for senders other than Synapse.
+				body = func(o *origin, i int) []byte { return nonCanonical(transaction(o.name, i, size)) }
 			}
 			s.reqs, err = signMany(origins, distinct, "PUT", func(i int) (string, string) {
 				return fmt.Sprintf("/_matrix/federation/v1/send/%d", 1700000000000+i), ""
-			}, func(o *origin, i int) []byte { return transaction(o.name, i, size) })
+			}, body)
 		case "get-media":
 			s.reqs, err = signMany(origins, distinct, "GET", func(i int) (string, string) {
 				return fmt.Sprintf("/_matrix/federation/v1/media/download/media%d", i), ""
@@ -118,6 +128,78 @@ func transaction(origin string, txn, size int) []byte {
 			return b
 		}
 	}
+}
+
+// nonCanonical re-encodes canonical JSON the way Python's json.dumps does
+// by default (and as other encoders may): members in another order (here
+// reversed), ", " and ": " separators, and non-ASCII characters escaped as
+// \uXXXX. The content, and so the signature, stays the same.
+func nonCanonical(canon []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(canon))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		panic(fmt.Sprintf("fedload: re-encoding a transaction: %v", err))
+	}
+	return appendPython(nil, v)
+}
+
+func appendPython(dst []byte, v any) []byte {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := slices.Sorted(maps.Keys(v))
+		slices.Reverse(keys)
+		dst = append(dst, '{')
+		for i, k := range keys {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = appendASCIIString(dst, k)
+			dst = append(dst, ": "...)
+			dst = appendPython(dst, v[k])
+		}
+		return append(dst, '}')
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ", "...)
+			}
+			dst = appendPython(dst, e)
+		}
+		return append(dst, ']')
+	case string:
+		return appendASCIIString(dst, v)
+	case json.Number:
+		return append(dst, v...)
+	case bool:
+		return strconv.AppendBool(dst, v)
+	case nil:
+		return append(dst, "null"...)
+	}
+	panic(fmt.Sprintf("fedload: unexpected JSON value %T", v))
+}
+
+// appendASCIIString writes s as a JSON string with every non-ASCII
+// character as \uXXXX (surrogate pairs beyond the BMP).
+func appendASCIIString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r < 0x20 || r >= 0x7f:
+			if r > 0xffff {
+				r1, r2 := utf16.EncodeRune(r)
+				dst = fmt.Appendf(dst, "\\u%04x\\u%04x", r1, r2)
+			} else {
+				dst = fmt.Appendf(dst, "\\u%04x", r)
+			}
+		default:
+			dst = append(dst, byte(r))
+		}
+	}
+	return append(dst, '"')
 }
 
 // newClient is the load generator's HTTP/1.1 keep-alive client, with at

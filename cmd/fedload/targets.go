@@ -30,8 +30,10 @@ type target struct {
 	name string
 	base string // "https://127.0.0.1:port" or "http://..."
 	pid  int    // 0: no process of its own (direct)
-	cmd  *exec.Cmd
-	log  *os.File
+	// fedgate marks fedgate processes; accessLog whether theirs is on.
+	fedgate, accessLog bool
+	cmd                *exec.Cmd
+	log                *os.File
 	// exited is closed when the process has ended.
 	exited chan struct{}
 	// side are processes the target depends on whose CPU is counted
@@ -114,7 +116,7 @@ func (e *env) close() {
 // fedgateTOML is the configuration fedload gives fedgate: its upstream,
 // the origins through [outbound.overrides] with fedload's CA, and limits
 // high enough that one loopback peer can load it.
-func (e *env) fedgateTOML(port, adminPort int, accessLog bool, dataDir, clusterTOML string) string {
+func (e *env) fedgateTOML(name string, port, adminPort int, accessLog bool, clusterTOML string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by fedload for one load run.
 server_name = %q
@@ -153,8 +155,8 @@ concurrent_per_origin = 100000
 ca_file = %q
 
 [outbound.overrides]
-`, serverName, dataDir, e.upstream.addr, port, adminPort, e.certFile, e.keyFile, serverName,
-		filepath.Join(dataDir, "signing.key"), accessLog, e.caFile)
+`, serverName, filepath.Join(e.dir, name+"-data"), e.upstream.addr, port, adminPort, e.certFile, e.keyFile, serverName,
+		filepath.Join(e.dir, "fedgate-data", "signing.key"), accessLog, e.caFile)
 	for _, o := range e.origins {
 		fmt.Fprintf(&b, "%q = %q\n", o.name, o.addr)
 	}
@@ -162,8 +164,10 @@ ca_file = %q
 	return b.String()
 }
 
-// startFedgate runs "fedgate run" on a generated configuration.
-func (e *env) startFedgate(bin string, accessLog bool) (*target, int, error) {
+// startFedgate runs "fedgate run" on a generated configuration, as the
+// target called name (its configuration is name.toml, its data folder
+// name-data; the signing key in fedgate-data is shared).
+func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -172,18 +176,24 @@ func (e *env) startFedgate(bin string, accessLog bool) (*target, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cfg := filepath.Join(e.dir, "fedgate.toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(port, admin, accessLog, filepath.Join(e.dir, "fedgate-data"), "")), 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Join(e.dir, "fedgate-data"), 0o700); err != nil {
 		return nil, 0, err
 	}
-	t, err := e.spawn("fedgate", port, bin, "run", "-config", cfg)
+	cfg := filepath.Join(e.dir, name+".toml")
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, "")), 0o600); err != nil {
+		return nil, 0, err
+	}
+	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
+	if t != nil {
+		t.fedgate, t.accessLog = true, accessLog
+	}
 	return t, admin, err
 }
 
 // startFedgateCluster runs a second fedgate with [cluster] pointing at
-// redis (a redis-server fedload started), as target "fedgate+redis";
+// redis (a redis-server fedload started), as target name (the base target's name + "+redis");
 // redis-server's CPU is counted as the target's side CPU.
-func (e *env) startFedgateCluster(bin string, accessLog bool, redis *redisServer) (*target, error) {
+func (e *env) startFedgateCluster(name, bin string, accessLog bool, redis *redisServer) (*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -193,14 +203,15 @@ func (e *env) startFedgateCluster(bin string, accessLog bool, redis *redisServer
 		return nil, err
 	}
 	cluster := fmt.Sprintf("\n[cluster]\nredis = \"redis://%s/0\"\nprefix = \"fedload:\"\nnode = \"fedload\"\n", redis.addr)
-	cfg := filepath.Join(e.dir, "fedgate-cluster.toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(port, admin, accessLog, filepath.Join(e.dir, "fedgate-cluster-data"), cluster)), 0o600); err != nil {
+	cfg := filepath.Join(e.dir, name+".toml")
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, cluster)), 0o600); err != nil {
 		return nil, err
 	}
-	t, err := e.spawn("fedgate+redis", port, bin, "run", "-config", cfg)
+	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
 	if err != nil {
 		return nil, err
 	}
+	t.fedgate, t.accessLog = true, accessLog
 	t.side = []int{redis.cmd.Process.Pid}
 	return t, nil
 }

@@ -28,14 +28,15 @@ lint:
 	$(GO) mod tidy -diff
 
 ## bench: benchmarks of the hot path (results in docs/performance.md):
-## X-Matrix parse, canonical JSON (2/16/64 KiB), sign/verify, policy,
+## X-Matrix parse, canonical JSON (2/16/64 KiB, canonical and not),
+## sign/verify (precomputed keys and crypto/ed25519), policy,
 ## rate limiters, route lookup, the inbound pipeline in process, the
 ## upstream forwarder, upstream pools (choosing a member by origin with
 ## 2/8/32 members, the route lookup, the pipeline in front of pools).
 ## BENCHTIME=2s BENCHCOUNT=5 for numbers worth comparing (benchstat).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) \
-		./auth/ ./policy/ ./internal/endpoints/ ./internal/glob/ ./gateway/ ./upstream/
+		./auth/ ./policy/ ./internal/endpoints/ ./internal/glob/ ./internal/edverify/ ./gateway/ ./upstream/
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz:

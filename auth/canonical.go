@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"sync"
@@ -398,15 +399,17 @@ const (
 	msb = 0x8080808080808080
 )
 
-// swarSpecial reports whether any of the eight bytes in v is not plain:
-// below 0x20, '"', '\' or non-ASCII.
-func swarSpecial(v uint64) bool {
+// swarSpecial marks the bytes of v (eight input bytes, little-endian)
+// that are not plain: below 0x20, '"', '\' or non-ASCII. The result has
+// the top bit of such bytes set; borrows may also mark bytes after the
+// first marked one, never before it, so the lowest mark is exact.
+func swarSpecial(v uint64) uint64 {
 	ctl := (v - lsb*0x20) &^ v
 	quote := v ^ (lsb * '"')
 	quote = (quote - lsb) &^ quote
 	bs := v ^ (lsb * '\\')
 	bs = (bs - lsb) &^ bs
-	return (ctl|quote|bs|v)&msb != 0
+	return (ctl | quote | bs | v) & msb
 }
 
 // str validates the string starting at the quote at start and returns the
@@ -417,7 +420,11 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 	j := start + 1
 	esc := false
 	for {
-		for j+8 <= n && !swarSpecial(binary.LittleEndian.Uint64(src[j:])) {
+		for j+8 <= n {
+			if m := swarSpecial(binary.LittleEndian.Uint64(src[j:])); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3 // the first special byte
+				break
+			}
 			j += 8
 		}
 		for j < n && strPlain[src[j]] {
@@ -1010,8 +1017,8 @@ func quoteOrBackslash(src []byte, j int) int {
 		q = (q - lsb) &^ q
 		bs := v ^ (lsb * '\\')
 		bs = (bs - lsb) &^ bs
-		if (q|bs)&msb != 0 {
-			break
+		if m := (q | bs) & msb; m != 0 {
+			return j + bits.TrailingZeros64(m)>>3 // the lowest mark is exact
 		}
 	}
 	for src[j] != '"' && src[j] != '\\' {

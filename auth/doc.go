@@ -53,6 +53,11 @@
 // At start: [NewKeyring] with the configured notaries, pinned keys and
 // cache file, then go keyring.Run(ctx); at shutdown keyring.Close().
 //
+// Cluster mode: [KeyringOptions.Shared] (a [SharedKeyStore], package
+// cluster's Redis store) is consulted after a miss in memory, with a
+// [SharedSealer] that seals documents before they are stored and checks
+// the seal when they are read back.
+//
 // Everything here is safe for concurrent use unless a type's doc says
 // otherwise ([Canonicalizer]); keys and parsed documents are immutable.
 package auth

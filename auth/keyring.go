@@ -79,6 +79,15 @@ type KeyringOptions struct {
 	// SaveDelay is how long Run waits after a change before writing the
 	// cache file, so a burst of fetches is saved once. Default 10s.
 	SaveDelay time.Duration
+	// Shared, when set, is consulted after a miss in memory: a document
+	// another instance fetched is used instead of fetching again, a fetch
+	// another instance has in progress is waited for, and failure backoff
+	// is shared (see [SharedKeyStore]). Nil keeps everything in process.
+	Shared SharedKeyStore
+	// SharedSealer seals documents before they go to Shared and checks
+	// the seal of documents read from it (see [SharedSealer]). Required
+	// with Shared.
+	SharedSealer SharedSealer
 	// MaxPrecomputed caps the keys that get a table of multiples for fast
 	// verification (about 7.5 KiB each, see [Verifier]); keys beyond it
 	// are decoded only and verify at crypto/ed25519's speed. A table is
@@ -200,6 +209,9 @@ func NewKeyring(opts KeyringOptions) (*Keyring, error) {
 }
 
 func (o *KeyringOptions) check() error {
+	if o.Shared != nil && o.SharedSealer == nil {
+		return errors.New("a shared key store needs a SharedSealer")
+	}
 	for i, n := range o.Notaries {
 		if !servername.Valid(n.ServerName) {
 			return fmt.Errorf("notary %d: %q is not a valid server name", i, n.ServerName)

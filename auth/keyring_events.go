@@ -40,6 +40,15 @@ const (
 	EventCacheSaved
 	// EventCacheError: the cache file could not be read or written (Err).
 	EventCacheError
+	// EventSharedHit: a document another instance fetched was taken from
+	// the shared store (KeyringOptions.Shared) instead of fetching.
+	EventSharedHit
+	// EventSharedWait: another instance was fetching the server's keys,
+	// so this one waited for its result.
+	EventSharedWait
+
+	// LastEvent is the highest EventKind, for tables indexed by kind.
+	LastEvent = EventSharedWait
 )
 
 var eventNames = [...]string{
@@ -55,6 +64,8 @@ var eventNames = [...]string{
 	EventCacheLoaded:   "cache_loaded",
 	EventCacheSaved:    "cache_saved",
 	EventCacheError:    "cache_error",
+	EventSharedHit:     "shared_hit",
+	EventSharedWait:    "shared_wait",
 }
 
 // String returns the kind's snake_case name, e.g. "cache_hit".

@@ -36,16 +36,24 @@ func roundUp(d time.Duration) time.Duration {
 	return (d + time.Second - 1).Truncate(time.Second)
 }
 
-// fetch runs one fetch for e and publishes the result to its waiters.
+// fetch runs one fetch for e and publishes the result to its waiters
+// (and, in cluster mode, to the shared store).
 func (k *Keyring) fetch(e *entry, call *fetchCall, background bool) {
 	defer k.wg.Done()
 	if background {
 		defer func() { <-k.sem }()
 	}
-	keys, direct, ferr := k.fetchKeys(e.name, background)
+	k.mu.Lock()
+	var have time.Time
+	haveValid := false
+	if e.keys != nil {
+		have, haveValid = e.keys.Checked, !k.opts.Now().After(e.validUntil)
+	}
+	k.mu.Unlock()
+	out := k.obtain(e.name, have, haveValid, background)
+	keys, direct, ferr := out.keys, out.direct, out.err
 	now := k.opts.Now()
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if keys != nil {
 		newValid := keys.EffectiveValidUntil(keys.Checked)
 		if e.keys == nil || !newValid.Before(e.validUntil) || (direct && newValid.After(now)) {
@@ -53,18 +61,27 @@ func (k *Keyring) fetch(e *entry, call *fetchCall, background bool) {
 			k.markDirtyLocked()
 		}
 	}
-	if ferr == nil {
+	var reason string
+	switch {
+	case ferr == nil:
 		e.failures, e.retryAt, e.lastErr = 0, time.Time{}, nil
-	} else {
+	case out.adopted:
+		e.failures, e.retryAt, e.lastErr = out.failures, out.retryAt, ferr
+		ferr = newError(KindKeyFetchFailed, ferr.Err, "%s; next attempt in %s", ferr.Msg, roundUp(out.retryAt.Sub(now)))
+	default:
 		e.failures++
 		wait := k.backoff(e.failures)
 		e.retryAt = now.Add(wait)
 		e.lastErr = ferr
+		reason = ferr.Msg
 		ferr = newError(KindKeyFetchFailed, ferr.Err, "%s; next attempt in %s", ferr.Msg, roundUp(wait))
 	}
+	failures, retryAt := e.failures, e.retryAt
 	call.err = ferr
 	e.call = nil
 	close(call.done)
+	k.mu.Unlock()
+	k.share(e.name, out, keys, failures, retryAt, reason)
 }
 
 // backoff is the wait after the n-th consecutive failure.

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"slices"
 	"sync"
 
 	"github.com/fedgate/fedgate/internal/servername"
@@ -140,6 +141,15 @@ func CanonicalizeContent(dst, body []byte) ([]byte, error) {
 // The result may share memory with body. Errors are *[JSONError]. It is
 // safe for concurrent use.
 func ContentOf(body []byte) ([]byte, error) {
+	return ContentOfInto(nil, body)
+}
+
+// ContentOfInto is [ContentOf] with the caller's buffer: a body that is
+// not canonical is written out into dst[:0], grown when too small, so a
+// caller that keeps its buffers (the gateway pools them) allocates
+// nothing. The result is body itself or shares dst's memory (or its
+// replacement's). It is safe for concurrent use on distinct buffers.
+func ContentOfInto(dst, body []byte) ([]byte, error) {
 	c := getCanonicalizer(true)
 	defer putCanonicalizer(c)
 	err := c.scan(body)
@@ -150,7 +160,7 @@ func ContentOf(body []byte) ([]byte, error) {
 	if c.edits == 0 {
 		return body, nil
 	}
-	dst, _ := c.emit(make([]byte, 0, len(body)), 0)
+	dst, _ = c.emit(slices.Grow(dst[:0], len(body)), 0)
 	return dst, nil
 }
 

@@ -98,6 +98,10 @@ func (a *acmeSource) start(ctx context.Context) error {
 	if ratio == 0 {
 		ratio = certmagic.DefaultRenewalWindowRatio
 	}
+	var storage certmagic.Storage = &certmagic.FileStorage{Path: o.Storage}
+	if o.SharedStorage != nil {
+		storage = o.SharedStorage
+	}
 	// Every field fedgate relies on is set here: certmagic.New fills the
 	// unset ones from the mutable package-level Default.
 	cfg := certmagic.New(cache, certmagic.Config{
@@ -108,7 +112,7 @@ func (a *acmeSource) start(ctx context.Context) error {
 		FallbackServerName: o.Names[0],
 		KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
 		OCSP:               certmagic.OCSPConfig{DisableStapling: false},
-		Storage:            &certmagic.FileStorage{Path: o.Storage},
+		Storage:            storage,
 		Logger:             a.log,
 	})
 	tmpl := certmagic.ACMEIssuer{
@@ -158,7 +162,7 @@ func (a *acmeSource) manage(ctx context.Context, done func()) {
 	}
 	// With certificates managed asynchronously, certmagic retries failures
 	// with backoff until ctx ends; errors are reported through onEvent.
-	if err := a.magic.Load().ManageAsync(ctx, a.opts.Names); err != nil {
+	if err := a.magic.Load().ManageAsync(ctx, a.names()); err != nil {
 		a.log.Error("could not start managing certificates", zap.Error(err))
 	}
 }
@@ -244,7 +248,7 @@ func (a *acmeSource) logPending(ctx context.Context, cfg *certmagic.Config, issu
 		zap.Strings("names", a.opts.Names),
 		zap.String("ca", a.dirURL),
 		zap.Strings("challenges", a.challenges()),
-		zap.String("storage", a.opts.Storage),
+		zap.String("storage", a.storageName()),
 	}
 	if len(pending) == 0 {
 		a.log.Info("ACME certificates found in storage; renewing them in the background when due", fields...)
@@ -333,10 +337,18 @@ func (a *acmeSource) httpHandler(next http.Handler) http.Handler {
 	})
 }
 
+// names returns the managed names (a [Set] may change them).
+func (a *acmeSource) names() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.opts.Names)
+}
+
 // status reports one entry per managed name.
 func (a *acmeSource) status() []CertStatus {
-	out := make([]CertStatus, 0, len(a.opts.Names))
-	for _, n := range a.opts.Names {
+	names := a.names()
+	out := make([]CertStatus, 0, len(names))
+	for _, n := range names {
 		s := CertStatus{Name: n, Source: ModeACME, Location: a.dirURL, Pending: true}
 		if cache := a.cache.Load(); cache != nil {
 			var best *x509.Certificate
@@ -366,4 +378,15 @@ func (a *acmeSource) stop() {
 	if cache := a.cache.Swap(nil); cache != nil {
 		cache.Stop()
 	}
+}
+
+// storageName describes where certificates are kept, for logs.
+func (a *acmeSource) storageName() string {
+	if s, ok := a.opts.SharedStorage.(fmt.Stringer); ok {
+		return s.String()
+	}
+	if a.opts.SharedStorage != nil {
+		return fmt.Sprintf("%T", a.opts.SharedStorage)
+	}
+	return a.opts.Storage
 }

@@ -35,6 +35,13 @@
 // relies on is set explicitly. Events from certmagic (obtaining, obtained,
 // failed, revoked) are logged and kept for [Manager.Status].
 //
+// Several hosted server names behind one gateway ([[servers]]) use a
+// [Set]: one Manager per distinct set of certificate settings (servers
+// sharing an ACME account share one certmagic cache, one certificate per
+// name), the certificate chosen by SNI, the first server's for unknown
+// names. cmd wires a Set where it would wire a Manager; [Set.Update]
+// applies a reload that adds or removes servers.
+//
 // [EgressCA] is the CA the egress uses to intercept a homeserver's
 // outbound TLS: created on first start and reused, minting short-lived
 // leaf certificates per requested name.

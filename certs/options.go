@@ -80,6 +80,12 @@ type Options struct {
 	// certificates, keys and OCSP staples, and the locks that let several
 	// fedgate instances share it. Required for acme.
 	Storage string
+	// SharedStorage, when set, replaces the Storage folder: certmagic keeps
+	// the account, certificates, keys and locks there instead. Cluster
+	// mode sets it to the Redis storage (cluster.CertStorage), so that the
+	// instances obtain one certificate per name and all serve it; its
+	// Locker should use fencing tokens. Only used in acme mode.
+	SharedStorage certmagic.Storage
 	// HTTPChallengeAddr is the address of the plain-HTTP listener whose
 	// handler is wrapped by [Manager.HTTPHandler], e.g. "[::]:80". It
 	// enables the HTTP-01 challenge; the CA connects to port 80 of each
@@ -132,7 +138,7 @@ func (o *Options) validate() error {
 				return fmt.Errorf("acme name %q is an IP address; ACME certificates here are for DNS names", n)
 			}
 		}
-		if o.Storage == "" {
+		if o.Storage == "" && o.SharedStorage == nil {
 			return errors.New("acme mode needs a storage folder")
 		}
 		if _, err := directoryURL(o.CA); err != nil {

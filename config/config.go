@@ -28,10 +28,25 @@ type Config struct {
 	RateLimit RateLimit `toml:"rate_limit"`
 	Log       Log       `toml:"log"`
 	Admin     Admin     `toml:"admin"`
+	Cluster   Cluster   `toml:"cluster"`
+
+	// Servers are further server names hosted behind the same listeners
+	// ([[servers]] tables; default: none). The top-level settings are the
+	// first hosted server; each entry adds one with its own keys,
+	// upstream, delegation, certificate names, policy, rate limits and
+	// egress secret. Sections an entry omits are inherited from the top
+	// level where that makes sense (policy, rate_limit, the tls account
+	// settings), never keys, upstream or well_known: see [HostedServer] and
+	// docs/multiple-servers.md. A reload adds and removes servers without
+	// a restart; requests in flight for the others are not disturbed.
+	Servers []HostedServer `toml:"servers"`
 
 	// File is the absolute path of the file the configuration came from.
 	File string `toml:"-"`
 	src  *source
+	// scope is set on the configuration of a [[servers]] entry returned
+	// by [Config.Hosted]; nil on the top-level configuration.
+	scope *serverScope
 }
 
 // Upstream is the internal homeserver fedgate forwards inbound traffic to:
@@ -556,6 +571,63 @@ type Log struct {
 	HashKeyFile string `toml:"hash_key_file"`
 }
 
+// HostedServer is one [[servers]] entry: a further server name fedgate hosts
+// behind the same listeners. Each field is the section of the same name,
+// scoped to this server; the doc comments of the top-level sections
+// describe their keys. What a missing section or key means:
+//
+//   - server_name and upstream.url are required.
+//   - upstream, keys and well_known are this server's own and are never
+//     inherited: a missing key takes its default. keys.signing_key
+//     defaults to data_dir/servers/<server_name>/signing.key.
+//   - policy and rate_limit are inherited whole from the top level when
+//     the entry has no such table; a table written here replaces the
+//     top-level one entirely (keys it leaves out take their defaults).
+//   - tls: names are this server's own (default as at the top level,
+//     derived from this server's name and well_known); mode, email, ca,
+//     ca_root, storage, cert_file and key_file are inherited key by key.
+//   - egress: only secret and secret_file may be set (this server's
+//     homeserver's credentials, never inherited); the rest of [egress] is
+//     the listener's and applies to every server.
+//   - keys.trusted_key_servers, keys.pinned, keys.cache_file and
+//     keys.fetch_timeout configure the shared keyring: top level only.
+type HostedServer struct {
+	// ServerName is this server's Matrix server name (required), e.g.
+	// "b.example". It must differ from every other hosted name.
+	ServerName string `toml:"server_name"`
+	// Upstream is this server's homeserver ([servers.upstream], required:
+	// url). Never inherited; keys it leaves out take their defaults.
+	Upstream Upstream `toml:"upstream"`
+	// WellKnown is this server's delegation ([servers.well_known]).
+	// Default: not served. Never inherited.
+	WellKnown WellKnown `toml:"well_known"`
+	// Keys are this server's signing keys ([servers.keys]): signing_key
+	// (default data_dir/servers/<server_name>/signing.key), generate,
+	// valid_for, request_key, notary and [[servers.keys.old]]. Never
+	// inherited. The keyring's keys (trusted_key_servers, pinned,
+	// cache_file, fetch_timeout) are refused here.
+	Keys Keys `toml:"keys"`
+	// TLS are this server's certificate settings ([servers.tls]): names
+	// are its own (default derived from server_name and well_known as at
+	// the top level); mode, email, ca, ca_root, storage, cert_file and
+	// key_file are inherited key by key from [tls].
+	TLS TLS `toml:"tls"`
+	// Policy is this server's federation policy ([servers.policy]).
+	// Default: the top-level [policy], whole; a table here replaces it
+	// entirely. Applied on reload.
+	Policy Policy `toml:"policy"`
+	// RateLimit are this server's limits ([servers.rate_limit]). Default:
+	// the top-level [rate_limit], whole (its settings; the buckets are
+	// this server's own). Applied on reload.
+	RateLimit RateLimit `toml:"rate_limit"`
+	// Egress holds this server's homeserver's egress credentials
+	// ([servers.egress]): secret or secret_file only, unique among the
+	// hosted servers, never inherited. Without one, this homeserver cannot
+	// use the worker proxy protocol. The other [egress] keys configure the
+	// listener and are refused here.
+	Egress Egress `toml:"egress"`
+}
+
 // Admin configures the admin listener.
 type Admin struct {
 	// Pprof serves /debug/pprof/.
@@ -578,3 +650,38 @@ type Admin struct {
 	// configuration file's folder.
 	TokenFile string `toml:"token_file"`
 }
+
+// Cluster makes several fedgate instances share their state in Redis (or
+// Valkey): rate limits, the keyring of remote keys with its fetch locks and
+// failure backoff, the egress backoff, and ACME storage. Without a
+// [cluster] section (Redis empty) everything stays in the process. Every
+// key of [cluster] needs a restart: a reload keeps the running settings
+// and logs a warning. A reload changes only the instance that reloads. When Redis is unreachable or slower than
+// Timeout, no request fails because of it: each instance falls back to its
+// own state until Redis answers again (docs/cluster.md).
+type Cluster struct {
+	// Redis is the server's URL: "redis://[user:password@]host:port/db" or
+	// "rediss://..." for TLS, e.g. "redis://127.0.0.1:6379/0". Empty (the
+	// default) disables cluster mode. A change needs a restart.
+	Redis string `toml:"redis"`
+	// PasswordFile reads the Redis password from a file (trailing newline
+	// ignored) instead of the URL. Default: none. A change needs a restart.
+	PasswordFile string `toml:"password_file"`
+	// CAFile is a PEM bundle trusted for a rediss:// server instead of the
+	// system roots. Default: the system roots. A change needs a restart.
+	CAFile string `toml:"ca_file"`
+	// Prefix starts every key fedgate writes, so that several deployments
+	// can share one Redis. Every instance of one cluster must use the same
+	// prefix. Default "fedgate:". A change needs a restart.
+	Prefix string `toml:"prefix"`
+	// Node is this instance's name in logs, metrics and lock owners.
+	// Default: the host name. A change needs a restart.
+	Node string `toml:"node"`
+	// Timeout bounds one Redis round trip (and connecting); past it the
+	// request uses this instance's own state instead. Default "50ms".
+	// A change needs a restart.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Enabled reports whether cluster mode is on.
+func (c Cluster) Enabled() bool { return c.Redis != "" }

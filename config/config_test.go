@@ -219,7 +219,7 @@ func TestByteSizeAndRate(t *testing.T) {
 // FuzzParse feeds arbitrary files to the loader: it must never panic and a
 // failure must always be Problems with lines.
 func FuzzParse(f *testing.F) {
-	for _, p := range []string{"testdata/valid/full.toml", "testdata/invalid/bad_values.toml", "testdata/invalid/syntax.toml"} {
+	for _, p := range []string{"testdata/valid/full.toml", "testdata/valid/servers.toml", "testdata/invalid/bad_values.toml", "testdata/invalid/servers.toml", "testdata/invalid/syntax.toml"} {
 		data, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)

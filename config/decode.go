@@ -79,18 +79,23 @@ func indexPositions(data []byte) *source {
 	p := unstable.Parser{}
 	p.Reset(data)
 	arrayTables := map[string]int{}
+	// current maps an array of tables (resolved path) to its last element:
+	// after "[[servers]]" twice, "servers" -> "servers[1]", so that a
+	// following "[servers.upstream]" is recorded as servers[1].upstream.
+	current := map[string]string{}
 	prefix := ""
 	for p.NextExpression() {
 		expr := p.Expression()
 		switch expr.Kind {
 		case unstable.Table:
-			prefix = keyPath("", expr.Key())
+			prefix = headerPath(expr.Key(), current, false)
 			s.record(prefix, expr)
 		case unstable.ArrayTable:
-			base := keyPath("", expr.Key())
+			base := headerPath(expr.Key(), current, true)
 			i := arrayTables[base]
 			arrayTables[base] = i + 1
 			prefix = base + "[" + strconv.Itoa(i) + "]"
+			current[base] = prefix
 			s.record(base, expr)
 			s.record(prefix, expr)
 		case unstable.KeyValue:
@@ -104,6 +109,24 @@ func keyPath(prefix string, it unstable.Iterator) string {
 	path := prefix
 	for it.Next() {
 		path = joinKey(path, string(it.Node().Data))
+	}
+	return path
+}
+
+// headerPath is the path of a table header, with every part that names an
+// array of tables replaced by its current element; for an array table
+// header ("[[servers]]") the last part is the array itself and stays.
+func headerPath(it unstable.Iterator, current map[string]string, array bool) string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	path := ""
+	for i, part := range parts {
+		path = joinKey(path, part)
+		if el, ok := current[path]; ok && !(array && i == len(parts)-1) {
+			path = el
+		}
 	}
 	return path
 }
@@ -179,6 +202,10 @@ func (d *decoder) fail(key, format string, args ...any) {
 
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 
+// defaulter is an element of an array of tables ([[servers]]) that starts
+// from defaults rather than from its zero value.
+type defaulter interface{ setDefaults() }
+
 func (d *decoder) decode(key string, v any, rv reflect.Value) {
 	if rv.CanAddr() && rv.Addr().Type().Implements(textUnmarshalerType) {
 		d.decodeText(key, v, rv)
@@ -197,6 +224,9 @@ func (d *decoder) decode(key string, v any, rv reflect.Value) {
 		}
 		out := reflect.MakeSlice(rv.Type(), len(arr), len(arr))
 		for i, el := range arr {
+			if def, ok := out.Index(i).Addr().Interface().(defaulter); ok {
+				def.setDefaults()
+			}
 			d.decode(key+"["+strconv.Itoa(i)+"]", el, out.Index(i))
 		}
 		rv.Set(out)

@@ -85,6 +85,10 @@ func Default() Config {
 			Pprof:       true,
 			ReadyWindow: Duration(30 * time.Second),
 		},
+		Cluster: Cluster{
+			Prefix:  "fedgate:",
+			Timeout: Duration(50 * time.Millisecond),
+		},
 	}
 }
 
@@ -112,6 +116,7 @@ func (c *Config) derive(dir string) {
 		&c.Upstream.CAFile, &c.TLS.CARoot, &c.TLS.CertFile, &c.TLS.KeyFile,
 		&c.Outbound.CAFile, &c.Outbound.HostsFile, &c.Egress.SecretFile, &c.Policy.ListFile, &c.Policy.ListTrust,
 		&c.Admin.TokenFile,
+		&c.Cluster.PasswordFile, &c.Cluster.CAFile,
 	} {
 		abs(p)
 	}
@@ -139,6 +144,7 @@ func (c *Config) derive(dir string) {
 			c.TLS.Names = defaultACMENames(c)
 		}
 	}
+	c.deriveServers(dir)
 }
 
 // defaultACMENames are the names remote servers check our certificate

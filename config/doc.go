@@ -10,6 +10,11 @@
 // compiles it further (policy, keys, certificates) may report its own
 // problems with positions through [Config.Errorf].
 //
+// [[servers]] adds hosted server names next to the top-level one;
+// [Config.Hosted] gives each its complete configuration, inheritance
+// applied (servers.go says what is inherited), with problems located in
+// its entry.
+//
 // config imports only the standard library, the TOML parser and fedgate's
 // leaf packages for names (internal/servername, internal/glob,
 // internal/endpoints), so every other package can depend on it.

@@ -46,7 +46,11 @@ func (ps Problems) Unwrap() []error {
 // Errorf returns a [Problem] located at key (a dotted path such as
 // "keys.signing_key" or "policy.deny[2]"). Packages that compile the
 // configuration further use it so their errors point into the file too.
+// On the configuration of a [[servers]] entry (see [Config.Hosted]) the
+// key is located in that entry ("servers[1].keys.signing_key"), or at the
+// top level when the entry inherits the value.
 func (c *Config) Errorf(key, format string, args ...any) *Problem {
+	key = c.fileKey(key)
 	line := 1
 	if c.src != nil {
 		line = c.src.line(key)
@@ -60,7 +64,7 @@ func (c *Config) Line(key string) int {
 	if c.src == nil {
 		return 1
 	}
-	return c.src.line(key)
+	return c.src.line(c.fileKey(key))
 }
 
 // IsSet reports whether key was written in the file (as opposed to taking
@@ -69,6 +73,6 @@ func (c *Config) IsSet(key string) bool {
 	if c.src == nil {
 		return false
 	}
-	_, ok := c.src.lines[key]
+	_, ok := c.src.lines[c.fileKey(key)]
 	return ok
 }

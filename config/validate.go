@@ -30,7 +30,7 @@ type validator struct {
 // fail records a problem unless key (or a key enclosing it) already failed
 // to decode, so that one mistake is reported once.
 func (v *validator) fail(key, format string, args ...any) {
-	for k := key; k != ""; k = parentKey(k) {
+	for k := v.c.fileKey(key); k != ""; k = parentKey(k) {
 		if v.skip[k] {
 			return
 		}
@@ -55,7 +55,9 @@ func (c *Config) validate(failed map[string]bool) Problems {
 	v.rateLimit()
 	v.log()
 	v.admin()
-	return v.problems
+	v.cluster()
+	v.servers()
+	return dedupe(v.problems)
 }
 
 func sortProblems(ps Problems) {
@@ -518,7 +520,7 @@ func (v *validator) egress() {
 	if !e.WorkerProxy && e.Connect == ConnectOff {
 		v.fail("egress", "listen.egress is set but every capture mode is off (worker_proxy = false, connect = \"off\")")
 	}
-	if e.WorkerProxy && e.Secret == "" && e.SecretFile == "" {
+	if e.WorkerProxy && e.Secret == "" && e.SecretFile == "" && v.c.scope == nil {
 		v.fail("egress.secret", "required with worker_proxy: the homeserver's worker_replication_secret")
 	}
 }
@@ -703,6 +705,52 @@ func (v *validator) admin() {
 		v.serverName(fmt.Sprintf("admin.peers[%d]", i), p)
 	}
 	v.positive("admin.ready_window", a.ReadyWindow)
+}
+
+func (v *validator) cluster() {
+	c := v.c.Cluster
+	if !c.Enabled() {
+		if v.c.IsSet("cluster") {
+			v.fail("cluster.redis", "required in [cluster]: the Redis URL, e.g. \"redis://127.0.0.1:6379/0\" (remove [cluster] to run without Redis)")
+		}
+		return
+	}
+	u, err := url.Parse(c.Redis)
+	switch {
+	case err != nil:
+		v.fail("cluster.redis", "not a URL: %v", err)
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		v.fail("cluster.redis", "scheme must be redis or rediss (TLS), not %q", u.Scheme)
+	case u.Host == "":
+		v.fail("cluster.redis", "has no host")
+	case u.Path != "" && u.Path != "/":
+		if db, err := strconv.Atoi(strings.TrimPrefix(u.Path, "/")); err != nil || db < 0 {
+			v.fail("cluster.redis", "database %q must be a number, e.g. redis://host:6379/0", strings.TrimPrefix(u.Path, "/"))
+		}
+	}
+	if c.PasswordFile != "" {
+		if u != nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				v.fail("cluster.password_file", "set the password in cluster.redis or in cluster.password_file, not both")
+			}
+		}
+		v.readable("cluster.password_file", c.PasswordFile)
+	}
+	if c.CAFile != "" {
+		if u != nil && u.Scheme != "rediss" {
+			v.fail("cluster.ca_file", "only meaningful with a rediss:// URL")
+		}
+		v.readable("cluster.ca_file", c.CAFile)
+	}
+	if c.Prefix == "" {
+		v.fail("cluster.prefix", "must not be empty: every instance of the cluster writes its keys under it")
+	} else if len(c.Prefix) > 64 || strings.ContainsAny(c.Prefix, " {}\r\n\t") {
+		v.fail("cluster.prefix", "%q must be at most 64 characters without spaces or braces", c.Prefix)
+	}
+	if len(c.Node) > 64 || strings.ContainsAny(c.Node, " \r\n\t") {
+		v.fail("cluster.node", "%q must be at most 64 characters without spaces", c.Node)
+	}
+	v.positive("cluster.timeout", c.Timeout)
 }
 
 // Helpers shared by the sections.

@@ -18,6 +18,8 @@ import (
 //	method, status     status 499: the client hung up before the answer
 //	peer               the TCP peer's address
 //	endpoint, class    operation and endpoint class from the endpoint table
+//	server             the hosted server the request is for (inbound) or
+//	                   sent as (egress): a configured server name
 //	origin             authenticated (or claimed, when refused before the
 //	                   signature check) origin server (inbound)
 //	destination        destination server (egress)
@@ -63,13 +65,22 @@ func (g *Gateway) logInbound(in *inbound, decision int, end time.Time) {
 	if ce == nil && !toDecisions {
 		return
 	}
-	fields := in.fields(decision, end)
+	// The loggers encode the fields before returning, so their slice is
+	// reused for the next request.
+	fp, _ := g.fieldBufs.Get().(*[]zap.Field)
+	if fp == nil {
+		fp = new([]zap.Field)
+	}
+	fields := in.appendFields((*fp)[:0], decision, end)
 	if ce != nil {
 		ce.Write(fields...)
 	}
 	if toDecisions {
 		dl.write(fields, denial, in.limiter != "")
 	}
+	clear(fields)
+	*fp = fields[:0]
+	g.fieldBufs.Put(fp)
 }
 
 // write logs one decision line: "denied", "rate_limited" (sampled) or
@@ -90,18 +101,19 @@ func (dl *decisionLog) write(fields []zap.Field, denial, limiter bool) {
 // logFields are the fields of the request so far, for error logs written
 // before the request ends.
 func (in *inbound) logFields() []zap.Field {
-	return in.fields(in.decision(), time.Now())
+	return in.appendFields(make([]zap.Field, 0, 18), in.decision(), time.Now())
 }
 
-func (in *inbound) fields(decision int, end time.Time) []zap.Field {
+// appendFields appends the request's log fields to fields.
+func (in *inbound) appendFields(fields []zap.Field, decision int, end time.Time) []zap.Field {
 	names := in.rt.names
-	fields := make([]zap.Field, 0, 18)
 	fields = append(fields,
 		zap.String("direction", directionInbound),
 		zap.String("request_id", in.id),
 		zap.String("method", in.r.Method),
 		zap.Int("status", in.status),
 		peerField(names, in.peer),
+		zap.String("server", in.hs.name),
 	)
 	if ep := in.match.Endpoint; ep != nil {
 		fields = append(fields, zap.String("endpoint", ep.Name), zap.String("class", ep.Class))
@@ -188,6 +200,8 @@ type egressRecord struct {
 	remoteEnd   time.Time           // when relaying the remote's response ended; zero means now
 	bytesIn     int64               // request body bytes (tunnel: bytes up)
 	bytesOut    int64               // response body bytes (tunnel: bytes down)
+	server      string              // the hosted server it was sent as; "" if none
+	series      *serverSeries       // that server's metric series; nil counts none
 }
 
 // record turns r into what the metrics count, as of end.
@@ -203,6 +217,7 @@ func (r *egressRecord) record(end time.Time) requestRecord {
 		total:     end.Sub(r.start),
 		bytesIn:   r.bytesIn,
 		bytesOut:  r.bytesOut,
+		server:    r.series,
 	}
 	if rec.decision < 0 || rec.decision >= numDecisions {
 		rec.decision = decisionFailed
@@ -278,6 +293,9 @@ func (g *Gateway) finishEgress(r *egressRecord) {
 		zap.Int("status", r.status),
 		zap.Stringer("peer", r.peer),
 	)
+	if r.server != "" {
+		fields = append(fields, zap.String("server", r.server))
+	}
 	if r.tunnel != "" {
 		fields = append(fields, zap.String("tunnel", r.tunnel))
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,7 +30,11 @@ import (
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
 // certificates present and valid now, a member of every upstream pool
 // reached within admin.ready_window (pools.go), no policy source failing
-// closed (policysources.go), and not shutting down.
+// closed (policysources.go), and not shutting down. With several hosted
+// servers, every server's key document must be signed, and at least one
+// hosted server's homeserver reached: one customer's homeserver going down
+// must not take the gateway, and every other hosted server with it, out of
+// service.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -43,12 +46,19 @@ const (
 
 // ReadyCheck is one part of [Gateway.Ready].
 type ReadyCheck struct {
-	// Name is "keys", "certificates", "upstream" (the default pool),
-	// "upstream <pool>" (a route's pool), "shutdown", "policy_room <room>"
-	// or "federation_list".
+	// Name is "keys", "certificates", "upstream" (the default pool, or
+	// with several hosted servers whether any homeserver is reached),
+	// "upstream <pool>" (a route's pool), "upstream <server>" and
+	// "upstream <server> <pool>" (with several hosted servers),
+	// "shutdown", "policy_room <room>" or "federation_list" (followed by
+	// " (<server>)" with several hosted servers).
 	Name string
 	// OK reports whether this part is ready.
 	OK bool
+	// Advisory marks a check that is reported but does not decide
+	// readiness on its own (one hosted server's homeserver among
+	// several); /readyz shows it failing as "warn", not "FAIL".
+	Advisory bool
 	// Detail says what was found, in one line.
 	Detail string
 }
@@ -62,12 +72,6 @@ type CertificateStatus interface {
 	Status() []certs.CertStatus
 }
 
-// upstreamState is what the gateway knows of its own serving state
-// beside the homeserver's members (whose health is in g.upstreams).
-type upstreamState struct {
-	draining atomic.Bool // Shutdown has begun
-}
-
 // Ready reports whether fedgate should receive traffic and the state of
 // each check. It is cheap (no network) and safe for concurrent use. The
 // homeserver's members are probed when an admin listener is configured or
@@ -79,31 +83,42 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt)}
 	checks = append(checks, g.readyUpstream(rt, now)...)
 	checks = append(checks, g.readyPolicySources(now)...)
-	if g.hs.draining.Load() {
+	if g.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
 	} else {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, OK: true, Detail: "serving"})
 	}
 	ok := true
 	for _, c := range checks {
-		ok = ok && c.OK
+		ok = ok && (c.OK || c.Advisory)
 	}
 	return ok, checks
 }
 
 func (g *Gateway) readyKeys(rt *runtime, now time.Time) ReadyCheck {
 	c := ReadyCheck{Name: readyKeys}
-	doc, err := rt.keys.doc.get(now)
-	if err != nil {
-		c.Detail = "key document cannot be signed: " + err.Error()
-		return c
-	}
-	ids := make([]string, len(rt.keys.current))
-	for i, k := range rt.keys.current {
-		ids[i] = string(k.ID)
+	var details []string
+	for _, hs := range rt.servers {
+		doc, err := hs.keys.doc.get(now)
+		if err != nil {
+			c.Detail = "key document cannot be signed: " + err.Error()
+			if len(rt.servers) > 1 {
+				c.Detail = hs.name + ": " + c.Detail
+			}
+			return c
+		}
+		ids := make([]string, len(hs.keys.current))
+		for i, k := range hs.keys.current {
+			ids[i] = string(k.ID)
+		}
+		d := fmt.Sprintf("%s; key document valid until %s", strings.Join(ids, ", "), doc.validUntil.UTC().Format(time.RFC3339))
+		if len(rt.servers) > 1 {
+			d = hs.name + ": " + d
+		}
+		details = append(details, d)
 	}
 	c.OK = true
-	c.Detail = fmt.Sprintf("%s; key document valid until %s", strings.Join(ids, ", "), doc.validUntil.UTC().Format(time.RFC3339))
+	c.Detail = strings.Join(details, "; ")
 	return c
 }
 
@@ -163,14 +178,18 @@ func (g *Gateway) pprofGate(h http.HandlerFunc) http.Handler {
 	})
 }
 
-// serveReady answers /readyz: 200 or 503, one "ok NAME: detail" or
-// "FAIL NAME: detail" line per check.
+// serveReady answers /readyz: 200 or 503, one "ok NAME: detail",
+// "FAIL NAME: detail" or (an advisory check failing) "warn NAME: detail"
+// line per check.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	ok, checks := g.Ready()
 	var b strings.Builder
 	for _, c := range checks {
 		state := "ok  "
-		if !c.OK {
+		switch {
+		case !c.OK && c.Advisory:
+			state = "warn"
+		case !c.OK:
 			state = "FAIL"
 		}
 		fmt.Fprintf(&b, "%s %s: %s\n", state, c.Name, c.Detail)

@@ -148,16 +148,17 @@ func (g *Gateway) consoleCertificates(rt *runtime) *console.Certificates {
 
 // consoleKeys shows our keys: ids and public keys only.
 func consoleKeys(rt *runtime) *console.SigningKeys {
+	keys := rt.primary().keys
 	k := &console.SigningKeys{Current: []console.SigningKey{}, Old: []console.OldKey{}}
-	for _, key := range rt.keys.current {
+	for _, key := range keys.current {
 		k.Current = append(k.Current, console.SigningKey{
-			ID: string(key.ID), PublicKey: auth.EncodeBase64(key.Public()), SignsRequests: key.ID == rt.keys.request.ID,
+			ID: string(key.ID), PublicKey: auth.EncodeBase64(key.Public()), SignsRequests: key.ID == keys.request.ID,
 		})
 	}
-	for _, o := range rt.keys.old {
+	for _, o := range keys.old {
 		k.Old = append(k.Old, console.OldKey{ID: string(o.ID), PublicKey: auth.EncodeBase64(o.Key), ExpiredTS: o.ExpiredTS})
 	}
-	if doc := rt.keys.doc.current.Load(); doc != nil {
+	if doc := keys.doc.current.Load(); doc != nil {
 		k.ValidUntilTS = doc.validUntil.UnixMilli()
 	}
 	return k
@@ -200,7 +201,7 @@ func (g *Gateway) consoleEgress(names *nameHasher) *console.Egress {
 func (g *Gateway) consolePolicy(rt *runtime) *console.Policy {
 	c := rt.cfg.Policy
 	p := &console.Policy{Default: c.Default, DryRun: c.DryRun, Allow: len(c.Allow), Deny: len(c.Deny)}
-	if l := g.policy.Stats().List; l.File != "" {
+	if l := rt.primary().policy().Stats().List; l.File != "" {
 		p.ListFile = &console.ListFile{
 			Path: l.File, Version: l.Version, Allow: l.Allow, Deny: l.Deny, Stale: l.Stale,
 			MaxAgeSeconds: c.ListMaxAge.D().Seconds(), LastError: clipText(l.LastError),

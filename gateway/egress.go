@@ -97,9 +97,11 @@ func newEgressSettings(c *config.Config) (*egressSettings, error) {
 	if secret != "" {
 		s.secretSum, s.hasSecret = sha256.Sum256([]byte(secret)), true
 	}
-	if c.Listen.Egress != "" && c.Egress.Connect == config.ConnectIntercept && !c.Egress.RequireSignature && !s.hasSecret {
+	if c.Listen.Egress != "" && c.Egress.Connect == config.ConnectIntercept && !c.Egress.RequireSignature && !s.hasSecret && len(c.Servers) == 0 && c.HostedIndex() == 0 {
 		// Nothing would authenticate the sender: anything that reaches the
-		// listener could have requests signed as this server.
+		// listener could have requests signed as this server. (With
+		// several hosted servers, checkEgressSecrets asks this of them
+		// together.)
 		return nil, c.Errorf("egress.require_signature", "false with connect = \"intercept\" needs egress.secret (or secret_file): without it anything that can reach listen.egress gets requests signed as %s", c.ServerName)
 	}
 	return s, nil

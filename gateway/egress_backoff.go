@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fedgate/fedgate/cluster"
 )
 
 // Backoff bounds.
@@ -53,6 +56,17 @@ type backoffTable struct {
 	mu  sync.Mutex
 	max int
 	m   map[string]*backoffEntry
+	// shared, in cluster mode, passes every change on to the other
+	// instances, whose changes arrive through apply. Reads stay local.
+	shared sharedBackoff
+}
+
+// sharedBackoff is the seam to the other instances of a cluster
+// (*cluster.Backoff implements it over Redis). Publish must not block;
+// Run applies what the other instances publish until ctx ends.
+type sharedBackoff interface {
+	Publish(dest string, e cluster.BackoffEntry)
+	Run(ctx context.Context, apply func(dest string, e cluster.BackoffEntry))
 }
 
 func newBackoffTable(max int) *backoffTable {
@@ -94,6 +108,7 @@ func (t *backoffTable) failed(key string, started, now time.Time) time.Duration 
 		e.kind, e.until = backoffFailing, now.Add(window)
 	}
 	e.setAt = now
+	t.publish(key, e)
 	return window
 }
 
@@ -107,6 +122,7 @@ func (t *backoffTable) rateLimited(key string, now time.Time, retry time.Duratio
 	e := t.entry(key, now)
 	if until := now.Add(retry); until.After(e.until) {
 		e.kind, e.until, e.setAt = backoffRateLimited, until, now
+		t.publish(key, e)
 	}
 	return retry
 }
@@ -116,9 +132,49 @@ func (t *backoffTable) succeeded(key string) {
 	key = strings.ToLower(key)
 	t.mu.Lock()
 	if len(t.m) > 0 {
-		delete(t.m, key)
+		if _, ok := t.m[key]; ok {
+			delete(t.m, key)
+			// Only a change is published: a success with nothing to clear
+			// (the common case) costs no round trip.
+			if t.shared != nil {
+				t.shared.Publish(key, cluster.BackoffEntry{Kind: cluster.BackoffCleared, SetAt: time.Now()})
+			}
+		}
 	}
 	t.mu.Unlock()
+}
+
+// publish passes an entry on to the other instances. Callers hold mu.
+func (t *backoffTable) publish(key string, e *backoffEntry) {
+	if t.shared == nil {
+		return
+	}
+	kind := uint8(cluster.BackoffFailing)
+	if e.kind == backoffRateLimited {
+		kind = cluster.BackoffRateLimited
+	}
+	t.shared.Publish(key, cluster.BackoffEntry{Kind: kind, Failures: e.failures, Until: e.until, SetAt: e.setAt})
+}
+
+// apply takes in an entry another instance published: a clear removes the
+// local entry, anything else replaces an older one.
+func (t *backoffTable) apply(key string, se cluster.BackoffEntry) {
+	key = strings.ToLower(key)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if se.Kind == cluster.BackoffCleared {
+		delete(t.m, key)
+		return
+	}
+	if e, ok := t.m[key]; ok && e.setAt.After(se.SetAt) {
+		return // ours is newer
+	}
+	e := t.entry(key, se.SetAt)
+	e.kind = backoffFailing
+	if se.Kind == cluster.BackoffRateLimited {
+		e.kind = backoffRateLimited
+	}
+	e.failures, e.until, e.setAt = se.Failures, se.Until, se.SetAt
 }
 
 // len returns the number of remembered destinations.

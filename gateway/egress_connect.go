@@ -32,6 +32,9 @@ type tunnel struct {
 	authority string // CONNECT host:port as a server name ("[v6]:port")
 	sni       string // the name the homeserver asked for in its ClientHello
 	id        string // the CONNECT's request id
+	// sender is the hosted server whose egress secret the CONNECT
+	// presented ("" when none): requests inside may speak only as it.
+	sender string
 }
 
 type tunnelKey struct{}
@@ -75,11 +78,16 @@ func (e *egress) serveConnect(w http.ResponseWriter, r *http.Request, rt *runtim
 	}
 	er.dest = authorityName(host, port)
 	er.deliverTo = er.dest
-	if err := checkConnectAuth(r.Header.Values("Proxy-Authorization"), rt, mode); err != nil {
+	sender, err := checkConnectAuth(r.Header.Values("Proxy-Authorization"), rt, mode)
+	if err != nil {
 		er.stage = "proxy_auth"
 		er.w.Header().Set("Proxy-Authenticate", proxyRealm)
 		e.reject(er, err)
 		return
+	}
+	if sender != nil {
+		er.authAs = sender
+		er.speakAs(sender)
 	}
 	if mode == modePassthrough {
 		e.passthrough(er, host, port)
@@ -141,32 +149,36 @@ func parseConnectAuthority(s string) (host string, port uint16, err error) {
 }
 
 // checkConnectAuth checks CONNECT credentials: "Proxy-Authorization:
-// Basic" with [egress] secret as the password (any user name). Credentials
-// that are sent are always checked. They are required when a secret is
-// configured and nothing else authenticates what goes through the tunnel:
-// in passthrough mode, and when intercepting without require_signature.
-// Intercepted requests with require_signature are authenticated one by one
-// by their signature, so homeservers that cannot send proxy credentials
-// (Dendrite's proxy settings) still work.
-func checkConnectAuth(values []string, rt *runtime, mode string) error {
-	s := rt.egress
-	if !s.hasSecret {
-		return nil
+// Basic" with a hosted server's egress secret as the password (any user
+// name), and returns that server (nil when none was presented).
+// Credentials that are sent are always checked. They are required when a
+// secret is configured and nothing else authenticates what goes through
+// the tunnel: in passthrough mode, and when intercepting without
+// require_signature. Intercepted requests with require_signature are
+// authenticated one by one by their signature, so homeservers that cannot
+// send proxy credentials (Dendrite's proxy settings) still work.
+func checkConnectAuth(values []string, rt *runtime, mode string) (*hostedServer, error) {
+	if len(rt.secrets) == 0 {
+		return nil, nil
 	}
 	required := mode == modePassthrough || !rt.cfg.Egress.RequireSignature
 	switch {
 	case len(values) == 0 && !required:
-		return nil
+		return nil, nil
 	case len(values) == 0:
-		return &Error{Status: http.StatusProxyAuthRequired, Code: CodeMissingToken, Msg: "Missing Proxy-Authorization header.", Reason: "proxy_auth_missing"}
+		return nil, &Error{Status: http.StatusProxyAuthRequired, Code: CodeMissingToken, Msg: "Missing Proxy-Authorization header.", Reason: "proxy_auth_missing"}
 	case len(values) > 1:
-		return &Error{Status: http.StatusProxyAuthRequired, Code: CodeUnauthorized, Msg: "Too many Proxy-Authorization headers.", Reason: "proxy_auth_invalid"}
+		return nil, &Error{Status: http.StatusProxyAuthRequired, Code: CodeUnauthorized, Msg: "Too many Proxy-Authorization headers.", Reason: "proxy_auth_invalid"}
 	}
 	_, password, ok := parseBasic(values[0])
-	if !ok || !s.secretMatches(password) {
-		return &Error{Status: http.StatusProxyAuthRequired, Code: CodeUnauthorized, Msg: "Invalid Proxy-Authorization header.", Reason: "proxy_auth_invalid"}
+	var hs *hostedServer
+	if ok {
+		hs = rt.egressSender(password)
 	}
-	return nil
+	if hs == nil {
+		return nil, &Error{Status: http.StatusProxyAuthRequired, Code: CodeUnauthorized, Msg: "Invalid Proxy-Authorization header.", Reason: "proxy_auth_invalid"}
+	}
+	return hs, nil
 }
 
 // maxBasicCredentials bounds the Basic credentials decoded.
@@ -250,6 +262,9 @@ func (e *egress) intercept(er *egressRequest, host string) {
 		return
 	}
 	tun := &tunnel{host: host, authority: er.dest, sni: tlsConn.ConnectionState().ServerName, id: er.id}
+	if er.authAs != nil {
+		tun.sender = er.authAs.name
+	}
 	tc.serving.Store(true)
 	l := &tunnelListener{conn: tlsConn, tun: tun, done: tc.closed, closed: make(chan struct{})}
 	e.tunnelSrv.Serve(l)
@@ -310,11 +325,28 @@ func (e *egress) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	e.run(er, egressStage{"target", (*egress).stageInterceptedTarget})
 }
 
+// tunnelSender finds the hosted server the tunnel's credentials named, in
+// the request's configuration; a server a reload removed since the
+// CONNECT can no longer send.
+func (er *egressRequest) tunnelSender() error {
+	if er.tun == nil || er.tun.sender == "" {
+		return nil
+	}
+	if er.authAs = er.rt.hostedByName(er.tun.sender); er.authAs == nil {
+		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Reason: "proxy_auth_invalid",
+			Msg: "The tunnel's credentials belong to " + er.tun.sender + ", which is no longer hosted here"}
+	}
+	return nil
+}
+
 // stageInterceptedTarget takes the origin-form target of a request inside
 // a tunnel (HTTP/2: the :path).
 func (e *egress) stageInterceptedTarget(er *egressRequest) error {
 	if er.r.Method == http.MethodConnect {
 		return &Error{Status: http.StatusBadRequest, Code: CodeUnrecognized, Msg: "CONNECT inside a tunnel", Reason: "bad_target"}
+	}
+	if err := er.tunnelSender(); err != nil {
+		return err
 	}
 	return er.splitTarget(er.r.RequestURI)
 }
@@ -326,7 +358,7 @@ func (e *egress) passthrough(er *egressRequest, host string, port uint16) {
 	checks := []egressStage{
 		{"destination", func(_ *egress, er *egressRequest) error { return er.decisionError(er.pol.CheckDestination(er.dest)) }},
 		{"destination_limit", func(e *egress, er *egressRequest) error {
-			return er.limitError(e.g.policy.Limiters().AllowDestination(host))
+			return er.limitError(er.hs.policy().Limiters().AllowEgress(er.r.Context(), host))
 		}},
 		{"backoff", (*egress).stageBackoff},
 	}

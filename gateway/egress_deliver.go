@@ -37,6 +37,10 @@ func (e *egress) deliver(er *egressRequest) {
 		e.reject(er, err)
 		return
 	}
+	if er.rt.hosted.Lookup(er.dest) >= 0 {
+		e.deliverLocal(er, req)
+		return
+	}
 	er.remoteStart, er.sentAt = time.Now(), e.now()
 	resp, err := e.g.fedDo(ctx, er.deliverTo, req)
 	if err != nil {
@@ -47,6 +51,31 @@ func (e *egress) deliver(er *egressRequest) {
 	er.remoteHeaders = time.Now()
 	e.recordOutcome(er, resp)
 	e.relay(er, resp)
+}
+
+// deliverLocal hands a request for another server hosted here to the
+// inbound pipeline in-process instead of sending it out to come back: the
+// same request (method, request-target bytes, body, the fresh signature)
+// goes through the same checks as one from the network (the destination
+// server's policy and limits, the signature verified with the sending
+// server's key from memory) and on to the destination's homeserver byte
+// for byte; the answer is relayed to our homeserver as it is written. It
+// never crossed a network, so the destination's peer network rules and
+// per-IP limit do not apply, and no backoff is kept for it. Both sides log
+// and count it: as the sender's egress and the destination's inbound.
+func (e *egress) deliverLocal(er *egressRequest, req *http.Request) {
+	r := req.WithContext(context.WithValue(req.Context(), localDelivery{}, true))
+	r.RequestURI = er.target
+	r.Host = er.dest
+	r.RemoteAddr = er.r.RemoteAddr
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.TLS = nil
+	if r.Body == nil {
+		r.Body = http.NoBody
+	}
+	er.remoteStart = time.Now()
+	e.g.serveFederation(er.w, r)
+	er.remoteHeaders = time.Now()
 }
 
 // outboundRequest builds what fedgate sends: the method, request-target
@@ -79,8 +108,7 @@ func (er *egressRequest) outboundRequest(ctx context.Context) (*http.Request, er
 		h.Set("Content-Type", "application/json")
 	}
 	if er.sign {
-		keys := er.rt.keys
-		x, err := auth.SignRequest(keys.request, er.r.Method, er.target, er.rt.cfg.ServerName, er.dest, er.body)
+		x, err := auth.SignRequest(er.hs.keys.request, er.r.Method, er.target, er.hs.name, er.dest, er.body)
 		if err != nil {
 			return nil, fmt.Errorf("signing the request for %s: %w", er.dest, err)
 		}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/certs"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/fedtest"
@@ -55,6 +56,8 @@ type egressOptions struct {
 	outbound string
 	// noAccessLog turns the access log off (benchmarks).
 	noAccessLog bool
+	// cluster shares state with other instances (cluster mode).
+	cluster *cluster.Client
 }
 
 // egressEnv is a running gateway with an egress listener, a DNS server
@@ -140,6 +143,7 @@ func startEgress(t testing.TB, o egressOptions) *egressEnv {
 		Config:    cfg,
 		Logger:    log,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12},
+		Cluster:   o.cluster,
 	})
 	if err != nil {
 		t.Fatal(err)

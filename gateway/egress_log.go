@@ -27,6 +27,8 @@ func (er *egressRequest) record() *egressRecord {
 		remoteHdrs:  er.remoteHeaders,
 		bytesIn:     int64(len(er.body)),
 		bytesOut:    er.w.bytes,
+		server:      er.hs.name,
+		series:      er.hs.state.series,
 	}
 	if er.tun != nil {
 		r.tunnel, r.connect = er.tun.id, er.tun.authority

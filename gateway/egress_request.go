@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -21,12 +20,17 @@ type egressRequest struct {
 	w     *responseRecorder
 	r     *http.Request
 	rt    *runtime         // one configuration snapshot for the whole request
-	pol   *policy.Snapshot // one policy snapshot for the whole request
+	hs    *hostedServer    // the hosted server it speaks as (settled by speakAs)
+	pol   *policy.Snapshot // hs's policy snapshot, for the whole request
 	id    string
 	start time.Time
 	mode  string // modeWorkerProxy, modeIntercept or modePassthrough
 	peer  netip.Addr
 	tun   *tunnel // the intercepted tunnel the request came through
+	// authAs is the hosted server whose egress secret the request (or its
+	// tunnel) presented; nil when none was presented. It may then speak
+	// only as that server.
+	authAs *hostedServer
 
 	// target is the request-target fedgate sends, exactly as the
 	// homeserver sent it: path and query, no scheme or host.
@@ -74,7 +78,7 @@ type egressStage struct {
 func egressStages() []egressStage {
 	return []egressStage{
 		{"route", (*egress).stageRoute},                        // endpoint table
-		{"x_matrix", (*egress).stageXMatrix},                   // Authorization header(s), origin is us
+		{"x_matrix", (*egress).stageXMatrix},                   // Authorization header(s), origin is a hosted server (the credentials')
 		{"destination", (*egress).stageDestination},            // which server, allow/deny lists
 		{"endpoint_policy", (*egress).stageEndpointPolicy},     // endpoint and room rules
 		{"body", (*egress).stageBody},                          // size limit, JSON object
@@ -84,21 +88,30 @@ func egressStages() []egressStage {
 	}
 }
 
-// newRequest starts the state of one egress request.
+// newRequest starts the state of one egress request. It speaks as the
+// top-level server until credentials or its X-Matrix origin say otherwise.
 func (e *egress) newRequest(w http.ResponseWriter, r *http.Request, rt *runtime, mode string) *egressRequest {
 	er := &egressRequest{
 		w:     &responseRecorder{ResponseWriter: w},
 		r:     r,
 		rt:    rt,
-		pol:   e.g.policy.Snapshot(),
 		id:    e.g.ids.next(),
 		start: time.Now(),
 		mode:  mode,
 	}
+	er.speakAs(rt.primary())
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		er.peer = ap.Addr().Unmap()
 	}
 	return er
+}
+
+// speakAs makes hs the hosted server the request is sent as: its keys sign
+// it, its policy and limits apply.
+func (er *egressRequest) speakAs(hs *hostedServer) {
+	if er.hs != hs {
+		er.hs, er.pol = hs, hs.policy().Snapshot()
+	}
 }
 
 // run passes er through the mode's own first stages, then the common
@@ -198,28 +211,47 @@ func hasXMatrix(h http.Header) bool {
 }
 
 // stageXMatrix parses the X-Matrix header(s) the homeserver signed with.
-// Every one must name our server as origin and the same destination: the
-// egress speaks only as this server.
+// Every one must name the same origin, a server hosted here, and the same
+// destination: the egress speaks only as a hosted server, and a homeserver
+// that presented its egress secret only as the server the secret belongs
+// to. The origin then decides whose keys sign and whose policy applies.
+// Unsigned requests speak as the credentials' server, else the top-level
+// server.
 func (e *egress) stageXMatrix(er *egressRequest) error {
 	if !hasXMatrix(er.r.Header) {
+		if er.authAs != nil {
+			er.speakAs(er.authAs)
+		}
 		return nil
 	}
 	xs, err := auth.ParseAuthorization(er.r.Header.Values("Authorization"))
 	if err != nil {
 		return keyError(err)
 	}
-	ours := er.rt.cfg.ServerName
 	for _, x := range xs {
-		if x.Origin != ours {
-			return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
-				Msg: "The request is signed as " + quoteShort(x.Origin) + ", not as " + ours + " (origin_not_us)", Reason: "origin_not_us"}
+		if x.Origin != xs[0].Origin {
+			return &Error{Status: http.StatusBadRequest, Code: CodeUnauthorized, Msg: "X-Matrix headers name different origins", Reason: "malformed_header"}
 		}
 		if x.Destination != xs[0].Destination {
 			return &Error{Status: http.StatusBadRequest, Code: CodeUnauthorized, Msg: "X-Matrix headers name different destinations", Reason: "malformed_header"}
 		}
 	}
+	hs := er.rt.hostedByName(xs[0].Origin)
+	switch {
+	case hs == nil && len(er.rt.servers) == 1:
+		return errOriginNotUs("The request is signed as " + quoteShort(xs[0].Origin) + ", not as " + er.rt.primary().name)
+	case hs == nil:
+		return errOriginNotUs("The request is signed as " + quoteShort(xs[0].Origin) + ", which is not a server hosted here")
+	case er.authAs != nil && hs != er.authAs:
+		return errOriginNotUs("The request is signed as " + xs[0].Origin + ", but its credentials are those of " + er.authAs.name)
+	}
+	er.speakAs(hs)
 	er.auth = xs
 	return nil
+}
+
+func errOriginNotUs(msg string) *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: msg + " (origin_not_us)", Reason: "origin_not_us"}
 }
 
 // stageDestination settles which server the request is for, before any
@@ -260,7 +292,7 @@ func (e *egress) stageDestination(er *egressRequest) error {
 		er.dest = n.HostLiteral()
 		er.deliverTo = fmt.Sprintf("%s:%d", n.HostLiteral(), port)
 	}
-	if er.dest == er.rt.cfg.ServerName {
+	if er.dest == er.hs.name {
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidParam,
 			Msg: "A server does not send federation requests to itself (destination_is_us)", Reason: "destination_is_us"}
 	}
@@ -278,12 +310,12 @@ func (e *egress) stageEndpointPolicy(er *egressRequest) error {
 // signed as JSON, and remote servers refuse anything else.
 func (e *egress) stageBody(er *egressRequest) error {
 	large := er.match.Endpoint.Body == endpoints.BodyLarge || er.match.Endpoint == &otherEndpoint
-	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large))
+	body, err := readBody(er.w, er.r, bodyLimit(er.rt, large), nil)
 	if err != nil || !carriesBody(er.r.Method) {
 		return err
 	}
 	er.body = body
-	er.canon, err = jsonContent(body)
+	er.canon, err = jsonContent(body, nil)
 	return err
 }
 
@@ -309,16 +341,16 @@ func (e *egress) stageSignature(er *egressRequest) error {
 		return nil
 	}
 	for _, x := range er.auth {
-		pub := ourKey(er.rt.keys, x.Key)
-		if pub == nil {
+		key := er.hs.keys.verifier(x.Key)
+		if key == nil {
 			return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
-				Msg: fmt.Sprintf("The request is signed with %s, which is not a current signing key of %s (unknown_key)", x.Key, er.rt.cfg.ServerName), Reason: "unknown_key"}
+				Msg: fmt.Sprintf("The request is signed with %s, which is not a current signing key of %s (unknown_key)", x.Key, er.hs.name), Reason: "unknown_key"}
 		}
 		dest := x.Destination
 		if dest == "" {
 			dest = er.dest
 		}
-		if err := auth.VerifyRequestContent(x, er.r.Method, er.target, dest, er.canon, pub); err != nil {
+		if err := auth.VerifyRequestWith(x, er.r.Method, er.target, dest, er.canon, key); err != nil {
 			return keyError(err)
 		}
 	}
@@ -330,20 +362,9 @@ func errNotSigned() *Error {
 		Msg: "Egress requests must carry an X-Matrix signature made with this server's key (missing_header)", Reason: "missing_header"}
 }
 
-// ourKey returns the public half of our current key id, or nil. Retired
-// keys ([[keys.old]]) do not authenticate requests.
-func ourKey(keys *signingKeys, id auth.KeyID) ed25519.PublicKey {
-	for _, k := range keys.current {
-		if k.ID == id {
-			return k.Public()
-		}
-	}
-	return nil
-}
-
 // stageDestinationLimit applies [rate_limit] per_destination.
 func (e *egress) stageDestinationLimit(er *egressRequest) error {
-	return er.limitError(e.g.policy.Limiters().AllowDestination(er.dest))
+	return er.limitError(er.hs.policy().Limiters().AllowEgress(er.r.Context(), er.dest))
 }
 
 // stageBackoff answers at once for a destination that is down or asked us

@@ -26,25 +26,33 @@ func (e *egress) serveWorkerProxy(w http.ResponseWriter, r *http.Request, rt *ru
 
 // stageBearer checks Proxy-Authorization as Synapse's proxy does: none is
 // 401 M_MISSING_TOKEN; several, another scheme or a wrong secret is 401
-// M_UNAUTHORIZED.
+// M_UNAUTHORIZED. The secret names the hosted server the homeserver may
+// send as.
 func (e *egress) stageBearer(er *egressRequest) error {
-	return checkBearer(er.r.Header.Values("Proxy-Authorization"), er.rt.egress)
+	hs, err := checkBearer(er.r.Header.Values("Proxy-Authorization"), er.rt)
+	er.authAs = hs
+	return err
 }
 
 // checkBearer validates the Proxy-Authorization values of a worker-proxy
-// request against the configured secret, in constant time.
-func checkBearer(values []string, s *egressSettings) error {
+// request against the hosted servers' egress secrets and returns the
+// server whose secret it is.
+func checkBearer(values []string, rt *runtime) (*hostedServer, error) {
 	switch {
 	case len(values) == 0:
-		return &Error{Status: http.StatusUnauthorized, Code: CodeMissingToken, Msg: "Missing Proxy-Authorization header.", Reason: "proxy_auth_missing"}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: CodeMissingToken, Msg: "Missing Proxy-Authorization header.", Reason: "proxy_auth_missing"}
 	case len(values) > 1:
-		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "Too many Proxy-Authorization headers.", Reason: "proxy_auth_invalid"}
+		return nil, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "Too many Proxy-Authorization headers.", Reason: "proxy_auth_invalid"}
 	}
 	token, ok := parseBearer(values[0])
-	if !ok || !s.secretMatches(token) {
-		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "Invalid Proxy-Authorization header.", Reason: "proxy_auth_invalid"}
+	var hs *hostedServer
+	if ok {
+		hs = rt.egressSender(token)
 	}
-	return nil
+	if hs == nil {
+		return nil, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Msg: "Invalid Proxy-Authorization header.", Reason: "proxy_auth_invalid"}
+	}
+	return hs, nil
 }
 
 // parseBearer splits "Bearer <token>" exactly as Synapse does: the value

@@ -82,7 +82,7 @@ func TestFailureUpstreamDiesDuringSend(t *testing.T) {
 	}
 	settle := func() (goroutines, fds int) {
 		tg.client.CloseIdleConnections()
-		tg.gw.rt.Load().upstream.close()
+		closeUpstreams(tg.gw.rt.Load().servers)
 		upstream.CloseClientConnections()
 		goruntime.GC()
 		return goruntime.NumGoroutine(), countFDs(t)

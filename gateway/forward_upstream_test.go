@@ -3,10 +3,16 @@ package gateway
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,7 +99,7 @@ func TestForwardConnectionCloseStaysOnItsSide(t *testing.T) {
 			t.Errorf("Connection forwarded: %q", r.Header.Values("Connection"))
 		}
 	}
-	if s := tg.gw.rt.Load().upstream.Default().Members()[0].Stats(); s.Idle != 1 || s.Dials != 2 {
+	if s := tg.gw.rt.Load().primary().upstream.Default().Members()[0].Stats(); s.Idle != 1 || s.Dials != 2 {
 		t.Fatalf("homeserver connections: %+v (one closed by the homeserver, one kept)", s)
 	}
 }
@@ -175,5 +181,82 @@ func TestForwardBodyTimeout(t *testing.T) {
 	}
 	if !strings.HasPrefix(`{"pdus":{`, string(body)) {
 		t.Fatalf("relayed %q", body)
+	}
+}
+
+// TestForwardPooledBodiesStayApart: bodies and their canonical forms live
+// in pooled buffers; under concurrency every request must still verify
+// against its own content and reach the homeserver with its own bytes.
+func TestForwardPooledBodiesStayApart(t *testing.T) {
+	t.Parallel()
+	ca := fedtest.NewCA(t)
+	origin := newOrigin(t, ca, "origin.test")
+	tg := startGateway(t, outboundTOML(t, ca, origin))
+	const n = 40
+	sent := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		target := fmt.Sprintf("/_matrix/federation/v1/send/pool%d", i)
+		// Not canonical (spaces, key order), so its canonical form is
+		// written into a pooled buffer; sizes differ so buffers grow.
+		body := fmt.Sprintf(`{ "pdus": [], "origin_server_ts": %d, "origin": "origin.test", "edus": [{"edu_type":"m.typing","content":{"x":%q}}] }`, i, strings.Repeat("y", i*97))
+		sent[i] = body
+		auth := origin.sign("PUT", target, "gw.test", body)
+		wg.Go(func() {
+			if resp := tg.do("PUT", target, body, auth); resp.StatusCode != 200 {
+				b, _ := io.ReadAll(resp.Body)
+				t.Errorf("%s: %d %s", target, resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	got := map[string]string{}
+	for _, r := range tg.hs.Requests() {
+		got[r.RequestURI] = string(r.Body)
+	}
+	for i, body := range sent {
+		if target := fmt.Sprintf("/_matrix/federation/v1/send/pool%d", i); got[target] != body {
+			t.Errorf("%s: homeserver got %.80q, sent %.80q", target, got[target], body)
+		}
+	}
+}
+
+// TestForwardHTTPSUpstream: an https homeserver is reached with the
+// roots in upstream.ca_file, and one whose certificate those roots do not
+// cover is a 502, never a request sent in clear or unchecked.
+func TestForwardHTTPSUpstream(t *testing.T) {
+	t.Parallel()
+	var got atomic.Value
+	hs := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.RequestURI)
+		io.WriteString(w, `{"server":{"name":"hs"}}`)
+	}))
+	t.Cleanup(hs.Close)
+	dir := t.TempDir()
+	goodCA := filepath.Join(dir, "good.pem")
+	os.WriteFile(goodCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw}), 0o600)
+	otherCA := filepath.Join(dir, "other.pem")
+	os.WriteFile(otherCA, fedtest.NewCA(t).CertPEM(), 0o600)
+	start := func(caFile string) *testGateway {
+		return launchGateway(t, gatewaySetup{
+			upstream: hs.URL,
+			config: func(dataDir, upstream, keyFile string) string {
+				return fmt.Sprintf("server_name = \"gw.test\"\ndata_dir = %q\n[upstream]\nurl = %q\nca_file = %q\n"+
+					"[listen]\nfederation = [\"127.0.0.1:0\"]\n[keys]\nsigning_key = %q\n", dataDir, upstream, caFile, keyFile)
+			},
+			logger: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel+1)),
+		})
+	}
+	const target = "/_matrix/federation/v1/version?a=%2F"
+	tg := start(goodCA)
+	resp := tg.do("GET", target, "")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != `{"server":{"name":"hs"}}` || got.Load() != target {
+		t.Fatalf("status %d body %s, homeserver saw %v", resp.StatusCode, body, got.Load())
+	}
+	got.Store("")
+	matrixError(t, start(otherCA).do("GET", target, ""), http.StatusBadGateway, CodeUnknown)
+	if got.Load() != "" {
+		t.Fatal("a request reached a homeserver whose certificate is not trusted")
 	}
 }

@@ -14,12 +14,19 @@ import (
 // inbound is the per-request state of the inbound pipeline: parsed once,
 // read by every later stage.
 type inbound struct {
-	w     *responseRecorder
+	w     *responseRecorder // &rec, or a test's own
 	r     *http.Request
 	rt    *runtime         // one configuration snapshot for the whole request
-	pol   *policy.Snapshot // one policy snapshot for the whole request
+	hs    *hostedServer    // the hosted server it is for (settled by the destination stage)
+	pol   *policy.Snapshot // hs's policy snapshot, for the whole request
 	id    string
 	start time.Time
+
+	// sent is the hosted server Host and SNI name (its position, or
+	// hosting.None or hosting.Ambiguous); hostConflict: they name two.
+	sent         int
+	hostConflict bool
+	internal     bool // handed over in-process by the egress (isLocalDelivery)
 
 	peer       netip.Addr
 	path       string // raw path of the request-target
@@ -27,16 +34,23 @@ type inbound struct {
 	forceQuery bool   // the target ended in a bare '?'
 	match      endpoints.Match
 
-	origin string // authenticated (or claimed, before the signature stage) origin
-	auth   []xMatrixHeader
-	body   []byte // the body exactly as received; nil when there is none
-	canon  []byte // canonical JSON of body, for signature checks
+	origin       string        // authenticated (or claimed, before the signature stage) origin
+	originHosted *hostedServer // the origin when it is another server hosted here
+	auth         []xMatrixHeader
+	body         []byte // the body exactly as received; nil when there is none
+	canon        []byte // canonical JSON of body, for signature checks
+
+	// bodyBuf and canonBuf are the pooled buffers body and canon live in
+	// (canon may be body itself); returned when the request ends.
+	bodyBuf, canonBuf *[]byte
 
 	release func() // returns a concurrency slot, if one was taken
 
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
 	outcome
+
+	rec responseRecorder
 }
 
 // fail records why a request did not succeed, for the access log.
@@ -64,7 +78,7 @@ func inboundStages() []stage {
 		{"route", (*Gateway).stageRoute},                  // endpoint table: 404/405
 		{"local", (*Gateway).stageLocal},                  // well-known, keys, notary
 		{"x_matrix", (*Gateway).stageXMatrix},             // Authorization header(s)
-		{"destination", (*Gateway).stageDestination},      // destination is us
+		{"destination", (*Gateway).stageDestination},      // destination is a hosted server, the one Host/SNI name
 		{"origin_policy", (*Gateway).stageOriginPolicy},   // allow/deny lists, before any key fetch
 		{"body", (*Gateway).stageBody},                    // size limit, JSON object
 		{"origin_key", (*Gateway).stageOriginKey},         // keyring
@@ -76,15 +90,8 @@ func inboundStages() []stage {
 
 // serveFederation is the handler of the federation and https listeners.
 func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
-	in := &inbound{
-		w:     &responseRecorder{ResponseWriter: w},
-		r:     r,
-		rt:    g.rt.Load(),
-		pol:   g.policy.Snapshot(),
-		id:    g.ids.next(),
-		start: time.Now(),
-	}
-	defer g.finish(in)
+	in := g.newInbound(w, r)
+	defer g.done(in)
 	if len(r.TransferEncoding) > 0 {
 		// net/http drops a Content-Length sent alongside Transfer-Encoding
 		// before we see the request, so a smuggling attempt cannot be told
@@ -108,6 +115,43 @@ func (g *Gateway) serveFederation(w http.ResponseWriter, r *http.Request) {
 	g.forward(in)
 }
 
+// newInbound takes a request's state from the pool, cleared: one
+// configuration snapshot, and the hosted server its Host and SNI name (the
+// top-level server when they name none) until its destination settles it.
+func (g *Gateway) newInbound(w http.ResponseWriter, r *http.Request) *inbound {
+	in, _ := g.inbounds.Get().(*inbound)
+	if in == nil {
+		in = new(inbound)
+	}
+	rt := g.rt.Load()
+	hs, sent, conflict := rt.serverFor(r)
+	*in = inbound{
+		r:            r,
+		rt:           rt,
+		hs:           hs,
+		pol:          hs.policy().Snapshot(),
+		id:           g.ids.next(),
+		start:        time.Now(),
+		sent:         sent,
+		hostConflict: conflict,
+		internal:     isLocalDelivery(r),
+		auth:         in.auth[:0], // keeps its array
+	}
+	in.rec.ResponseWriter = w
+	in.w = &in.rec
+	return in
+}
+
+// done ends a request and returns its state to the pool; nothing may
+// hold on to in afterwards.
+func (g *Gateway) done(in *inbound) {
+	g.finish(in)
+	auth := in.auth[:0]
+	clear(auth[:cap(auth)])
+	*in = inbound{auth: auth}
+	g.inbounds.Put(in)
+}
+
 // reject is the one place that answers a refused request.
 func (g *Gateway) reject(in *inbound, err error) {
 	e := asError(err)
@@ -124,6 +168,7 @@ func (g *Gateway) finish(in *inbound) {
 	if in.release != nil {
 		in.release()
 	}
+	defer g.releaseBuffers(in) // the access log reads len(in.body)
 	if in.status == 0 {
 		in.status = in.w.status
 	}
@@ -135,13 +180,18 @@ func (g *Gateway) finish(in *inbound) {
 }
 
 // stagePeer records the peer address; network policy and the per-IP limit
-// come first, before any parsing.
+// come first, before any parsing. A request the egress hands over
+// in-process (hosted server to hosted server) crossed no network: it has
+// no peer to judge.
 func (g *Gateway) stagePeer(in *inbound) error {
 	ap, err := netip.ParseAddrPort(in.r.RemoteAddr)
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: CodeUnknown, Msg: "Bad peer address", Reason: "bad_peer", Err: err}
 	}
 	in.peer = ap.Addr().Unmap()
+	if in.internal {
+		return nil
+	}
 	return g.checkPeerPolicy(in)
 }
 

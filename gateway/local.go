@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/internal/servername"
 )
 
@@ -22,12 +23,18 @@ const (
 	maxNotaryRequestBody = 64 << 10
 )
 
-// stageLocal answers the endpoints fedgate serves itself. Endpoint policy
-// applies to them as to forwarded ones (deny_endpoints = ["notary"]).
+// stageLocal answers the endpoints fedgate serves itself, as the hosted
+// server the request was sent to (Host, SNI; the top-level server when
+// they name none). A host several hosted servers share does not say whose
+// answer is wanted. Endpoint policy applies to them as to forwarded ones
+// (deny_endpoints = ["notary"]).
 func (g *Gateway) stageLocal(in *inbound) error {
 	ep := in.match.Endpoint
 	if !ep.Local {
 		return nil
+	}
+	if in.sent == hosting.Ambiguous {
+		return errAmbiguousHost(in.r.Host)
 	}
 	if err := in.decisionError(in.pol.CheckRequest("", &in.match, in.rawQuery, nil)); err != nil {
 		return err
@@ -50,7 +57,7 @@ func (g *Gateway) stageLocal(in *inbound) error {
 }
 
 func (g *Gateway) serveWellKnown(in *inbound) error {
-	server := in.rt.cfg.WellKnown.Server
+	server := in.hs.cfg.WellKnown.Server
 	if server == "" {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Msg: "No well-known delegation is configured", Reason: "no_well_known"}
 	}
@@ -66,7 +73,7 @@ func (g *Gateway) serveWellKnown(in *inbound) error {
 // serveKeyDocument answers /_matrix/key/v2/server and its removed forms
 // (/{keyId} and the trailing slash) with the whole document.
 func (g *Gateway) serveKeyDocument(in *inbound) error {
-	doc, err := in.rt.keys.doc.get(time.Now())
+	doc, err := in.hs.keys.doc.get(time.Now())
 	if err != nil {
 		return &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Msg: "Key document unavailable", Reason: "key_document", Err: err}
 	}
@@ -75,8 +82,10 @@ func (g *Gateway) serveKeyDocument(in *inbound) error {
 }
 
 // serveNotary answers GET /_matrix/key/v2/query/{serverName}[/{keyId}] and
-// POST /_matrix/key/v2/query: our own document, and (with keys.notary) the
-// documents the keyring holds or fetches, each signed by us as notary.
+// POST /_matrix/key/v2/query as the hosted server the request was sent to:
+// the documents of the servers hosted here (from memory), and (with
+// keys.notary) those the keyring holds or fetches, each signed by that
+// server as notary.
 func (g *Gateway) serveNotary(in *inbound) error {
 	var queries []notaryQuery
 	now := time.Now()
@@ -123,7 +132,7 @@ type notaryQuery struct {
 // An empty inner object means "all keys, valid now". Invalid server names
 // are skipped, as servers that cannot be reached are.
 func parseNotaryPost(in *inbound, now time.Time) ([]notaryQuery, error) {
-	body, err := readLimited(in.r.Body, in.r.ContentLength, maxNotaryRequestBody)
+	body, err := readLimited(in.r.Body, in.r.ContentLength, maxNotaryRequestBody, nil)
 	if err != nil {
 		return nil, errTooLarge(maxNotaryRequestBody)
 	}
@@ -166,13 +175,11 @@ func (g *Gateway) notaryDocuments(in *inbound, queries []notaryQuery) [][]byte {
 	sem := make(chan struct{}, notaryParallel)
 	var wg sync.WaitGroup
 	for i, q := range queries {
-		if q.server == in.rt.cfg.ServerName {
-			if doc, err := in.rt.keys.doc.get(time.Now()); err == nil {
-				results[i] = [][]byte{doc.body}
-			}
+		if hs := in.rt.hostedByName(q.server); hs != nil {
+			results[i] = g.hostedDocument(in, hs)
 			continue
 		}
-		if !in.rt.cfg.Keys.Notary {
+		if !in.hs.cfg.Keys.Notary {
 			continue
 		}
 		wg.Add(1)
@@ -197,13 +204,31 @@ func (g *Gateway) notaryLookup(in *inbound, q notaryQuery) [][]byte {
 	}
 	var out [][]byte
 	for _, sk := range held {
-		signed, err := auth.AddSignature(sk.Raw, in.rt.cfg.ServerName, in.rt.keys.request)
+		signed, err := auth.AddSignature(sk.Raw, in.hs.name, in.hs.keys.request)
 		if err != nil {
 			continue
 		}
 		out = append(out, signed)
 	}
 	return out
+}
+
+// hostedDocument answers a notary query for a server hosted here from
+// memory: its own document as is, another hosted server's with the
+// answering server's notary signature added.
+func (g *Gateway) hostedDocument(in *inbound, hs *hostedServer) [][]byte {
+	doc, err := hs.keys.doc.get(time.Now())
+	if err != nil {
+		return nil
+	}
+	if hs == in.hs {
+		return [][]byte{doc.body}
+	}
+	signed, err := auth.AddSignature(doc.body, in.hs.name, in.hs.keys.request)
+	if err != nil {
+		return nil
+	}
+	return [][]byte{signed}
 }
 
 // queryValue returns the first value of key in a raw query, unescaped.

@@ -96,6 +96,7 @@ type metrics struct {
 
 	requests       *prometheus.CounterVec
 	peerRequests   *prometheus.CounterVec
+	serverRequests *prometheus.CounterVec
 	denied         *prometheus.CounterVec
 	failed         *prometheus.CounterVec
 	rateLimited    *prometheus.CounterVec
@@ -128,7 +129,7 @@ type metrics struct {
 	phases     *labelCache
 
 	inFlightBy   [2]prometheus.Gauge
-	keyringBy    [int(auth.EventCacheError) + 1][2]prometheus.Counter
+	keyringBy    [int(auth.LastEvent) + 1][2]prometheus.Counter
 	keyFetchBy   [2][2]prometheus.Observer // [direct, notary][ok, failed]
 	lookups      map[string]*[2]prometheus.Counter
 	lookupsOther *[2]prometheus.Counter
@@ -191,6 +192,9 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	m.peerRequests = counter("gateway", "peer_requests_total",
 		"Requests by authenticated peer server for the servers listed in admin.peers; every other server is \"other\".",
 		"direction", "peer", "decision")
+	m.serverRequests = counter("gateway", "server_requests_total",
+		"Requests by hosted server (the configured server names only: server_name and each [[servers]] entry), direction and decision.",
+		"server", "direction", "decision")
 	m.denied = counter("gateway", "denied_requests_total",
 		"Requests refused, by reason code.", "direction", "reason")
 	m.failed = counter("gateway", "failed_requests_total",
@@ -221,7 +225,7 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	m.discFailures = counter("discovery", "failures_total",
 		"Failures reaching a remote server, by phase (server_name, well_known, dns, ssrf_guard, dial, tls, request, status).", "phase")
 
-	m.own = []prometheus.Collector{m.requests, m.peerRequests, m.denied, m.failed, m.rateLimited, m.duration, m.overhead,
+	m.own = []prometheus.Collector{m.requests, m.peerRequests, m.serverRequests, m.denied, m.failed, m.rateLimited, m.duration, m.overhead,
 		m.upstreamTime, m.bytesIn, m.bytesOut, m.inFlight, m.upstreamErrors, m.probes, m.keyringEvents, m.keyFetch,
 		m.discLookups, m.discFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -271,7 +275,7 @@ func newMetrics(state prometheus.Collector, version string) *metrics {
 	m.probeOK = m.probes.WithLabelValues("ok")
 	m.probeFailed = m.probes.WithLabelValues("failed")
 
-	for k := auth.EventCacheHit; k <= auth.EventCacheError; k++ {
+	for k := auth.EventCacheHit; k <= auth.LastEvent; k++ {
 		m.keyringBy[k][0] = m.keyringEvents.WithLabelValues(k.String(), "false")
 		m.keyringBy[k][1] = m.keyringEvents.WithLabelValues(k.String(), "true")
 	}
@@ -368,9 +372,10 @@ func (m *metrics) peer(server string) *peerSeries {
 // requestRecord is what metrics need to know about one finished request,
 // inbound or egress.
 type requestRecord struct {
-	direction int    // 0 inbound, 1 egress
-	class     string // endpoint class; "" or unknown classes count as "unknown"
-	peer      string // authenticated origin (inbound) or destination (egress); "" when none
+	direction int           // 0 inbound, 1 egress
+	class     string        // endpoint class; "" or unknown classes count as "unknown"
+	peer      string        // authenticated origin (inbound) or destination (egress); "" when none
+	server    *serverSeries // the hosted server's series; nil counts no server
 	decision  int
 	status    int
 	reason    string // reason code of a denial or failure
@@ -388,6 +393,9 @@ func (m *metrics) observe(r *requestRecord) {
 	s := m.series(r.direction, r.class)
 	m.count(s, r.decision, r.status)
 	m.peer(r.peer)[r.direction][r.decision].Inc()
+	if r.server != nil {
+		r.server[r.direction][r.decision].Inc()
+	}
 	s.duration.Observe(r.total.Seconds())
 	s.overhead.Observe(max(r.total-r.waiting, 0).Seconds())
 	if r.sent {
@@ -553,6 +561,7 @@ func (g *Gateway) observeInbound(in *inbound, decision int, end time.Time) {
 	if ep := in.match.Endpoint; ep != nil {
 		rec.class = ep.Class
 	}
+	rec.server = in.hs.state.series
 	if in.origin != "" && (in.stage == "" || g.verifiedStages[in.stage]) {
 		rec.peer = in.origin
 	}

@@ -35,26 +35,26 @@ func newStateCollector(g *Gateway) *stateCollector {
 	}
 	sc := &stateCollector{
 		g:              g,
-		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, a member of every upstream pool reached within admin.ready_window, not shutting down."),
+		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, a member of every upstream pool reached within admin.ready_window (with several hosted servers: of one hosted server at least), not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
-		upstreamUp:     d("upstream", "up", "1 when every upstream pool has a member whose last request or probe got an answer."),
-		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the homeserver (any member) last answered (probe or forwarded request), as a Unix time."),
+		upstreamUp:     d("upstream", "up", "1 when every upstream pool of the hosted server has a member whose last request or probe got an answer.", "server"),
+		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the hosted server's homeserver (any member) last answered (probe or forwarded request), as a Unix time.", "server"),
 		certExpiry:     d("certs", "not_after_timestamp_seconds", "When the served certificate expires, as a Unix time.", "name", "source"),
 		certStart:      d("certs", "not_before_timestamp_seconds", "When the served certificate became valid, as a Unix time.", "name", "source"),
 		certPending:    d("certs", "pending", "1 while no certificate exists yet for the name (ACME order in progress or failing).", "name", "source"),
-		keyDocValid:    d("keys", "document_valid_until_timestamp_seconds", "valid_until_ts of the key document fedgate serves, as a Unix time; it is signed again an hour before."),
-		signingKeys:    d("keys", "signing_keys", "Current signing keys published in verify_keys.", "key_id"),
-		oldKeys:        d("keys", "old_verify_keys", "Retired keys published in old_verify_keys."),
+		keyDocValid:    d("keys", "document_valid_until_timestamp_seconds", "valid_until_ts of the key document fedgate serves for the hosted server, as a Unix time; it is signed again an hour before.", "server"),
+		signingKeys:    d("keys", "signing_keys", "Current signing keys of the hosted server, published in verify_keys.", "key_id", "server"),
+		oldKeys:        d("keys", "old_verify_keys", "Retired keys of the hosted server, published in old_verify_keys.", "server"),
 		keyringServers: d("keyring", "servers", "Remote servers whose keys the keyring holds."),
-		policyDenials: d("policy", "denials_total", "Policy decisions that denied, by reason code; mode is enforced, or dry_run for denials policy.dry_run let through.",
-			"reason", "mode"),
-		limiterKeys:       d("policy", "limiter_keys", "Keys (addresses, origins, destinations) each rate limiter remembers.", "limiter"),
-		listVersion:       d("policy", "list_version", "version of the policy list file in use."),
-		listStale:         d("policy", "list_stale", "1 when the list file is older than policy.list_max_age: federation fails closed."),
-		listModified:      d("policy", "list_modified_timestamp_seconds", "Modification time of the list file in use, as a Unix time."),
-		listEntries:       d("policy", "list_entries", "Entries in the list file in use.", "list"),
-		listLoads:         d("policy", "list_loads_total", "Times the list file was read successfully."),
-		listFailures:      d("policy", "list_failures_total", "Times a list file was refused (bad content, older version)."),
+		policyDenials: d("policy", "denials_total", "Policy decisions that denied, by reason code and hosted server; mode is enforced, or dry_run for denials policy.dry_run let through.",
+			"reason", "mode", "server"),
+		limiterKeys:       d("policy", "limiter_keys", "Keys (addresses, origins, destinations) each rate limiter of a hosted server remembers.", "limiter", "server"),
+		listVersion:       d("policy", "list_version", "version of the policy list file a hosted server uses.", "server"),
+		listStale:         d("policy", "list_stale", "1 when the list file is older than policy.list_max_age: federation of the hosted server fails closed.", "server"),
+		listModified:      d("policy", "list_modified_timestamp_seconds", "Modification time of the list file in use, as a Unix time.", "server"),
+		listEntries:       d("policy", "list_entries", "Entries in the list file in use.", "list", "server"),
+		listLoads:         d("policy", "list_loads_total", "Times the list file was read successfully.", "server"),
+		listFailures:      d("policy", "list_failures_total", "Times a list file was refused (bad content, older version).", "server"),
 		decisionLogErrors: d("log", "decision_log_errors_total", "Decision log lines that could not be written."),
 		hashing:           d("log", "server_names_hashed", "1 when server names in logs are replaced by keyed hashes (log.hash_server_names)."),
 		configReloads:     d("config", "reloads_total", "Configuration reloads (SIGHUP or a changed file), by result: ok, or failed (the running configuration stayed).", "result"),
@@ -99,7 +99,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ck := range checks {
 		gauge(c.readyCheck, b2f(ck.OK), ck.Name)
 	}
-	c.pools.collect(c, rt.upstream.Status(), gauge, counter)
+	for _, hs := range rt.servers {
+		c.pools.collect(c, hs.name, hs.upstream.Status(), gauge, counter)
+	}
 
 	if g.opts.Certificates != nil {
 		for _, s := range g.opts.Certificates.Status() {
@@ -111,36 +113,40 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	if doc := rt.keys.doc.current.Load(); doc != nil {
-		gauge(c.keyDocValid, unix(doc.validUntil))
+	for _, hs := range rt.servers {
+		name := hs.name
+		if doc := hs.keys.doc.current.Load(); doc != nil {
+			gauge(c.keyDocValid, unix(doc.validUntil), name)
+		}
+		for _, k := range hs.keys.current {
+			gauge(c.signingKeys, 1, string(k.ID), name)
+		}
+		gauge(c.oldKeys, float64(len(hs.keys.old)), name)
 	}
-	for _, k := range rt.keys.current {
-		gauge(c.signingKeys, 1, string(k.ID))
-	}
-	gauge(c.oldKeys, float64(len(rt.keys.old)))
 	if g.keyring != nil {
 		gauge(c.keyringServers, float64(g.keyring.Len()))
 	}
 
-	if g.policy != nil {
-		st := g.policy.Stats()
+	for _, hs := range rt.servers {
+		name := hs.name
+		st := hs.policy().Stats()
 		for reason, n := range st.Denied {
-			counter(c.policyDenials, float64(n), reason, "enforced")
+			counter(c.policyDenials, float64(n), reason, "enforced", name)
 		}
 		for reason, n := range st.DryRun {
-			counter(c.policyDenials, float64(n), reason, "dry_run")
+			counter(c.policyDenials, float64(n), reason, "dry_run", name)
 		}
 		for limiter, n := range st.LimiterKeys {
-			gauge(c.limiterKeys, float64(n), limiter)
+			gauge(c.limiterKeys, float64(n), limiter, name)
 		}
 		if l := st.List; l.File != "" {
-			gauge(c.listVersion, float64(l.Version))
-			gauge(c.listStale, b2f(l.Stale))
-			gauge(c.listModified, unix(l.Modified))
-			gauge(c.listEntries, float64(l.Allow), "allow")
-			gauge(c.listEntries, float64(l.Deny), "deny")
-			counter(c.listLoads, float64(l.Loads))
-			counter(c.listFailures, float64(l.Failures))
+			gauge(c.listVersion, float64(l.Version), name)
+			gauge(c.listStale, b2f(l.Stale), name)
+			gauge(c.listModified, unix(l.Modified), name)
+			gauge(c.listEntries, float64(l.Allow), "allow", name)
+			gauge(c.listEntries, float64(l.Deny), "deny", name)
+			counter(c.listLoads, float64(l.Loads), name)
+			counter(c.listFailures, float64(l.Failures), name)
 		}
 	}
 	c.sources.collect(c, g, gauge, counter)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/endpoints"
 )
@@ -280,6 +281,15 @@ func TestMetricsDocumented(t *testing.T) {
 	for _, c := range m.own {
 		c.Describe(ch)
 	}
+	// Cluster mode's metrics are registered only with [cluster]; New does
+	// not connect, so a client for an address nobody listens on describes
+	// them.
+	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cl.Collector().Describe(ch)
 	close(ch)
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	exported := map[string]bool{}

@@ -2,15 +2,17 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -37,7 +39,7 @@ type benchEnv struct {
 // newBenchEnv builds a Gateway in front of a minimal loopback upstream,
 // with origin.test's key pinned (the keyring's hit path costs the same) and
 // the access log encoded as in production, to io.Discard.
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B, extraTOML ...string) *benchEnv {
 	b.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -69,7 +71,7 @@ signing_key = %q
 server_name = "origin.test"
 key_id = "ed25519:o_1"
 public_key = %q
-`, filepath.Join(dir, "data"), up.URL, keyFile, auth.EncodeBase64(origin.Public()))
+`, filepath.Join(dir, "data"), up.URL, keyFile, auth.EncodeBase64(origin.Public())) + strings.Join(extraTOML, "\n")
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		b.Fatal(err)
@@ -83,7 +85,7 @@ public_key = %q
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { g.rt.Load().upstream.close(); g.keyring.Close() })
+	b.Cleanup(func() { closeUpstreams(g.rt.Load().servers); g.keyring.Close() })
 	return &benchEnv{g: g, origin: origin}
 }
 
@@ -180,6 +182,9 @@ func (e *benchEnv) cases(b *testing.B) []struct {
 		{"GET-media", e.presign(b, "GET", media, nil)},
 		{"PUT-send-2KiB", e.presign(b, "PUT", send, benchTxn(b, 2<<10))},
 		{"PUT-send-16KiB", e.presign(b, "PUT", send, benchTxn(b, 16<<10))},
+		// As other encoders than Synapse's write it: the gateway must
+		// write its canonical form to check the signature.
+		{"PUT-send-16KiB-noncanonical", e.presign(b, "PUT", send, nonCanonicalTxn(b, benchTxn(b, 16<<10)))},
 		{"local-key-document", local("GET", "/_matrix/key/v2/server")},
 		{"local-well-known", local("GET", "/.well-known/matrix/server")},
 	}
@@ -210,6 +215,31 @@ func BenchmarkInbound(b *testing.B) {
 	}
 }
 
+// BenchmarkInboundAccessLog is BenchmarkInbound's verified GET with the
+// access log off and on (JSON lines encoded as in production, written to
+// io.Discard: the encoding's cost, not the write's).
+func BenchmarkInboundAccessLog(b *testing.B) {
+	for _, access := range []bool{false, true} {
+		e := newBenchEnv(b, fmt.Sprintf("[log]\naccess = %t\n", access))
+		c := e.cases(b)[0] // GET-profile
+		b.Run(fmt.Sprintf("access=%t", access), func(b *testing.B) {
+			b.ReportAllocs()
+			w := &discardWriter{h: http.Header{}}
+			i := 0
+			for b.Loop() {
+				r := &c.reqs[i%len(c.reqs)]
+				i++
+				clear(w.h)
+				w.status = 0
+				e.g.serveFederation(w, r.newRequest())
+				if w.status != 0 && w.status != http.StatusOK {
+					b.Fatalf("status %d", w.status)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkStages runs only the pipeline's checks (no forwarding, no
 // access log): the cost fedgate adds to a request on top of HTTP and the
 // proxy, signature verification included.
@@ -227,7 +257,7 @@ func BenchmarkStages(b *testing.B) {
 			for b.Loop() {
 				r := &c.reqs[i%len(c.reqs)]
 				i++
-				in := &inbound{w: &responseRecorder{ResponseWriter: w}, r: r.newRequest(), rt: e.g.rt.Load(), pol: e.g.policy.Snapshot(), start: time.Now()}
+				in := e.g.newInbound(w, r.newRequest())
 				for _, st := range e.g.stages {
 					if err := st.check(e.g, in); err != nil {
 						b.Fatalf("%s: stage %s: %v", r.target, st.name, err)
@@ -239,4 +269,47 @@ func BenchmarkStages(b *testing.B) {
 			}
 		})
 	}
+}
+
+// nonCanonicalTxn re-encodes a canonical body with its members in reverse
+// order and spaces after ',' and ':', as Python's json.dumps does.
+func nonCanonicalTxn(b *testing.B, canon []byte) []byte {
+	b.Helper()
+	var v any
+	if err := json.Unmarshal(canon, &v); err != nil {
+		b.Fatal(err)
+	}
+	var out []byte
+	var enc func(v any)
+	enc = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := slices.Sorted(maps.Keys(v))
+			slices.Reverse(keys)
+			out = append(out, '{')
+			for i, k := range keys {
+				if i > 0 {
+					out = append(out, ", "...)
+				}
+				enc(k)
+				out = append(out, ": "...)
+				enc(v[k])
+			}
+			out = append(out, '}')
+		case []any:
+			out = append(out, '[')
+			for i, e := range v {
+				if i > 0 {
+					out = append(out, ", "...)
+				}
+				enc(e)
+			}
+			out = append(out, ']')
+		default:
+			j, _ := json.Marshal(v) // escapes <, > and & as \u003c..., unlike canonical JSON
+			out = append(out, j...)
+		}
+	}
+	enc(v)
+	return out
 }

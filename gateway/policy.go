@@ -80,7 +80,7 @@ func (g *Gateway) checkPeerPolicy(in *inbound) error {
 	if err := in.decisionError(in.pol.CheckPeer(in.peer)); err != nil {
 		return err
 	}
-	return in.limitError(g.policy.Limiters().AllowIP(in.peer))
+	return in.limitError(in.hs.policy().Limiters().AllowIP(in.peer))
 }
 
 // stageOriginPolicy applies the server allow/deny lists to the claimed
@@ -103,13 +103,21 @@ func (g *Gateway) stageRequestPolicy(in *inbound) error {
 // limits. They come after the signature check: before it the origin is only
 // a claim, and limiting by it would let anyone exhaust a real server's
 // budget by sending junk in its name.
+//
+// In cluster mode this is also where the cluster-wide per_ip bucket is
+// taken, together with the per-origin ones in one round trip to Redis, for
+// every request that reaches it (requests without X-Matrix included); the
+// per-IP check in stagePeer stays this instance's guard against junk.
 func (g *Gateway) stageOriginLimits(in *inbound) error {
-	if in.origin == "" {
+	lim := in.hs.policy().Limiters() // per hosted server, then per origin
+	if in.origin == "" && !lim.Shared() {
 		return nil
 	}
-	lim := g.policy.Limiters()
-	if err := in.limitError(lim.AllowOrigin(in.origin, in.match.Endpoint)); err != nil {
+	if err := in.limitError(lim.AllowVerified(in.r.Context(), in.peer, in.origin, in.match.Endpoint)); err != nil {
 		return err
+	}
+	if in.origin == "" {
+		return nil
 	}
 	release, r := lim.AcquireOrigin(in.r.Context(), in.origin)
 	if r.Allowed && release != nil {

@@ -224,15 +224,15 @@ func TestListFile(t *testing.T) {
 	expectDenied(t, tg, signedGet(tg, o[1], profile), 403, "not_in_allow_list")
 
 	write(`{"version":2,"allow":["b.test"],"deny":[]}`)
-	tg.gw.policy.PollList()
+	tg.gw.rt.Load().primary().policy().PollList()
 	expectForwarded(t, signedGet(tg, o[1], profile))
 	expectDenied(t, tg, signedGet(tg, o[0], profile), 403, "not_in_allow_list")
 
 	write(`{"version":3,"allow":[`) // broken: the last good list stays
-	tg.gw.policy.PollList()
+	tg.gw.rt.Load().primary().policy().PollList()
 	expectForwarded(t, signedGet(tg, o[1], profile))
 	write(`{"version":1,"allow":["a.test"],"deny":[]}`) // older: refused
-	tg.gw.policy.PollList()
+	tg.gw.rt.Load().primary().policy().PollList()
 	expectForwarded(t, signedGet(tg, o[1], profile))
 
 	write(`{"version":4,"allow":["b.test"],"deny":[]}`)
@@ -240,7 +240,7 @@ func TestListFile(t *testing.T) {
 	if err := os.Chtimes(list, old, old); err != nil {
 		t.Fatal(err)
 	}
-	tg.gw.policy.PollList()
+	tg.gw.rt.Load().primary().policy().PollList()
 	expectDenied(t, tg, signedGet(tg, o[1], profile), 403, "list_stale")
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,9 +260,10 @@ func listKey(c *config.Config) (string, bool) {
 }
 
 // roomStateFile is where a room's last good rules are kept: one file per
-// configured room, named by a hash of the room as configured.
+// hosted server and configured room, named by a hash of both, so that two
+// hosted servers subscribing the same room keep their own state.
 func roomStateFile(c *config.Config, room string) string {
-	sum := sha256.Sum256([]byte(room))
+	sum := sha256.Sum256([]byte(strings.ToLower(c.ServerName) + "\x00" + room))
 	return filepath.Join(c.DataDir, "policy-rooms", hex.EncodeToString(sum[:12])+".json")
 }
 
@@ -409,13 +411,28 @@ const (
 // force); only one failing closed (max_age, list_max_age passed) does,
 // since then every federation request is refused anyway.
 func (g *Gateway) readyPolicySources(now time.Time) []ReadyCheck {
-	if g.sources == nil {
+	rt := g.rt.Load()
+	if rt == nil {
 		return nil
 	}
-	rooms, list := g.sources.status()
+	var out []ReadyCheck
+	for _, hs := range rt.servers {
+		out = append(out, readySources(hs, len(rt.servers) > 1, now)...)
+	}
+	return out
+}
+
+// readySources reports one hosted server's sources; with several hosted
+// servers, each check's name says whose source it is.
+func readySources(hs *hostedServer, several bool, now time.Time) []ReadyCheck {
+	rooms, list := hs.state.sources.status()
+	whose := ""
+	if several {
+		whose = " (" + hs.name + ")"
+	}
 	var out []ReadyCheck
 	for _, st := range rooms {
-		c := ReadyCheck{Name: readyPolicyRoomPrefix + st.Room, OK: !st.Stale}
+		c := ReadyCheck{Name: readyPolicyRoomPrefix + st.Room + whose, OK: !st.Stale}
 		age := "never synced"
 		if !st.LastSync.IsZero() {
 			age = "last synced " + now.Sub(st.LastSync).Round(time.Second).String() + " ago"
@@ -434,7 +451,7 @@ func (g *Gateway) readyPolicySources(now time.Time) []ReadyCheck {
 		out = append(out, c)
 	}
 	if list != nil {
-		c := ReadyCheck{Name: readyFederationList, OK: !list.Stale}
+		c := ReadyCheck{Name: readyFederationList + whose, OK: !list.Stale}
 		if list.Version < 0 {
 			c.Detail = "no good list yet from " + list.Location
 		} else {
@@ -469,14 +486,14 @@ type policySourceDescs struct {
 
 func newPolicySourceDescs(d func(sub, name, help string, labels ...string) *prometheus.Desc) policySourceDescs {
 	return policySourceDescs{
-		roomUp:             d("policy_room", "up", "1 when the last sync of the policy room succeeded.", "room"),
-		roomLastSync:       d("policy_room", "last_sync_timestamp_seconds", "When the policy room was last synced successfully, as a Unix time.", "room"),
-		roomRules:          d("policy_room", "rules", "Ban rules of the policy room in force.", "room"),
-		roomIgnored:        d("policy_room", "ignored_rules", "Server rules of the policy room not in force, by why: recommendation (not m.ban), invalid, too_broad, over_limit (max_rules).", "room", "why"),
-		roomStale:          d("policy_room", "stale", "1 when the policy room has not been synced within its max_age: federation fails closed.", "room"),
-		roomFailures:       d("policy_room", "sync_failures_total", "Failed attempts to read the policy room.", "room"),
-		roomChanges:        d("policy_room", "rule_changes_total", "Rule changes applied from the policy room.", "room"),
-		listSignerNotAfter: d("policy", "list_signer_not_after_timestamp_seconds", "When the certificate chain that signed the federation list in force expires, as a Unix time."),
+		roomUp:             d("policy_room", "up", "1 when the last sync of the policy room succeeded.", "room", "server"),
+		roomLastSync:       d("policy_room", "last_sync_timestamp_seconds", "When the policy room was last synced successfully, as a Unix time.", "room", "server"),
+		roomRules:          d("policy_room", "rules", "Ban rules of the policy room in force.", "room", "server"),
+		roomIgnored:        d("policy_room", "ignored_rules", "Server rules of the policy room not in force, by why: recommendation (not m.ban), invalid, too_broad, over_limit (max_rules).", "room", "why", "server"),
+		roomStale:          d("policy_room", "stale", "1 when the policy room has not been synced within its max_age: federation fails closed.", "room", "server"),
+		roomFailures:       d("policy_room", "sync_failures_total", "Failed attempts to read the policy room.", "room", "server"),
+		roomChanges:        d("policy_room", "rule_changes_total", "Rule changes applied from the policy room.", "room", "server"),
+		listSignerNotAfter: d("policy", "list_signer_not_after_timestamp_seconds", "When the certificate chain that signed the federation list in force expires, as a Unix time.", "server"),
 	}
 }
 
@@ -489,35 +506,44 @@ func (p *policySourceDescs) describe(ch chan<- *prometheus.Desc) {
 // collect reports the sources; the signed list also fills the list_*
 // metrics the list file uses, so dashboards work for both.
 func (p *policySourceDescs) collect(c *stateCollector, g *Gateway, gauge, counter func(*prometheus.Desc, float64, ...string)) {
-	if g.sources == nil {
+	rt := g.rt.Load()
+	if rt == nil {
 		return
 	}
+	for _, hs := range rt.servers {
+		p.collectServer(c, hs, gauge, counter)
+	}
+}
+
+// collectServer reports one hosted server's sources, labelled with its
+// name. The signed list also fills the list_* metrics of that server.
+func (p *policySourceDescs) collectServer(c *stateCollector, hs *hostedServer, gauge, counter func(*prometheus.Desc, float64, ...string)) {
 	unix := func(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-	rooms, list := g.sources.status()
+	rooms, list := hs.state.sources.status()
 	for _, st := range rooms {
-		gauge(p.roomUp, b2f(st.State == policyroom.StateSyncing), st.Room)
+		gauge(p.roomUp, b2f(st.State == policyroom.StateSyncing), st.Room, hs.name)
 		if !st.LastSync.IsZero() {
-			gauge(p.roomLastSync, unix(st.LastSync), st.Room)
+			gauge(p.roomLastSync, unix(st.LastSync), st.Room, hs.name)
 		}
-		gauge(p.roomRules, float64(st.Rules), st.Room)
+		gauge(p.roomRules, float64(st.Rules), st.Room, hs.name)
 		for why, n := range st.Ignored {
-			gauge(p.roomIgnored, float64(n), st.Room, why)
+			gauge(p.roomIgnored, float64(n), st.Room, why, hs.name)
 		}
-		gauge(p.roomStale, b2f(st.Stale), st.Room)
-		counter(p.roomFailures, float64(st.Failures), st.Room)
-		counter(p.roomChanges, float64(st.Changes), st.Room)
+		gauge(p.roomStale, b2f(st.Stale), st.Room, hs.name)
+		counter(p.roomFailures, float64(st.Failures), st.Room, hs.name)
+		counter(p.roomChanges, float64(st.Changes), st.Room, hs.name)
 	}
 	if list == nil {
 		return
 	}
 	if list.Version >= 0 {
-		gauge(c.listVersion, float64(list.Version))
-		gauge(c.listModified, unix(list.Confirmed))
-		gauge(c.listEntries, float64(list.Allow), "allow")
-		gauge(c.listEntries, float64(list.Deny), "deny")
-		gauge(p.listSignerNotAfter, unix(list.SignerNotAfter))
+		gauge(c.listVersion, float64(list.Version), hs.name)
+		gauge(c.listModified, unix(list.Confirmed), hs.name)
+		gauge(c.listEntries, float64(list.Allow), "allow", hs.name)
+		gauge(c.listEntries, float64(list.Deny), "deny", hs.name)
+		gauge(p.listSignerNotAfter, unix(list.SignerNotAfter), hs.name)
 	}
-	gauge(c.listStale, b2f(list.Stale))
-	counter(c.listLoads, float64(list.Loads))
-	counter(c.listFailures, float64(list.Failures))
+	gauge(c.listStale, b2f(list.Stale), hs.name)
+	counter(c.listLoads, float64(list.Loads), hs.name)
+	counter(c.listFailures, float64(list.Failures), hs.name)
 }

@@ -45,7 +45,7 @@ func startRoomGateway(t *testing.T, cs *fedtest.CSServer, roomTOML string, origi
 func waitDecision(t *testing.T, og *opsGateway, origin, reason string) {
 	t.Helper()
 	waitFor(t, origin+" -> "+reason, func() bool {
-		return og.gw.policy.Snapshot().CheckOrigin(origin).Reason == reason
+		return og.gw.rt.Load().primary().policy().Snapshot().CheckOrigin(origin).Reason == reason
 	})
 }
 
@@ -122,7 +122,7 @@ func TestPolicyRoomReloadAndRestart(t *testing.T) {
 	cs.CreateRoom(e2eRoom, false, e2eBot)
 	cs.SendState(e2eRoom, "m.policy.rule.server", "r", `{"entity":"banned.test","recommendation":"m.ban","reason":"x"}`)
 	og := startRoomGateway(t, cs, "apply = \"dry_run\"\n", "banned.test")
-	waitFor(t, "dry-run rule", func() bool { return og.gw.policy.Snapshot().CheckOrigin("banned.test").DryRun })
+	waitFor(t, "dry-run rule", func() bool { return og.gw.rt.Load().primary().policy().Snapshot().CheckOrigin("banned.test").DryRun })
 	expectForwarded(t, signedGet(og.testGateway, og.origins[0], profileTarget))
 	waitFor(t, "dry run logged with its rule", func() bool {
 		for _, e := range og.logs.All() {
@@ -159,7 +159,7 @@ func TestPolicyRoomReloadAndRestart(t *testing.T) {
 	start := strings.Index(original, "[[policy.rooms]]")
 	end := strings.Index(original[start:], "\n[") + start
 	reload(original[:start] + original[end:])
-	if r := og.gw.policy.Snapshot().CheckOrigin("banned.test").Reason; r != "" {
+	if r := og.gw.rt.Load().primary().policy().Snapshot().CheckOrigin("banned.test").Reason; r != "" {
 		t.Fatalf("rules of a removed room still apply: %q", r)
 	}
 	if status, body := og.get("/readyz"); status != 200 || strings.Contains(body, "policy_room") {
@@ -181,7 +181,7 @@ func TestPolicyRoomReloadAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g2.Shutdown(t.Context())
-	if d := g2.policy.Snapshot().CheckOrigin("banned.test"); d.Reason != policy.ReasonOriginBanned {
+	if d := g2.rt.Load().primary().policy().Snapshot().CheckOrigin("banned.test"); d.Reason != policy.ReasonOriginBanned {
 		t.Fatalf("saved rules not enforced after a restart: %+v", d)
 	}
 }
@@ -247,7 +247,7 @@ allow_networks = ["127.0.0.0/8"]
 		t.Errorf("/readyz %d:\n%s", status, ready)
 	}
 
-	src := og.gw.sources.list.list
+	src := og.gw.rt.Load().primary().state.sources.list.list
 	fetch := func() error { return src.Fetch(t.Context()) }
 	setList(signer.Sign(t, []byte(`{"version": 2, "allow": ["b.test"], "deny": []}`)))
 	if err := fetch(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,13 +15,14 @@ import (
 	"github.com/fedgate/fedgate/upstream"
 )
 
-// The homeserver's pools (package upstream) as the operator sees them:
-// one prober for every member, which is also the readiness probe; one
-// readiness check per pool; per-member metrics; the console's upstream
-// section; the log lines of members going down and coming back. The
-// pools themselves live in the runtime (rt.upstream, built by
-// newUpstream in proxy.go); their members' health lives in g.upstreams,
-// which outlives reloads.
+// The homeservers' pools (package upstream) as the operator sees them:
+// one prober for every member of every hosted server, which is also the
+// readiness probe; readiness checks per pool; per-member metrics; the
+// console's upstream section; the log lines of members going down and
+// coming back. Each hosted server's pools live in its runtime
+// (hs.upstream, built by newUpstream in proxy.go from the server's own
+// [upstream] section); their members' health lives in g.upstreams, which
+// outlives reloads.
 
 // probeUserAgent is the User-Agent of the probes, so that homeserver
 // logs (and tests) can tell them from federation traffic.
@@ -39,48 +41,139 @@ func (g *Gateway) newUpstreamTracker() *upstream.Tracker {
 	}})
 }
 
-// probing reports whether the members of rt are probed: when readiness
-// can be asked (an admin listener) or when health decides where requests
-// go (a pool of several members).
-func probing(rt *runtime) bool {
-	return rt.cfg.Listen.Admin != "" || rt.upstream.Redundant()
+// probing reports whether the members of hs's pools are probed: when
+// readiness can be asked (an admin listener) or when health decides
+// where its requests go (a pool of several members).
+func probing(rt *runtime, hs *hostedServer) bool {
+	return rt.cfg.Listen.Admin != "" || hs.upstream.Redundant()
 }
 
-// runUpstreamProbe probes every member of the current runtime's pools
-// every probe interval until ctx ends: the homeserver's readiness probe
-// and the pools' active health check in one. Call it once, in its own
-// goroutine.
+// probeRound is one hosted server's finished probe, for the prober loop.
+type probeRound struct {
+	server string
+	next   time.Time // when the server's members are due again
+}
+
+// runUpstreamProbe probes the members of every hosted server's pools
+// until ctx ends: the homeserver readiness probe and the pools' active
+// health check in one loop. Each hosted server is probed every
+// probe_interval of its own [upstream] section; its members are probed at
+// once (Set.Probe), and a server whose probes are slow (members that do
+// not answer until probe_timeout) delays no other server's. Call it
+// once, in its own goroutine.
 func (g *Gateway) runUpstreamProbe(ctx context.Context) {
+	due := map[string]time.Time{} // by hosted server name; absent: due now
+	running := map[string]bool{}
+	done := make(chan probeRound)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case r := <-done:
+			delete(running, r.server)
+			due[r.server] = r.next
 		case <-t.C:
 		}
 		rt := g.rt.Load()
-		if probing(rt) {
-			for _, r := range rt.upstream.Probe(ctx) {
-				if !r.Skipped {
-					g.metrics.probe(r.OK())
+		now := time.Now()
+		next := now.Add(time.Minute)
+		listed := make(map[string]bool, len(rt.servers))
+		for _, hs := range rt.servers {
+			listed[hs.name] = true
+			if running[hs.name] {
+				continue
+			}
+			if d, ok := due[hs.name]; ok && now.Before(d) {
+				next = minTime(next, d)
+				continue
+			}
+			interval := hs.upstream.Health().ProbeInterval
+			if !probing(rt, hs) {
+				due[hs.name] = now.Add(interval)
+				next = minTime(next, due[hs.name])
+				continue
+			}
+			running[hs.name] = true
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, r := range hs.upstream.Probe(ctx) {
+					if !r.Skipped {
+						g.metrics.probe(r.OK())
+					}
 				}
+				select {
+				case done <- probeRound{server: hs.name, next: now.Add(interval)}:
+				case <-ctx.Done():
+				}
+			}()
+		}
+		for name := range due {
+			if !listed[name] && !running[name] {
+				delete(due, name) // a server a reload removed
 			}
 		}
-		t.Reset(rt.upstream.Health().ProbeInterval)
+		t.Reset(next.Sub(now))
 	}
 }
 
-// readyUpstream is one readiness check per pool: a pool is ready when one
-// of its members answered (a request or a probe) within
-// admin.ready_window. The default pool's check is "upstream", a route's
-// "upstream <name>".
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// readyUpstream reports the homeservers' pools. A pool is reached when
+// one of its members answered (a request or a probe) within
+// admin.ready_window, and a hosted server's homeserver when each of its
+// pools is. With one hosted server every pool is a check that readiness
+// needs: "upstream" (the default pool) and "upstream <pool>" (a route's).
+// With several, one customer's homeserver going down must not take the
+// others out of service: the check "upstream" passes when at least one
+// hosted server's homeserver is reached, and each server's pools are
+// reported beside it as "upstream <server>" and "upstream <server>
+// <pool>", checks that do not decide readiness on their own (Advisory).
 func (g *Gateway) readyUpstream(rt *runtime, now time.Time) []ReadyCheck {
 	window := rt.cfg.Admin.ReadyWindow.D()
-	pools := rt.upstream.Status()
+	if len(rt.servers) == 1 {
+		checks, _ := poolChecks(rt.servers[0], "", window, now)
+		return checks
+	}
+	summary := ReadyCheck{Name: readyUpstream}
+	out := []ReadyCheck{summary}
+	var down []string
+	for _, hs := range rt.servers {
+		checks, reached := poolChecks(hs, hs.name, window, now)
+		for i := range checks {
+			checks[i].Advisory = true
+		}
+		out = append(out, checks...)
+		if !reached {
+			down = append(down, hs.name)
+		}
+	}
+	summary.OK = len(down) < len(rt.servers)
+	summary.Detail = fmt.Sprintf("%d of %d hosted servers' homeservers reached", len(rt.servers)-len(down), len(rt.servers))
+	if len(down) > 0 {
+		summary.Detail += "; not reached: " + strings.Join(down, ", ")
+	}
+	out[0] = summary
+	return out
+}
+
+// poolChecks is one check per pool of hs, named after server (empty with
+// a single hosted server), and whether every pool was reached.
+func poolChecks(hs *hostedServer, server string, window time.Duration, now time.Time) ([]ReadyCheck, bool) {
+	pools := hs.upstream.Status()
 	checks := make([]ReadyCheck, 0, len(pools))
+	all := true
 	for _, p := range pools {
-		c := ReadyCheck{Name: readyCheckName(p.Name)}
+		c := ReadyCheck{Name: readyCheckName(server, p.Name)}
 		var parts []string
 		reached := 0
 		for _, m := range p.Members {
@@ -91,21 +184,28 @@ func (g *Gateway) readyUpstream(rt *runtime, now time.Time) []ReadyCheck {
 			parts = append(parts, text)
 		}
 		c.OK = reached > 0
+		all = all && c.OK
 		c.Detail = strings.Join(parts, "; ")
 		if len(p.Members) > 1 {
 			c.Detail = fmt.Sprintf("%d of %d members reached: %s", reached, len(p.Members), c.Detail)
 		}
 		checks = append(checks, c)
 	}
-	return checks
+	return checks, all
 }
 
-// readyCheckName is a pool's readiness check name.
-func readyCheckName(pool string) string {
-	if pool == upstream.DefaultPool {
-		return readyUpstream
+// readyCheckName is a pool's readiness check name: "upstream", then the
+// hosted server's name when there are several, then the pool's name
+// unless it is the default pool.
+func readyCheckName(server, pool string) string {
+	name := readyUpstream
+	if server != "" {
+		name += " " + server
 	}
-	return readyUpstream + " " + pool
+	if pool != upstream.DefaultPool {
+		name += " " + pool
+	}
+	return name
 }
 
 // memberReadiness says whether a member answered within window, in words.
@@ -126,9 +226,9 @@ func memberReadiness(m upstream.MemberStatus, now time.Time, window time.Duratio
 	return true, fmt.Sprintf("%s reached %s ago%s", m.URL, now.Sub(m.LastOK).Round(time.Millisecond), why)
 }
 
-// upstreamUp reports whether every pool has a member whose last exchange
-// or probe got an answer (fedgate_upstream_up, the console's "reachable"),
-// and when any member last answered.
+// upstreamUp reports whether every pool of one hosted server has a member
+// whose last exchange or probe got an answer (fedgate_upstream_up, the
+// console's "reachable"), and when any member last answered.
 func upstreamUp(pools []upstream.PoolStatus) (up bool, lastSeen time.Time) {
 	up = true
 	for _, p := range pools {
@@ -144,23 +244,23 @@ func upstreamUp(pools []upstream.PoolStatus) (up bool, lastSeen time.Time) {
 	return up, lastSeen
 }
 
-// poolDescs are the pools' metrics: labels pool (the configuration's pool
-// names) and member (the index in the pool's URL list), both bounded by
-// the configuration.
+// poolDescs are the pools' metrics: labels server (the hosted server's
+// name), pool (the configuration's pool names) and member (the index in
+// the pool's URL list), all bounded by the configuration.
 type poolDescs struct {
 	info, up, lastSeen, inFlight, requests, errors, failovers, probes *prometheus.Desc
 }
 
 func newPoolDescs(d func(sub, name, help string, labels ...string) *prometheus.Desc) poolDescs {
 	return poolDescs{
-		info:      d("upstream", "member_info", "1 for each member of each pool, with its URL.", "pool", "member", "url"),
-		up:        d("upstream", "member_up", "1 when the member's last request or probe got an answer; 0 while it is marked down, retried, or never reached.", "pool", "member"),
-		lastSeen:  d("upstream", "member_last_seen_timestamp_seconds", "When the member last answered (request or probe), as a Unix time.", "pool", "member"),
-		inFlight:  d("upstream", "member_in_flight_requests", "Requests of the pool under way on the member (sent, response not finished).", "pool", "member"),
-		requests:  d("upstream", "member_requests_total", "Requests the member answered (a response head arrived).", "pool", "member"),
-		errors:    d("upstream", "member_errors_total", "Requests the member did not answer, by kind: not_sent (no connection), no_response (connection broken before any answer), header_timeout, bad_response.", "pool", "member", "kind"),
-		failovers: d("upstream", "member_failovers_total", "Requests sent to another member of the pool after this one could not take them.", "pool", "member"),
-		probes:    d("upstream", "member_probes_total", "Active probes of the member, by result: ok (an answer below 500) or failed.", "pool", "member", "result"),
+		info:      d("upstream", "member_info", "1 for each member of each pool of each hosted server, with its URL.", "server", "pool", "member", "url"),
+		up:        d("upstream", "member_up", "1 when the member's last request or probe got an answer; 0 while it is marked down, retried, or never reached.", "server", "pool", "member"),
+		lastSeen:  d("upstream", "member_last_seen_timestamp_seconds", "When the member last answered (request or probe), as a Unix time.", "server", "pool", "member"),
+		inFlight:  d("upstream", "member_in_flight_requests", "Requests of the pool under way on the member (sent, response not finished).", "server", "pool", "member"),
+		requests:  d("upstream", "member_requests_total", "Requests the member answered (a response head arrived).", "server", "pool", "member"),
+		errors:    d("upstream", "member_errors_total", "Requests the member did not answer, by kind: not_sent (no connection), no_response (connection broken before any answer), header_timeout, bad_response.", "server", "pool", "member", "kind"),
+		failovers: d("upstream", "member_failovers_total", "Requests sent to another member of the pool after this one could not take them.", "server", "pool", "member"),
+		probes:    d("upstream", "member_probes_total", "Active probes of the member, by result: ok (an answer below 500) or failed.", "server", "pool", "member", "result"),
 	}
 }
 
@@ -173,30 +273,30 @@ func (p *poolDescs) describe(ch chan<- *prometheus.Desc) {
 // kindLabel is an error kind's label value.
 func kindLabel(k upstream.Kind) string { return strings.ReplaceAll(k.String(), " ", "_") }
 
-// collect reports every member of every pool of the runtime, and the
-// homeserver-wide fedgate_upstream_up and last_seen.
-func (p *poolDescs) collect(c *stateCollector, pools []upstream.PoolStatus, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+// collect reports every member of every pool of one hosted server, and
+// the server's fedgate_upstream_up and last_seen.
+func (p *poolDescs) collect(c *stateCollector, server string, pools []upstream.PoolStatus, gauge, counter func(*prometheus.Desc, float64, ...string)) {
 	up, last := upstreamUp(pools)
-	gauge(c.upstreamUp, b2f(up))
+	gauge(c.upstreamUp, b2f(up), server)
 	if !last.IsZero() {
-		gauge(c.upstreamLast, float64(last.UnixNano())/1e9)
+		gauge(c.upstreamLast, float64(last.UnixNano())/1e9, server)
 	}
 	for _, pool := range pools {
 		for _, m := range pool.Members {
 			idx := strconv.Itoa(m.Index)
-			gauge(p.info, 1, pool.Name, idx, m.URL)
-			gauge(p.up, b2f(m.State == upstream.Up), pool.Name, idx)
+			gauge(p.info, 1, server, pool.Name, idx, m.URL)
+			gauge(p.up, b2f(m.State == upstream.Up), server, pool.Name, idx)
 			if !m.LastOK.IsZero() {
-				gauge(p.lastSeen, float64(m.LastOK.UnixNano())/1e9, pool.Name, idx)
+				gauge(p.lastSeen, float64(m.LastOK.UnixNano())/1e9, server, pool.Name, idx)
 			}
-			gauge(p.inFlight, float64(m.InFlight), pool.Name, idx)
-			counter(p.requests, float64(m.Requests), pool.Name, idx)
+			gauge(p.inFlight, float64(m.InFlight), server, pool.Name, idx)
+			counter(p.requests, float64(m.Requests), server, pool.Name, idx)
 			for _, k := range []upstream.Kind{upstream.NotSent, upstream.NoResponse, upstream.HeaderTimeout, upstream.BadResponse} {
-				counter(p.errors, float64(m.Errors[k]), pool.Name, idx, kindLabel(k))
+				counter(p.errors, float64(m.Errors[k]), server, pool.Name, idx, kindLabel(k))
 			}
-			counter(p.failovers, float64(m.Failovers), pool.Name, idx)
-			counter(p.probes, float64(m.ProbesOK), pool.Name, idx, "ok")
-			counter(p.probes, float64(m.ProbesFailed), pool.Name, idx, "failed")
+			counter(p.failovers, float64(m.Failovers), server, pool.Name, idx)
+			counter(p.probes, float64(m.ProbesOK), server, pool.Name, idx, "ok")
+			counter(p.probes, float64(m.ProbesFailed), server, pool.Name, idx, "failed")
 		}
 	}
 }
@@ -205,17 +305,18 @@ func (p *poolDescs) collect(c *stateCollector, pools []upstream.PoolStatus, gaug
 // always had (the default pool's first member, reachable when every pool
 // has a member up) and every pool with its members.
 func (g *Gateway) consoleUpstream(rt *runtime, now time.Time) *console.Upstream {
-	pools := rt.upstream.Status()
+	hs := rt.primary()
+	pools := hs.upstream.Status()
 	up, last := upstreamUp(pools)
 	u := &console.Upstream{
 		URL:     pools[0].Members[0].URL,
 		Up:      up,
-		Probing: probing(rt),
+		Probing: probing(rt, hs),
 	}
 	if !last.IsZero() {
 		u.LastSeen = last.UTC()
 	}
-	routes := rt.cfg.Upstream.Routes
+	routes := hs.cfg.Upstream.Routes
 	for i, p := range pools {
 		cp := console.UpstreamPool{Name: p.Name, Balance: p.Balance.String(), Members: []console.UpstreamMember{}}
 		if i > 0 && i-1 < len(routes) {

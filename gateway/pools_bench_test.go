@@ -103,6 +103,6 @@ public_key = %q
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { g.rt.Load().upstream.close(); g.keyring.Close() })
+	b.Cleanup(func() { closeUpstreams(g.rt.Load().servers); g.keyring.Close() })
 	return &benchEnv{g: g, origin: origin}
 }

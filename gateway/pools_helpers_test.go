@@ -1,8 +1,13 @@
 package gateway
 
 // homeserverReached reports whether any member of the running
-// configuration's pools has answered (a probe or a request).
+// configuration's pools (of any hosted server) has answered (a probe or
+// a request).
 func homeserverReached(g *Gateway) bool {
-	_, last := upstreamUp(g.rt.Load().upstream.Status())
-	return !last.IsZero()
+	for _, hs := range g.rt.Load().servers {
+		if _, last := upstreamUp(hs.upstream.Status()); !last.IsZero() {
+			return true
+		}
+	}
+	return false
 }

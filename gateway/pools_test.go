@@ -574,7 +574,7 @@ func TestPoolsMemberKilledAndRestarted(t *testing.T) {
 
 // poolMember is one member's status in the running configuration.
 func poolMember(env *poolEnv, pool string, member int) upstream.MemberStatus {
-	for _, p := range env.gw.rt.Load().upstream.Status() {
+	for _, p := range env.gw.rt.Load().primary().upstream.Status() {
 		if p.Name == pool {
 			return p.Members[member]
 		}

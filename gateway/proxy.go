@@ -136,7 +136,7 @@ func (g *Gateway) forward(in *inbound) {
 		Body:   in.body,
 	}
 	ctx := in.r.Context()
-	x, err := in.rt.upstream.RoundTrip(ctx, in.match.Endpoint, in.origin, &req)
+	x, err := in.hs.upstream.RoundTrip(ctx, in.match.Endpoint, in.origin, &req)
 	if err != nil {
 		g.upstreamFailed(in, err)
 		return

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -17,9 +18,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/console"
 	"github.com/fedgate/fedgate/discovery"
+	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
 	"github.com/fedgate/fedgate/upstream"
@@ -51,6 +54,10 @@ type Options struct {
 	Certificates CertificateStatus
 	// Version is reported in fedgate_build_info; "" reports "unknown".
 	Version string
+	// Cluster, when set, shares rate limits, the keyring, the egress
+	// backoff and metrics with the other instances through Redis (the
+	// caller runs and closes it). Nil keeps all state in this process.
+	Cluster *cluster.Client
 }
 
 // Gateway serves fedgate's listeners. Create it with [New], then [Gateway.Start];
@@ -62,10 +69,16 @@ type Gateway struct {
 	router *endpoints.Router
 	stages []stage
 	ids    *requestIDs
-	rt     atomic.Pointer[runtime]
-	policy *policy.Engine // long-lived: limiter state survives reloads
-	// sources feed the engine from policy rooms and the signed list.
-	sources *policySources
+	// buffers lends request bodies and their canonical form to inbound
+	// requests; inbounds recycles their per-request state and fieldBufs
+	// their access log fields.
+	buffers   bodyBuffers
+	inbounds  sync.Pool // *inbound
+	fieldBufs sync.Pool // *[]zap.Field
+	rt        atomic.Pointer[runtime]
+	// hosted keeps each hosted server's long-lived state (policy engine
+	// and limiters, homeserver reachability) across reloads, by name.
+	hosted hostedStates
 
 	// keyring caches remote servers' keys; long-lived, its cache is worth
 	// keeping across reloads.
@@ -93,7 +106,7 @@ type Gateway struct {
 
 	// Operations: metrics, readiness, decision log, reload outcomes.
 	metrics          *metrics
-	hs               upstreamState
+	draining         atomic.Bool     // Shutdown has begun
 	verifiedStages   map[string]bool // stages that run after the signature check
 	decisions        atomic.Pointer[decisionLog]
 	decisionsMu      sync.Mutex // serialises changes to decisions
@@ -113,11 +126,11 @@ type Gateway struct {
 // runtime is everything a request reads from configuration, built once per
 // (re)load and never modified.
 type runtime struct {
-	cfg         *config.Config
-	upstream    *homeserver
+	cfg         *config.Config // the top-level configuration: global settings
+	hosted      *hosting.Table // finds hosted servers by name, Host and SNI
+	servers     []*hostedServer
+	secrets     map[[sha256.Size]byte]*hostedServer // egress secrets (their SHA-256) -> hosted server
 	passthrough func(path string) *endpoints.Endpoint
-	keys        *signingKeys
-	egress      *egressSettings
 	names       *nameHasher    // log.hash_server_names; nil shows names as they are
 	adminToken  *console.Token // admin.token_file; nil lets every console request in
 }
@@ -164,26 +177,21 @@ func New(opts Options) (*Gateway, error) {
 	if rt.names, err = newNameHasher(opts.Config.Log.HashServerNames, opts.Config.Log.HashKeyFile, true); err != nil {
 		return nil, opts.Config.Errorf("log.hash_key_file", "%v", err)
 	}
+	g.bg, g.stopBg = context.WithCancel(context.Background())
+	ch, err := g.preparePolicies(rt.servers)
+	if err != nil {
+		closeUpstreams(rt.servers)
+		return nil, err
+	}
+	g.commitPolicies(ch)
 	// Published now so that what the packages below log while starting is
 	// already subject to name hashing.
 	g.rt.Store(rt)
-	popts := policyOptions(opts.Config, logger)
-	popts.Logger = g.slog("policy")
-	g.policy, err = policy.New(popts)
-	if err != nil {
-		return nil, opts.Config.Errorf("policy", "%v", err)
-	}
 	client, err := g.newClient(opts.Config)
 	if err != nil {
 		return nil, err
 	}
 	g.fedClient.Store(client)
-	g.sources = newPolicySources(g.policy, logger, g.fetchList)
-	plan, err := g.sources.prepare(opts.Config)
-	if err != nil {
-		return nil, err
-	}
-	g.sources.apply(plan)
 	if g.keyring, err = g.newKeyring(opts.Config); err != nil {
 		return nil, err
 	}
@@ -200,34 +208,39 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.egress = newEgress(g, opts.Config)
+	g.wireCluster()
 	if err := g.egress.start(opts.Config); err != nil {
 		g.keyring.Close()
 		g.closeDecisionLog()
 		return nil, err
 	}
-	g.bg, g.stopBg = context.WithCancel(context.Background())
 	return g, nil
 }
 
-// build compiles a configuration into a runtime without side effects.
+// build compiles a configuration into a runtime without side effects:
+// every hosted server's keys, upstream and egress secret (its policy engine
+// is attached by preparePolicies).
 func (g *Gateway) build(c *config.Config) (*runtime, error) {
-	keys, err := loadSigningKeys(c)
+	servers, table, err := g.buildHosted(c)
 	if err != nil {
 		return nil, err
 	}
-	eg, err := newEgressSettings(c)
-	if err != nil {
+	if err := checkEgressSecrets(c, servers); err != nil {
+		closeUpstreams(servers)
 		return nil, err
 	}
 	token, err := loadAdminToken(c)
 	if err != nil {
+		closeUpstreams(servers)
 		return nil, err
 	}
-	up, err := newUpstream(c, "upstream", c.Upstream, g.upstreams)
-	if err != nil {
-		return nil, err
+	rt := &runtime{cfg: c, hosted: table, servers: servers, secrets: map[[sha256.Size]byte]*hostedServer{}, passthrough: passthroughMatcher(c.Inbound.Passthrough), adminToken: token}
+	for _, hs := range servers {
+		if hs.egress.hasSecret {
+			rt.secrets[hs.egress.secretSum] = hs
+		}
 	}
-	return &runtime{cfg: c, upstream: up, passthrough: passthroughMatcher(c.Inbound.Passthrough), keys: keys, egress: eg, adminToken: token}, nil
+	return rt, nil
 }
 
 // Reload builds a runtime from c and publishes it; on error the running
@@ -257,44 +270,41 @@ func (g *Gateway) reload(c *config.Config) error {
 		return fmt.Errorf("reload: %w", err)
 	}
 	if rt.names, err = newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, true); err != nil {
-		rt.upstream.close()
+		closeUpstreams(rt.servers)
 		return fmt.Errorf("reload: %w", c.Errorf("log.hash_key_file", "%v", err))
 	}
 	var client *discovery.Client
 	if !reflect.DeepEqual(c.Outbound, g.rt.Load().cfg.Outbound) {
 		if client, err = g.newClient(c); err != nil {
-			rt.upstream.close()
+			closeUpstreams(rt.servers)
 			return fmt.Errorf("reload: %w", err)
 		}
 	}
 	dl, keepLog, err := g.prepareDecisionLog(c)
 	if err != nil {
-		rt.upstream.close()
+		closeUpstreams(rt.servers)
 		return fmt.Errorf("reload: %w", err)
 	}
-	plan, err := g.sources.prepare(c)
+	ch, err := g.preparePolicies(rt.servers)
 	if err != nil {
-		rt.upstream.close()
+		closeUpstreams(rt.servers)
 		dl.close()
 		return fmt.Errorf("reload: %w", err)
 	}
-	if err := g.policy.Update(policyOptions(c, g.log)); err != nil {
-		rt.upstream.close()
-		dl.close()
-		return fmt.Errorf("reload: policy: %w", err)
-	}
-	g.sources.apply(plan)
 	g.commitDecisionLog(dl, keepLog)
 	g.metrics.setPeers(c.Admin.Peers)
 	if client != nil {
 		g.fedClient.Swap(client).CloseIdleConnections()
 	}
 	g.warnRestartNeeded(c)
+	g.commitPolicies(ch)
 	if old := g.rt.Swap(rt); old != nil {
-		// Requests in flight keep the old runtime; its idle upstream
-		// connections are closed, busy ones finish normally.
-		old.upstream.close()
+		// Requests in flight keep the old runtime, servers since removed
+		// included; idle upstream connections are closed, busy ones
+		// finish normally.
+		closeUpstreams(old.servers)
 	}
+	g.logHostedChanges(ch)
 	return nil
 }
 
@@ -351,22 +361,19 @@ func (g *Gateway) Start() error {
 		g.serveWG.Add(1)
 		go g.serve(s)
 	}
-	// The prober decides per round whether the runtime's members need
+	// The prober decides per round which hosted servers' members need
 	// probing (pools.go): a reload may turn several members on or off.
-	g.bgWG.Add(3)
+	g.bgWG.Add(2)
 	go func() {
 		defer g.bgWG.Done()
 		g.runUpstreamProbe(g.bg)
 	}()
-	go func() {
-		defer g.bgWG.Done()
-		g.policy.Run(g.bg)
-	}()
+	g.startPolicies()
 	go func() {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
 	}()
-	g.sources.start(g.bg)
+	g.startCluster()
 	return nil
 }
 
@@ -427,7 +434,7 @@ func (g *Gateway) Addrs(kind string) []net.Addr {
 // listener stops last, so that readiness and metrics stay visible while the
 // other listeners drain.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.hs.draining.Store(true)
+	g.draining.Store(true)
 	g.mu.Lock()
 	servers := g.servers
 	g.servers = nil
@@ -450,7 +457,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.serveWG.Wait()
 	g.stopBg()
 	g.bgWG.Wait()
-	g.sources.stop()
+	g.stopPolicySources()
 	if err := g.keyring.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("keyring: %w", err))
 	}
@@ -519,37 +526,58 @@ func (g *Gateway) warnRestartNeeded(c *config.Config) {
 		!reflect.DeepEqual(old.Keys.Pinned, c.Keys.Pinned) || old.Keys.CacheFile != c.Keys.CacheFile {
 		g.log.Warn("keys.trusted_key_servers, keys.pinned or keys.cache_file changed; restart fedgate to apply them")
 	}
+	g.warnClusterRestart(old, c)
 }
 
 // Check compiles c the way New and Reload do (signing keys, upstream,
-// outbound, policy) without binding or starting anything, so that
-// "fedgate check-config" refuses exactly what "fedgate run" would. A key
-// file that does not exist yet is fine when keys.generate is set.
+// outbound, policy, for every hosted server) without binding or starting
+// anything, so that "fedgate check-config" refuses exactly what "fedgate
+// run" would. A key file that does not exist yet is fine when
+// keys.generate is set.
 func Check(c *config.Config) error {
 	g := &Gateway{log: zap.NewNop()}
-	if _, err := os.Stat(c.Keys.SigningKey); err == nil || !c.Keys.Generate {
-		if _, err := loadSigningKeys(c); err != nil {
+	pubs := map[string]string{}
+	var servers []*hostedServer
+	for _, hc := range c.Hosted() {
+		if _, err := os.Stat(hc.Keys.SigningKey); err == nil || !hc.Keys.Generate {
+			keys, err := loadSigningKeys(hc)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys.current {
+				if other, dup := pubs[string(k.Public())]; dup {
+					return hc.Errorf("keys.signing_key", "key %s is also a signing key of %s: every hosted server signs with its own key", k.ID, other)
+				}
+				pubs[string(k.Public())] = hc.ServerName
+			}
+		}
+		if err := checkEgress(hc); err != nil {
+			return err
+		}
+		eg, err := newEgressSettings(hc)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, &hostedServer{cfg: hc, name: hc.ServerName, egress: eg})
+		up, err := newUpstream(hc, "upstream", hc.Upstream, nil)
+		if err != nil {
+			return err
+		}
+		up.close()
+		if _, err := policy.New(policyOptions(hc, g.log)); err != nil {
+			return hc.Errorf("policy", "%v", err)
+		}
+		if err := checkPolicySources(hc); err != nil {
 			return err
 		}
 	}
-	if err := checkEgress(c); err != nil {
+	if err := checkEgressSecrets(c, servers); err != nil {
 		return err
 	}
 	if _, err := loadAdminToken(c); err != nil {
 		return err
 	}
-	up, err := newUpstream(c, "upstream", c.Upstream, nil)
-	if err != nil {
-		return err
-	}
-	up.close()
 	if _, err := g.newClient(c); err != nil {
-		return err
-	}
-	if _, err := policy.New(policyOptions(c, g.log)); err != nil {
-		return c.Errorf("policy", "%v", err)
-	}
-	if err := checkPolicySources(c); err != nil {
 		return err
 	}
 	if _, err := newNameHasher(c.Log.HashServerNames, c.Log.HashKeyFile, false); err != nil {

@@ -27,7 +27,7 @@
 //	// route lookup, X-Matrix parse, destination check
 //	snap.CheckOrigin(origin)                        // before any key fetch
 //	// body read, key fetch, signature check
-//	engine.Limiters().AllowOrigin(origin, m.Endpoint)
+//	engine.Limiters().AllowVerified(ctx, peer, origin, m.Endpoint) // AllowOrigin, plus shared per_ip in cluster mode
 //	release, r := engine.Limiters().AcquireOrigin(ctx, origin) // defer release()
 //	snap.CheckRequest(origin, &m, rawQuery, body)   // endpoint, room, user rules
 //
@@ -75,6 +75,15 @@
 // may be dry-run on its own, and past its StaleAt every origin and
 // destination check fails closed (ban_list_stale, list_stale).
 // [Decision.Rule] names the set and the entry's provenance.
+//
+// # Cluster mode
+//
+// With [Options.Shared] (a [SharedLimiter], implemented over Redis by
+// package cluster), [Limiters.AllowVerified] takes the cluster-wide per_ip,
+// per_origin and class buckets in one call, and [Limiters.AllowEgress] the
+// per_destination bucket; AllowIP stays a local guard before
+// authentication. When the store fails, the local buckets decide.
+// Concurrency caps are always per instance.
 //
 // [Engine.Run] polls list_file: a rewritten file is reloaded; a bad one, or
 // one with a lower version, is refused and the last good list kept. With

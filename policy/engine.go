@@ -42,6 +42,12 @@ type Options struct {
 	// MaxLimiterKeys bounds the keys each limiter remembers; zero means
 	// [DefaultMaxLimiterKeys]. Only the value given to [New] is used.
 	MaxLimiterKeys int
+	// Shared, when set, keeps the rate limits in a store several
+	// instances share (cluster mode): see [SharedLimiter],
+	// [Limiters.AllowVerified] and [Limiters.AllowEgress]. Nil keeps every
+	// bucket in this process. Concurrency caps are always per instance.
+	// Only the value given to [New] is used.
+	Shared SharedLimiter
 }
 
 // Engine owns the current [Snapshot], the external list and the
@@ -91,7 +97,7 @@ func New(opts Options) (*Engine, error) {
 		e.now = time.Now
 	}
 	o.Now = e.now
-	e.limiters = newLimiters(e.now, o.MaxLimiterKeys, e.counters)
+	e.limiters = newLimiters(e.now, o.MaxLimiterKeys, e.counters, o.Shared)
 	var list listState
 	if path := plainListFile(&o); path != "" {
 		if list, err = loadList(path); err != nil {
@@ -128,7 +134,7 @@ func (e *Engine) Update(opts Options) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	o.Now, o.Logger, o.MaxLimiterKeys = e.now, e.log, e.opts.MaxLimiterKeys
+	o.Now, o.Logger, o.MaxLimiterKeys, o.Shared = e.now, e.log, e.opts.MaxLimiterKeys, e.opts.Shared
 	list := e.list
 	switch path := plainListFile(&o); {
 	case path == "":

@@ -64,6 +64,7 @@ type Limiters struct {
 	now      func() time.Time
 	maxKeys  int
 	counters *counters
+	shared   SharedLimiter // nil: in process only
 
 	perIP, perOrigin, perDest *bucketStore
 	slots                     *slotStore
@@ -92,8 +93,9 @@ type classLimit struct {
 	store   *bucketStore
 }
 
-func newLimiters(now func() time.Time, maxKeys int, c *counters) *Limiters {
+func newLimiters(now func() time.Time, maxKeys int, c *counters, shared SharedLimiter) *Limiters {
 	l := &Limiters{
+		shared:    shared,
 		now:       now,
 		maxKeys:   maxKeys,
 		counters:  c,

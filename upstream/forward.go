@@ -22,7 +22,10 @@ func (m *Member) RoundTrip(ctx context.Context, req *Request) (*Response, error)
 	retried := false
 	for {
 		now := time.Now()
-		c := m.getIdle(now)
+		var c *conn
+		if !retried { // a retry always gets a new connection
+			c = m.getIdle(now)
+		}
 		reused := c != nil
 		if reused {
 			m.reuses.Add(1)

@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// Response is the homeserver's answer. Its Body must be closed (reading
-// it to the end is not enough to release its connection early, but
-// closing is always required).
+// Response is the homeserver's answer. Its Body must always be closed:
+// a body read to its end has already given its connection back to the
+// pool (Close is then a no-op); one closed earlier closes the connection.
 type Response struct {
 	// StatusCode is the final status (interim 1xx answers are skipped).
 	StatusCode int

@@ -3,8 +3,8 @@ package main
 import (
 	"net"
 	"slices"
-	"strings"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
@@ -71,27 +71,23 @@ func federationNames(c *config.Config) []string {
 	return names
 }
 
-// reloadCertificates runs on SIGHUP: it re-reads the certificate files
-// (files mode) and warns when the reloaded configuration (nil if it did not
-// load) changes [tls] settings, which take effect only after a restart.
-func reloadCertificates(cm *certs.Manager, c *config.Config, log *zap.Logger) {
-	if c != nil && certSettingsChanged(cm.Options(), certsOptions(c, log)) {
-		log.Warn("tls settings changed; restart fedgate to apply them (certificates keep being served as before)")
+// reloadCertificates runs on SIGHUP: it applies the [tls] settings of the
+// reloaded configuration (nil if it was refused), every hosted server's,
+// and re-reads the certificate files (files mode). Settings that cannot
+// be used are refused and the certificates served before stay. Changed
+// challenge listeners need a restart, as every listener does. shared is
+// the cluster's ACME storage (nil without [cluster]).
+func reloadCertificates(cm *certs.Set, c *config.Config, shared certmagic.Storage, log *zap.Logger) {
+	if c != nil {
+		next := withSharedStorage(certsOptionsAll(c, log), shared)
+		if running := cm.Options(); running[0].HTTPChallengeAddr != next[0].HTTPChallengeAddr || running[0].TLSALPNChallengeAddr != next[0].TLSALPNChallengeAddr {
+			log.Warn("ACME challenge listeners changed; restart fedgate to apply them")
+		}
+		if err := cm.Update(next); err != nil {
+			log.Error("tls settings refused, still serving the previous certificates", zap.Error(err))
+		}
 	}
 	if err := cm.Reload(); err != nil {
 		log.Error("certificate reload refused, still serving the previous certificate", zap.Error(err))
 	}
-}
-
-// certSettingsChanged compares the settings a running Manager cannot
-// change.
-func certSettingsChanged(running, next certs.Options) bool {
-	return running.Mode != next.Mode ||
-		!slices.EqualFunc(running.Names, next.Names, strings.EqualFold) ||
-		running.DataDir != next.DataDir ||
-		running.CertFile != next.CertFile || running.KeyFile != next.KeyFile ||
-		running.Email != next.Email || running.CA != next.CA || running.CARoot != next.CARoot ||
-		running.Storage != next.Storage ||
-		running.HTTPChallengeAddr != next.HTTPChallengeAddr ||
-		running.TLSALPNChallengeAddr != next.TLSALPNChallengeAddr
 }

@@ -92,8 +92,8 @@ func TestReloadCertificates(t *testing.T) {
 	if !slices.Equal(o.Names, []string{"example.org"}) {
 		t.Fatalf("files mode names %q, want the server name", o.Names)
 	}
-	o.PollInterval = -1 // only SIGHUP reloads here
-	cm, err := certs.New(o)
+	// Not started: the files are re-read on SIGHUP only.
+	cm, err := certs.NewSet(certsOptionsAll(c, log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestReloadCertificates(t *testing.T) {
 	if newCert, _ := ca.WriteLeafFiles(t, dir, "example.org"); newCert != certFile {
 		t.Fatalf("files written to %s", newCert)
 	}
-	reloadCertificates(cm, c, log)
+	reloadCertificates(cm, parseConfig(t, dir, text), nil, log)
 	if served() == before {
 		t.Fatal("SIGHUP did not pick up the new files")
 	}
@@ -135,19 +135,21 @@ func TestReloadCertificates(t *testing.T) {
 		t.Error("unchanged [tls] reported as needing a restart")
 	}
 
-	// A broken pair is refused and logged; a changed [tls] asks for a restart.
+	// A broken pair is refused and logged, with the changed [tls] that
+	// needs it; what was served stays.
 	current := served()
 	os.WriteFile(keyFile, []byte("broken"), 0o600)
 	changed := parseConfig(t, dir, strings.Replace(text, "mode = \"files\"", "mode = \"files\"\nnames = [\"matrix.example.org\"]", 1))
-	reloadCertificates(cm, changed, log)
+	reloadCertificates(cm, changed, nil, log)
 	if served() != current {
 		t.Fatal("a broken pair replaced the served one")
 	}
-	if logs.FilterMessageSnippet("certificate reload refused").Len() != 1 || logs.FilterMessageSnippet("restart fedgate").Len() != 1 {
+	if logs.FilterMessageSnippet("certificate reload refused").Len() != 1 || logs.FilterMessageSnippet("tls settings refused").Len() != 1 ||
+		logs.FilterMessageSnippet("restart fedgate").Len() != 0 {
 		t.Errorf("logs: %v", logs.All())
 	}
 	// A configuration that did not load still re-reads the files.
-	reloadCertificates(cm, nil, log)
+	reloadCertificates(cm, nil, nil, log)
 	if logs.FilterMessageSnippet("certificate reload refused").Len() != 2 {
 		t.Errorf("reload without configuration: %v", logs.All())
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -28,6 +29,10 @@ func cmdCheckConfig(env *environment, args []string) int {
 		return exitFailure
 	}
 	if err := gateway.Check(c); err != nil {
+		printConfigError(env.stderr, err)
+		return exitFailure
+	}
+	if err := checkCluster(c); err != nil {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
@@ -121,6 +126,21 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 		row("egress", "off (no listen.egress)")
 	}
 	row("log", "%s, %s, access log %v", c.Log.Level, c.Log.Format, c.Log.Access)
+	if c.Cluster.Enabled() {
+		row("cluster", "redis %s; prefix %q; node %s; timeout %v", redactURL(c.Cluster.Redis), c.Cluster.Prefix, orNone(c.Cluster.Node), c.Cluster.Timeout.D())
+	} else {
+		row("cluster", "off (state in this process)")
+	}
+	writeHostedSummary(w, c)
+}
+
+// redactURL hides a password in a URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // describeUpstream is the default pool, its timeout, and each route with

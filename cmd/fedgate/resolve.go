@@ -28,7 +28,7 @@ import (
 const maxKeyDocument = 1 << 20
 
 func cmdResolve(env *environment, args []string) int {
-	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-hosts-file FILE] [-json] SERVER_NAME",
+	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-hosts-file FILE] [-json] [SERVER_NAME]",
 		"Runs server discovery for SERVER_NAME the way fedgate does and prints each\n"+
 			"step: the well-known document, SRV records, addresses, and the Host header and\n"+
 			"TLS name (SNI) it would use. Then it fetches /_matrix/federation/v1/version and\n"+
@@ -39,7 +39,9 @@ func cmdResolve(env *environment, args []string) int {
 			"With -config, the [outbound] settings apply (resolvers, hosts_file, ca_file,\n"+
 			"overrides, allow_networks, timeouts); without, /etc/hosts, the system resolvers\n"+
 			"and roots do and every private or special-purpose address is refused.\n\n"+
-			"Exits 0 only if federation with SERVER_NAME would work; 1 otherwise.")
+			"Without SERVER_NAME, -config names the servers: every server name the\n"+
+			"configuration hosts (server_name and each [[servers]] entry) is checked.\n\n"+
+			"Exits 0 only if federation with SERVER_NAME (every one) would work; 1 otherwise.")
 	configPath := fs.String("config", "", "configuration `file` whose [outbound] section to use (optional)")
 	resolver := fs.String("resolver", "", "DNS server to ask, `IP:PORT` or IP, instead of the configured or system ones")
 	hostsFile := hostsFileFlag(fs, "outbound.hosts_file (or /etc/hosts)")
@@ -48,12 +50,13 @@ func cmdResolve(env *environment, args []string) int {
 	if code, ok := parseFlags(env, fs, args, 1); !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(env.stderr, "fedgate resolve: give one server name\n")
+	if fs.NArg() != 1 && *configPath == "" {
+		fmt.Fprintf(env.stderr, "fedgate resolve: give one server name, or -config to check every hosted one\n")
 		fs.Usage()
 		return exitUsage
 	}
 	opts := discovery.Options{HostsFile: discovery.DefaultHostsFile}
+	names := fs.Args()
 	if *configPath != "" {
 		c, err := config.Load(*configPath)
 		if err != nil {
@@ -63,6 +66,9 @@ func cmdResolve(env *environment, args []string) int {
 		if opts, err = gateway.DiscoveryOptions(c, nil); err != nil {
 			printConfigError(env.stderr, err)
 			return exitFailure
+		}
+		if len(names) == 0 {
+			names = hostedNames(c)
 		}
 	}
 	if *resolver != "" {
@@ -81,8 +87,14 @@ func cmdResolve(env *environment, args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
-	rep := probe(ctx, client, fs.Arg(0), time.Now)
-	return writeReport(env, *asJSON, rep, rep.OK)
+	code := exitOK
+	for _, name := range names {
+		rep := probe(ctx, client, name, time.Now)
+		if writeReport(env, *asJSON, rep, rep.OK) != exitOK {
+			code = exitFailure
+		}
+	}
+	return code
 }
 
 // noFlag is the value of a string flag that was not given.

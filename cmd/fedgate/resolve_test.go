@@ -180,7 +180,8 @@ dns_timeout = "2s"
 			"well-known https://missing.test/.well-known/matrix/server:", "srv _matrix-fed._tcp.missing.test SRV: no records",
 			"FAIL: discovery failed: missing.test: dns"}},
 		{"invalid name", []string{"-config", cfg, "not a name"}, exitFailure, []string{"FAIL: discovery failed: not a name: server name"}},
-		{"no name", []string{"-config", cfg}, exitUsage, []string{"give one server name"}},
+		{"no name: the hosted names", []string{"-config", cfg}, exitFailure, []string{"Resolving example.org", "FAIL: discovery failed: example.org"}},
+		{"no name, no configuration", []string{"-resolver", dns.Addr}, exitUsage, []string{"give one server name"}},
 		{"two names", []string{"a.test", "b.test"}, exitUsage, []string{`unexpected argument "b.test"`}},
 		{"bad config", []string{"-config", filepath.Join(dir, "missing.toml"), "a.test"}, exitFailure, []string{"reading config"}},
 	}

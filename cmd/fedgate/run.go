@@ -8,9 +8,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/certs"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/gateway"
 )
@@ -54,16 +56,39 @@ func cmdRun(env *environment, args []string) int {
 // run starts everything c describes and serves until a terminating signal.
 func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signal) error {
 	log.Info("starting fedgate", zap.String("version", version), zap.String("config", c.File), zap.String("server_name", c.ServerName))
+	if len(c.Servers) > 0 {
+		log.Info("hosting several servers", zap.Strings("servers", hostedNames(c)))
+	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data folder: %w", err)
 	}
-	if err := ensureSigningKey(c, log); err != nil {
+	if err := ensureSigningKeys(c, log); err != nil {
 		return err
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cm, err := certs.New(certsOptions(c, log))
+	cl, err := newCluster(c, log)
+	if err != nil {
+		return err
+	}
+	var shared certmagic.Storage // cluster mode: ACME storage in Redis
+	if cl != nil {
+		clusterDone := make(chan struct{})
+		go func() {
+			defer close(clusterDone)
+			cl.Run(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-clusterDone
+			cl.Close()
+		}()
+		shared = cl.CertStorage(cluster.CertStorageOptions{})
+		log.Info("cluster mode: sharing limits, keys, backoff and ACME storage in Redis",
+			zap.String("redis", redactURL(c.Cluster.Redis)), zap.String("prefix", cl.Prefix()), zap.String("node", cl.Node()))
+	}
+	cm, err := certs.NewSet(withSharedStorage(certsOptionsAll(c, log), shared))
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -79,6 +104,7 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		WrapHTTP:     cm.HTTPHandler,
 		Certificates: cm,
 		Version:      version,
+		Cluster:      cl,
 	})
 	if err != nil {
 		return err
@@ -95,12 +121,12 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 		select {
 		case <-changes:
 			log.Info("configuration file changed, reloading", zap.String("config", c.File))
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		case sig = <-signals:
 		}
 		if sig == syscall.SIGHUP {
-			reload(gw, cm, path, log)
+			reload(gw, cm, shared, path, log)
 			continue
 		}
 		grace := c.Server.ShutdownGrace.D()
@@ -118,19 +144,26 @@ func run(c *config.Config, path string, log *zap.Logger, signals <-chan os.Signa
 }
 
 // reload re-reads the configuration; an invalid file is refused and the
-// running configuration stays. Certificate files are re-read either way.
-func reload(gw *gateway.Gateway, cm *certs.Manager, path string, log *zap.Logger) {
+// running configuration stays. Certificate files are re-read either way;
+// the certificate settings (hosted servers added or removed, names) follow
+// a configuration the gateway accepted.
+func reload(gw *gateway.Gateway, cm *certs.Set, shared certmagic.Storage, path string, log *zap.Logger) {
 	c, err := config.Load(path)
-	reloadCertificates(cm, c, log)
 	if err == nil {
-		err = gw.Reload(c)
+		if err = ensureSigningKeys(c, log); err == nil {
+			err = gw.Reload(c)
+		} else {
+			gw.ReloadFailed()
+		}
 	}
 	if err != nil {
 		if c == nil {
 			gw.ReloadFailed() // Reload counts its own refusals
 		}
+		reloadCertificates(cm, nil, shared, log)
 		log.Error("reload refused, keeping the running configuration", zap.Error(err))
 		return
 	}
+	reloadCertificates(cm, c, shared, log)
 	log.Info("configuration reloaded", zap.String("config", c.File))
 }

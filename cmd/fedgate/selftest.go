@@ -62,6 +62,7 @@ func cmdSelftest(env *environment, args []string) int {
 			"             listen.egress and egress.worker_proxy\n"+
 			"  admin      listen.admin's /readyz answers 200; skipped without listen.admin\n\n"+
 			"Private and loopback addresses are allowed: this is your own server.\n"+
+			"With [[servers]], every hosted server is checked in turn (one report each).\n"+
 			"Exits 0 when no check failed, 1 otherwise.")
 	path := fs.String("config", "gateway.toml", "configuration `file` of the fedgate to check")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
@@ -76,16 +77,22 @@ func cmdSelftest(env *environment, args []string) int {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
-	st, err := newSelftest(c, *resolver, hostsFile)
-	if err != nil {
-		printConfigError(env.stderr, err)
-		return exitFailure
-	}
-	defer st.client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	rep := st.run(ctx)
-	return writeReport(env, *asJSON, rep, rep.OK)
+	code := exitOK
+	for _, hc := range c.Hosted() {
+		st, err := newSelftest(hc, *resolver, hostsFile)
+		if err != nil {
+			printConfigError(env.stderr, err)
+			return exitFailure
+		}
+		rep := st.run(ctx)
+		st.client.CloseIdleConnections()
+		if writeReport(env, *asJSON, rep, rep.OK) != exitOK {
+			code = exitFailure
+		}
+	}
+	return code
 }
 
 // checkResult is one line of the selftest.
@@ -708,6 +715,10 @@ func (st *selftest) checkEgress(ctx context.Context) checkResult {
 	secret, err := egressSecret(c)
 	if err != nil {
 		r.Status, r.Detail = checkFail, err.Error()
+		return r
+	}
+	if secret == "" && c.HostedIndex() > 0 {
+		r.Status, r.Detail = checkSkip, "this [[servers]] entry has no egress secret (its homeserver cannot use the worker proxy protocol)"
 		return r
 	}
 	dest, dryRun, err := deniedDestination(c)

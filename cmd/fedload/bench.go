@@ -24,6 +24,9 @@ type benchOptions struct {
 	accessLog             string // "off", "on" or "both"
 	halfPeak              bool
 	idleConns             int
+	cluster               bool
+	redis                 string
+	clusterBase           string // the target cluster mode is compared with
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,6 +48,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on", or "both" (one fedgate process each; nginx and Caddy run without one)`)
 	fs.BoolVar(&o.halfPeak, "half-peak", true, "also measure latency at half of fedgate's peak rate")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "measure each proxy's RSS holding this many idle keep-alive connections (0: skip)")
+	fs.BoolVar(&o.cluster, "cluster", false, "also run fedgate in cluster mode (target fedgate+redis) against a redis-server fedload starts, and report what [cluster] adds per request")
+	fs.StringVar(&o.redis, "redis", "", `redis-server binary for -cluster ("": PATH)`)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: fedload bench [flags]\n\nMeasures fedgate, Caddy and nginx in front of the same upstream, and the\nupstream directly, in interleaved rounds on loopback.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -92,6 +97,29 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			defer t.stop()
 			targets = append(targets, t)
 		}
+	}
+	if o.cluster && len(bins) > 0 {
+		// One more fedgate, the first binary with the first access-log
+		// mode, in cluster mode against a redis-server of its own.
+		rbin := findBinary(o.redis, "redis-server")
+		if rbin == "" {
+			return fmt.Errorf("-cluster needs redis-server (apt-get install redis-server, or -redis PATH)")
+		}
+		redis, err := e.startRedis(rbin)
+		if err != nil {
+			return err
+		}
+		defer redis.stop()
+		o.clusterBase = bins[0].label
+		if logModes[0] {
+			o.clusterBase += "+log"
+		}
+		ct, err := e.startFedgateCluster(o.clusterBase+"+redis", bins[0].path, logModes[0], redis)
+		if err != nil {
+			return err
+		}
+		defer ct.stop()
+		targets = append(targets, ct)
 	}
 	if len(bins) == 0 && o.fedgate != "none" {
 		fmt.Fprintln(stderr, "fedload: no fedgate binary (build it with: go build -o bin/ ./cmd/...); measuring without it")
@@ -142,6 +170,7 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		}
 	}
 	all := map[string][]*result{} // key: scenario/target
+	verify := map[string][]verifyTiming{}
 	for round := range o.rounds {
 		for _, s := range scenarios {
 			// Rotate the order each round so no target always runs first
@@ -159,6 +188,12 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 				fmt.Fprintf(out, "round %d %-13s %-8s %7.0f req/s  p99 %-8s cpu/req %-7s errors %d %s\n",
 					round+1, s.name, t.name, r.rps(), fmtDur(r.pct(0.99)), fmtDur(r.cpuPerReq()), r.errors, r.firstError)
 			}
+			if !s.local {
+				// The signature check is timed in every round, right
+				// after the scenario's measurements, so that it sees the
+				// same machine as they did.
+				verify[s.name] = append(verify[s.name], timeVerify(e, s))
+			}
 		}
 	}
 	medians := map[string]*result{}
@@ -166,7 +201,10 @@ func bench(ctx context.Context, e *env, targets []*target, scenarios []scenario,
 		medians[k] = median(rs)
 	}
 	printTable(out, targets, scenarios, medians)
-	printOwnWork(out, e, targets, scenarios, medians)
+	printOwnWork(out, targets, scenarios, medians, verify)
+	if o.clusterBase != "" {
+		printClusterCost(out, scenarios, medians, o.clusterBase)
+	}
 	if o.halfPeak {
 		if err := halfPeak(ctx, out, clients, targets, scenarios, medians, o.spec, o.rounds); err != nil {
 			return err
@@ -195,6 +233,7 @@ func median(rs []*result) *result {
 	m.n = 1000000
 	m.elapsed = time.Duration(float64(m.n) / rps * float64(time.Second))
 	m.cpu = time.Duration(pick(func(r *result) float64 { return float64(r.cpuPerReq()) })) * time.Duration(m.n)
+	m.sideCPU = time.Duration(pick(func(r *result) float64 { return float64(r.sideCPUPerReq()) })) * time.Duration(m.n)
 	p := func(q float64) time.Duration {
 		return time.Duration(pick(func(r *result) float64 { return float64(r.pct(q)) }))
 	}
@@ -379,4 +418,38 @@ func idleRSS(ctx context.Context, out io.Writer, e *env, targets []*target, n in
 	}
 	tw.Flush()
 	return nil
+}
+
+// verifiedGET is the scenario whose fedgate CPU per request is the
+// yardstick for what cluster mode may add (issue 15: under 10 %).
+const verifiedGET = "get-profile"
+
+// printClusterCost compares fedgate with and without [cluster], same run:
+// the CPU each request costs fedgate, what cluster mode adds (as a share
+// of fedgate's verified GET), what redis-server spends per request, and
+// the p99 of both.
+func printClusterCost(out io.Writer, scenarios []scenario, med map[string]*result, name string) {
+	base := med[verifiedGET+"/"+name]
+	if med[scenarios[0].name+"/"+name+"+redis"] == nil || base == nil || base.cpuPerReq() == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nCluster mode (fedgate+redis: [cluster] with a local redis-server) against fedgate alone, same run;\n"+
+		"added CPU is a share of fedgate's CPU per verified GET (%s, %s); target: under 10%%:\n\n", verifiedGET, fmtDur(base.cpuPerReq()))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tfedgate CPU/req\t+redis CPU/req\tadded\tadded/verified GET\tredis-server CPU/req\tp99 fedgate\tp99 +redis\tmet\t")
+	for _, s := range scenarios {
+		f, c := med[s.name+"/"+name], med[s.name+"/"+name+"+redis"]
+		if f == nil || c == nil {
+			continue
+		}
+		added := c.cpuPerReq() - f.cpuPerReq()
+		share := float64(added) / float64(base.cpuPerReq()) * 100
+		met := "yes"
+		if share >= 10 {
+			met = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1f%%\t%s\t%s\t%s\t%s\t\n", s.name, fmtDur(f.cpuPerReq()), fmtDur(c.cpuPerReq()), fmtDur(added), share,
+			fmtDur(c.sideCPUPerReq()), fmtDur(f.pct(0.99)), fmtDur(c.pct(0.99)), met)
+	}
+	tw.Flush()
 }

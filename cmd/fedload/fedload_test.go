@@ -37,7 +37,7 @@ func TestScenariosThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fedgate.toml")
-	if err := os.WriteFile(path, []byte(e.fedgateTOML("fedgate", 0, 0, true)), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(e.fedgateTOML("fedgate", 0, 0, true, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)

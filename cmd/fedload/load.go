@@ -234,6 +234,7 @@ type result struct {
 	firstError       string
 	elapsed          time.Duration
 	cpu              time.Duration // the target's CPU time; 0 when unknown
+	sideCPU          time.Duration // its side processes' CPU time (redis-server)
 	lat              []time.Duration
 }
 
@@ -244,6 +245,24 @@ func (r *result) cpuPerReq() time.Duration {
 		return 0
 	}
 	return r.cpu / time.Duration(r.n)
+}
+
+func (r *result) sideCPUPerReq() time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	return r.sideCPU / time.Duration(r.n)
+}
+
+// sideCPU sums the CPU time of the target's side processes.
+func sideCPU(t *target) time.Duration {
+	var d time.Duration
+	for _, pid := range t.side {
+		if c, err := procCPU(pid); err == nil {
+			d += c
+		}
+	}
+	return d
 }
 
 func (r *result) pct(p float64) time.Duration {
@@ -270,6 +289,7 @@ func run(ctx context.Context, client *http.Client, t *target, s scenario, spec l
 			return nil, cpuErr
 		}
 	}
+	side0 := sideCPU(t)
 	start := time.Now()
 	due := func(i int64) time.Time {
 		if spec.rate <= 0 {
@@ -325,6 +345,7 @@ func run(ctx context.Context, client *http.Client, t *target, s scenario, spec l
 		}
 		res.cpu = cpu1 - cpu0
 	}
+	res.sideCPU = sideCPU(t) - side0
 	n := min(int(next.Load()), spec.requests)
 	res.lat = slices.DeleteFunc(slices.Clone(lat[:n]), func(d time.Duration) bool { return d < 0 })
 	res.n, res.errors = len(res.lat), int(errs.Load())

@@ -80,7 +80,7 @@ const (
 // verified scenario, fedgate's own work (CPU per request minus one ed25519
 // verification of the request's signed bytes, timed here with
 // crypto/ed25519) against Caddy's and nginx's CPU per request.
-func printOwnWork(out io.Writer, e *env, targets []*target, scenarios []scenario, med map[string]*result) {
+func printOwnWork(out io.Writer, targets []*target, scenarios []scenario, med map[string]*result, timings map[string][]verifyTiming) {
 	var verified []scenario
 	for _, s := range scenarios {
 		if !s.local {
@@ -91,11 +91,11 @@ func printOwnWork(out io.Writer, e *env, targets []*target, scenarios []scenario
 		return
 	}
 	costs := map[string]verifyTiming{}
-	fmt.Fprintf(out, "\nOne signature check, timed in this process after the rounds (CPU time of one thread, median of 5 passes over 256 of the scenario's requests):\n\n")
+	fmt.Fprintf(out, "\nOne signature check, timed in this process after each round's measurements of the scenario (CPU time of one thread; median over rounds of the median of 9 passes over 256 of the scenario's requests):\n\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\tsigned bytes\tcrypto/ed25519.Verify\tas fedgate checks it\t")
 	for _, s := range verified {
-		c := timeVerify(e, s)
+		c := medianTiming(timings[s.name])
 		costs[s.name] = c
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", s.name, c.msgLen, fmtMicros(c.reference), fmtMicros(c.fedgate))
 	}
@@ -226,14 +226,34 @@ func timeVerify(e *env, s scenario) verifyTiming {
 	return t
 }
 
-// medianCPU runs pass 5 times (after one warm-up) on a locked thread and
+// medianTiming picks the median of each figure over the rounds.
+func medianTiming(ts []verifyTiming) verifyTiming {
+	if len(ts) == 0 {
+		return verifyTiming{}
+	}
+	pick := func(f func(verifyTiming) time.Duration) time.Duration {
+		v := make([]time.Duration, len(ts))
+		for i, t := range ts {
+			v[i] = f(t)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return verifyTiming{
+		msgLen:    ts[0].msgLen,
+		reference: pick(func(t verifyTiming) time.Duration { return t.reference }),
+		fedgate:   pick(func(t verifyTiming) time.Duration { return t.fedgate }),
+	}
+}
+
+// medianCPU runs pass 9 times (after one warm-up) on a locked thread and
 // returns the median thread CPU time of one pass divided by n.
 func medianCPU(n int, pass func()) time.Duration {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pass()
 	var d []time.Duration
-	for range 5 {
+	for range 9 {
 		before := threadCPU()
 		pass()
 		d = append(d, threadCPU()-before)

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +36,9 @@ type target struct {
 	log                *os.File
 	// exited is closed when the process has ended.
 	exited chan struct{}
+	// side are processes the target depends on whose CPU is counted
+	// apart (redis-server for fedgate in cluster mode).
+	side []int
 }
 
 // stop ends the target's process (SIGTERM, then SIGKILL after 10 s).
@@ -111,7 +116,7 @@ func (e *env) close() {
 // fedgateTOML is the configuration fedload gives fedgate: its upstream,
 // the origins through [outbound.overrides] with fedload's CA, and limits
 // high enough that one loopback peer can load it.
-func (e *env) fedgateTOML(name string, port, adminPort int, accessLog bool) string {
+func (e *env) fedgateTOML(name string, port, adminPort int, accessLog bool, clusterTOML string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by fedload for one load run.
 server_name = %q
@@ -155,6 +160,7 @@ ca_file = %q
 	for _, o := range e.origins {
 		fmt.Fprintf(&b, "%q = %q\n", o.name, o.addr)
 	}
+	b.WriteString(clusterTOML)
 	return b.String()
 }
 
@@ -174,7 +180,7 @@ func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, erro
 		return nil, 0, err
 	}
 	cfg := filepath.Join(e.dir, name+".toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, "")), 0o600); err != nil {
 		return nil, 0, err
 	}
 	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
@@ -182,6 +188,85 @@ func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, erro
 		t.fedgate, t.accessLog = true, accessLog
 	}
 	return t, admin, err
+}
+
+// startFedgateCluster runs a second fedgate with [cluster] pointing at
+// redis (a redis-server fedload started), as target name (the base target's name + "+redis");
+// redis-server's CPU is counted as the target's side CPU.
+func (e *env) startFedgateCluster(name, bin string, accessLog bool, redis *redisServer) (*target, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cluster := fmt.Sprintf("\n[cluster]\nredis = \"redis://%s/0\"\nprefix = \"fedload:\"\nnode = \"fedload\"\n", redis.addr)
+	cfg := filepath.Join(e.dir, name+".toml")
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, cluster)), 0o600); err != nil {
+		return nil, err
+	}
+	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.fedgate, t.accessLog = true, accessLog
+	t.side = []int{redis.cmd.Process.Pid}
+	return t, nil
+}
+
+// redisServer is a redis-server fedload runs for -cluster, without
+// persistence, on loopback.
+type redisServer struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+// startRedis runs bin on a free loopback port and waits until it answers.
+func (e *env) startRedis(bin string) (*redisServer, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(e.dir, "redis")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(e.dir, "redis.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--daemonize", "no")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	r := &redisServer{addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", r.addr, time.Second); err == nil {
+			c.SetDeadline(time.Now().Add(time.Second))
+			io.WriteString(c, "PING\r\n")
+			buf := make([]byte, 7)
+			n, _ := io.ReadFull(c, buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return r, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			r.stop()
+			return nil, fmt.Errorf("redis-server on %s did not answer within 10s", r.addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *redisServer) stop() {
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
 }
 
 // startCaddy runs Caddy as a TLS reverse proxy to the upstream.

@@ -1,0 +1,312 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
+	"github.com/fedgate/fedgate/internal/fedtest"
+)
+
+// Cluster mode: two gateway instances, one real redis-server.
+
+// startClusterClient connects a node to r with a prefix shared by the
+// test's instances, and runs its health loop until the test ends.
+func startClusterClient(t testing.TB, r *fedtest.Redis, prefix, node string) *cluster.Client {
+	t.Helper()
+	c, err := cluster.New(cluster.Options{URL: r.URL, Prefix: prefix, Node: node, Timeout: time.Second,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		c.Close()
+	})
+	return c
+}
+
+// clusterPair is two gateways fronting the same homeserver and server name,
+// sharing one Redis, and the origins they can reach.
+type clusterPair struct {
+	redis   *fedtest.Redis
+	gws     [2]*testGateway
+	nodes   [2]*cluster.Client
+	origins []*testOrigin
+}
+
+func startClusterPair(t *testing.T, extra string, names ...string) *clusterPair {
+	t.Helper()
+	p := &clusterPair{redis: fedtest.StartRedis(t)}
+	ca := fedtest.NewCA(t)
+	for _, n := range names {
+		p.origins = append(p.origins, newOrigin(t, ca, n))
+	}
+	hs := fedtest.StartHomeserver(t)
+	toml := outboundTOML(t, ca, p.origins...) + extra
+	// The instances of a cluster share the server's signing key.
+	key, err := auth.GenerateSigningKey("gw_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signing.key")
+	if err := auth.WriteKeyFile(keyFile, auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range p.gws {
+		p.nodes[i] = startClusterClient(t, p.redis, "fgtest:", fmt.Sprintf("gw-%d", i))
+		node := p.nodes[i]
+		p.gws[i] = launchGateway(t, gatewaySetup{
+			hs: hs, upstream: hs.URL,
+			config: func(dataDir, upstream, _ string) string {
+				return fmt.Sprintf(gatewayConfig, dataDir, upstream, toml+fmt.Sprintf("\n[keys]\nsigning_key = %q\n", keyFile))
+			},
+			logger:  zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+			options: func(o *Options) { o.Cluster = node },
+		})
+	}
+	return p
+}
+
+// send makes one signed GET from origin to gateway i and returns the
+// status, or 0 and the error when there was no answer.
+func (p *clusterPair) send(i int, o *testOrigin, target string) (int, error) {
+	tg := p.gws[i]
+	req, err := http.NewRequest("GET", "https://"+tg.addr+target, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.URL.Opaque = strings.SplitN(target, "?", 2)[0]
+	req.Header.Set("Authorization", strings.TrimPrefix(o.sign("GET", target, "gw.test", ""), "Authorization: "))
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+const clusterTarget = "/_matrix/federation/v1/query/profile?user_id=%40bob%3Agw.test"
+
+// TestClusterOriginLimitHoldsAcrossInstances: an origin spreading its
+// requests over two instances gets the per_origin allowance once, not
+// twice: the 200s stay within burst + rate x time.
+func TestClusterOriginLimitHoldsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	p := startClusterPair(t, "[rate_limit]\nper_origin = { rate = \"2/s\", burst = 10 }\n", "origin.test")
+	o := p.origins[0]
+	start := time.Now()
+	ok, limited := 0, 0
+	for i := range 40 {
+		status, err := p.send(i%2, o, clusterTarget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch status {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("request %d: status %d", i, status)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	allowance := 10 + int(2*elapsed) + 1
+	t.Logf("40 requests in %.2fs over two instances: %d allowed, %d limited (allowance %d)", elapsed, ok, limited, allowance)
+	if ok < 10 || ok > allowance {
+		t.Fatalf("%d requests allowed, want between the burst (10) and burst + rate x time (%d)", ok, allowance)
+	}
+	if got := len(p.gws[0].hs.Requests()); got != ok {
+		t.Fatalf("homeserver saw %d requests, want %d", got, ok)
+	}
+}
+
+// TestClusterOneKeyFetchPerOrigin: requests from one origin arriving at
+// both instances at once make one key fetch in all; a failing origin is
+// backed off by both after one failed fetch.
+func TestClusterOneKeyFetchPerOrigin(t *testing.T) {
+	t.Parallel()
+	p := startClusterPair(t, "", "origin.test", "broken.test")
+	o, broken := p.origins[0], p.origins[1]
+	gate := make(chan struct{})
+	o.mu.Lock()
+	o.gate = gate
+	o.mu.Unlock()
+	const n = 40
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _ = p.send(i%2, o, clusterTarget)
+		}()
+	}
+	waitFor(t, "the first key fetch", func() bool { return o.fetches.Load() > 0 })
+	time.Sleep(300 * time.Millisecond) // both instances are waiting now
+	close(gate)
+	wg.Wait()
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, s)
+		}
+	}
+	if f := o.fetches.Load(); f != 1 {
+		t.Fatalf("%d key fetches across two instances, want 1", f)
+	}
+
+	broken.handle(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
+	if s, _ := p.send(0, broken, clusterTarget); s != http.StatusUnauthorized {
+		t.Fatalf("broken origin on instance 0: %d", s)
+	}
+	if s, _ := p.send(1, broken, clusterTarget); s != http.StatusUnauthorized {
+		t.Fatalf("broken origin on instance 1: %d", s)
+	}
+	if f := broken.fetches.Load(); f != 1 {
+		t.Fatalf("%d fetches of a failing origin, want 1: the other instance shares the backoff", f)
+	}
+}
+
+// TestClusterRedisKilledUnderLoad: Redis is SIGKILLed while two instances
+// serve a steady load, and started again: no request fails, and the
+// instances share their limits again without a restart.
+func TestClusterRedisKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	p := startClusterPair(t, "[rate_limit]\nper_ip = { rate = \"10000/s\", burst = 10000 }\nper_origin = { rate = \"10000/s\", burst = 10000 }\n", "origin.test")
+	o := p.origins[0]
+	if s, err := p.send(0, o, clusterTarget); s != http.StatusOK {
+		t.Fatalf("warm-up: %d %v", s, err)
+	}
+	var sent, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := p.send((w+i)%2, o, clusterTarget)
+				sent.Add(1)
+				if s != http.StatusOK {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, fmt.Sprintf("status %d, %v", s, err))
+				}
+			}
+		}()
+	}
+	time.Sleep(400 * time.Millisecond)
+	p.redis.Kill()
+	waitFor(t, "both instances to notice", func() bool { return !p.nodes[0].Up() && !p.nodes[1].Up() })
+	for i, tg := range p.gws {
+		if ok, checks := tg.gw.Ready(); !ok {
+			t.Fatalf("instance %d not ready while Redis is down: %+v", i, checks)
+		}
+	}
+	time.Sleep(400 * time.Millisecond)
+	p.redis.Start()
+	waitFor(t, "both instances to reconnect", func() bool { return p.nodes[0].Up() && p.nodes[1].Up() })
+	time.Sleep(400 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests, %d failed", sent.Load(), failed.Load())
+	if f := failed.Load(); f != 0 {
+		t.Fatalf("%d of %d requests failed while Redis was killed and restarted; first: %v", f, sent.Load(), firstFailure.Load())
+	}
+	// Shared again: requests make their round trip instead of falling back.
+	before := [2]uint64{p.nodes[0].Stats().Fallbacks["rate_limit"], p.nodes[1].Stats().Fallbacks["rate_limit"]}
+	calls := p.nodes[0].Stats().Calls["rate_limit"] + p.nodes[1].Stats().Calls["rate_limit"]
+	for i := range 10 {
+		if s, err := p.send(i%2, o, clusterTarget); s != http.StatusOK {
+			t.Fatalf("after restart: %d %v", s, err)
+		}
+	}
+	after := p.nodes[0].Stats().Calls["rate_limit"] + p.nodes[1].Stats().Calls["rate_limit"]
+	if after-calls < 10 || p.nodes[0].Stats().Fallbacks["rate_limit"] != before[0] || p.nodes[1].Stats().Fallbacks["rate_limit"] != before[1] {
+		t.Fatalf("limits not shared again after the restart: %d round trips for 10 requests, fallbacks %v -> %d %d",
+			after-calls, before, p.nodes[0].Stats().Fallbacks["rate_limit"], p.nodes[1].Stats().Fallbacks["rate_limit"])
+	}
+	if p.redis.Do("EXISTS fgtest:rl:gw.test:per_origin:origin.test") != ":1" {
+		t.Fatal("no per_origin bucket in Redis after the restart")
+	}
+}
+
+// TestClusterEgressBackoffShared: a destination that failed on one
+// instance is backed off by the other without it trying.
+func TestClusterEgressBackoffShared(t *testing.T) {
+	t.Parallel()
+	r := fedtest.StartRedis(t)
+	down := freeAddr(t)
+	a := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "a")})
+	b := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "b")})
+	const target = "/_matrix/federation/v1/version"
+	m := egressError(t, a.worker("GET", "down.test", target, "", bearer(testSecret)), http.StatusBadGateway, CodeUnknown, "err")
+	if !strings.Contains(m["err"].(string), "remote_unreachable") {
+		t.Fatalf("instance a: %v", m["err"])
+	}
+	waitFor(t, "the backoff to reach instance b", func() bool {
+		_, kind, _ := b.gw.egress.backoff.check("down.test", b.clock.Now())
+		return kind == backoffFailing
+	})
+	m = egressError(t, b.worker("GET", "down.test", target, "", bearer(testSecret)), http.StatusBadGateway, CodeUnknown, "err")
+	if !strings.Contains(m["err"].(string), "remote_backoff") {
+		t.Fatalf("instance b tried a destination instance a backs off: %v", m["err"])
+	}
+}
+
+// TestClusterRedisSlow: Redis alive but holding every command (CLIENT
+// PAUSE) past cluster.timeout: requests still succeed, each instance
+// falls back, and both share again when Redis answers.
+func TestClusterRedisSlow(t *testing.T) {
+	t.Parallel()
+	p := startClusterPair(t, "[rate_limit]\nper_ip = { rate = \"10000/s\", burst = 10000 }\nper_origin = { rate = \"10000/s\", burst = 10000 }\n", "origin.test")
+	o := p.origins[0]
+	for i := range 2 {
+		if s, err := p.send(i, o, clusterTarget); s != http.StatusOK {
+			t.Fatalf("warm-up on %d: %d %v", i, s, err)
+		}
+	}
+	if got := p.redis.Do("CLIENT PAUSE 3000 ALL"); got != "+OK" {
+		t.Fatalf("CLIENT PAUSE: %q", got)
+	}
+	for i := range 20 {
+		start := time.Now()
+		s, err := p.send(i%2, o, clusterTarget)
+		if s != http.StatusOK {
+			t.Fatalf("request %d while Redis is paused: %d %v", i, s, err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Fatalf("request %d took %v while Redis was paused (timeout 1s)", i, d)
+		}
+	}
+	if p.nodes[0].Up() || p.nodes[1].Up() {
+		t.Fatal("an instance did not notice the slow Redis")
+	}
+	waitFor(t, "both instances to share again", func() bool { return p.nodes[0].Up() && p.nodes[1].Up() })
+}

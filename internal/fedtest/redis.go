@@ -1,0 +1,146 @@
+package fedtest
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RedisInstall is how CI gets redis-server (Debian's package).
+const RedisInstall = "apt-get install -y redis-server"
+
+// RedisBinary returns the path of redis-server: $REDIS_SERVER_BIN,
+// redis-server on PATH, or /usr/bin/redis-server. Without one it skips
+// the test, or fails it when FEDGATE_REQUIRE_REDIS=1 (as in CI).
+func RedisBinary(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("REDIS_SERVER_BIN"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("redis-server"); err == nil {
+		return p
+	}
+	if st, err := os.Stat("/usr/bin/redis-server"); err == nil && !st.IsDir() {
+		return "/usr/bin/redis-server"
+	}
+	if os.Getenv("FEDGATE_REQUIRE_REDIS") == "1" {
+		t.Fatalf("FEDGATE_REQUIRE_REDIS=1 but redis-server is not installed; install it with %s", RedisInstall)
+	}
+	t.Skipf("redis-server not installed (%s); skipping this cluster-mode test", RedisInstall)
+	return ""
+}
+
+// Redis is a redis-server run by a test on 127.0.0.1, without
+// persistence, in a temporary folder. Kill and Start let a test take it
+// away and bring it back on the same address.
+type Redis struct {
+	// Addr is "127.0.0.1:port".
+	Addr string
+	// URL is "redis://127.0.0.1:port/0".
+	URL string
+
+	t      testing.TB
+	binary string
+	dir    string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	out    *lockedBuffer
+}
+
+// StartRedis runs redis-server until the test ends and returns once it
+// answers PING. Its output is logged if the test fails.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &lockedBuffer{}}
+	r.Addr = freeLoopbackAddr(t)
+	r.URL = "redis://" + r.Addr + "/0"
+	r.Start()
+	t.Cleanup(func() {
+		r.Kill()
+		if t.Failed() {
+			t.Logf("redis-server output:\n%s", r.out.String())
+		}
+	})
+	return r
+}
+
+// Start starts the server (again, after Kill) and waits until it answers.
+func (r *Redis) Start() {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.Addr)
+	cmd := exec.Command(r.binary,
+		"--port", port, "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no",
+		"--daemonize", "no", "--loglevel", "warning")
+	cmd.Stdout, cmd.Stderr = r.out, r.out
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("starting redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	r.mu.Lock()
+	r.cmd, r.exited = cmd, exited
+	r.mu.Unlock()
+	deadline := time.Now().Add(15 * time.Second)
+	for !r.Ping() {
+		select {
+		case <-exited:
+			r.t.Fatalf("redis-server exited early:\n%s", r.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server did not answer within 15s:\n%s", r.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill stops the server with SIGKILL (no shutdown, as a crash) and waits
+// for it to exit. Killing a stopped server does nothing.
+func (r *Redis) Kill() {
+	r.mu.Lock()
+	cmd, exited := r.cmd, r.exited
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// Ping reports whether the server answers PING now.
+func (r *Redis) Ping() bool {
+	return r.Do("PING") == "+PONG"
+}
+
+// Do sends one inline command (words separated by spaces) and returns the
+// first line of the reply ("" if the server does not answer): enough for
+// tests to inspect or flush the server without a client library.
+func (r *Redis) Do(command string) string {
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(command + "\r\n")); err != nil {
+		return ""
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(line, "\r\n")
+}

@@ -28,15 +28,16 @@ import (
 // logs (and tests) can tell them from federation traffic.
 const probeUserAgent = "fedgate readiness probe"
 
-// newUpstreamTracker builds the gateway's tracker of member health; the
+// newUpstreamTracker builds the gateway's tracker of member health, one
+// for every hosted server (each Set's scope is its server's name); the
 // log says when a member goes down and when it answers again.
 func (g *Gateway) newUpstreamTracker() *upstream.Tracker {
 	return upstream.NewTracker(upstream.TrackerOptions{OnChange: func(c upstream.Change) {
 		if c.Up {
-			g.log.Info("homeserver reachable again", zap.String("pool", c.Pool), zap.String("upstream", c.URL))
+			g.log.Info("homeserver reachable again", zap.String("server", c.Scope), zap.String("pool", c.Pool), zap.String("upstream", c.URL))
 			return
 		}
-		g.log.Warn("homeserver not reachable", zap.String("pool", c.Pool), zap.String("upstream", c.URL),
+		g.log.Warn("homeserver not reachable", zap.String("server", c.Scope), zap.String("pool", c.Pool), zap.String("upstream", c.URL),
 			zap.String("error", c.Reason), zap.Duration("skipped_for", c.DownFor))
 	}})
 }

@@ -26,11 +26,12 @@ type homeserver struct {
 	*upstream.Set
 }
 
-// newUpstream builds the pools of one [upstream] section of c, their
-// members' health kept in tracker (the gateway's, so that it survives
-// reloads; nil for a throw-away check); errors name the key at fault
-// (section is "upstream", or wherever another section of the same shape
-// lives).
+// newUpstream builds the pools of one [upstream] section of c (a hosted
+// server's configuration, whose server_name scopes its members' state),
+// their members' health kept in tracker (the gateway's, so that it
+// survives reloads; nil for a throw-away check); errors name the key at
+// fault (section is "upstream", or wherever another section of the same
+// shape lives).
 func newUpstream(c *config.Config, section string, u config.Upstream, tracker *upstream.Tracker) (*homeserver, error) {
 	set, err := upstream.NewSet(upstreamSetOptions(c, u), tracker)
 	if err != nil {
@@ -69,6 +70,9 @@ func upstreamSetOptions(c *config.Config, u config.Upstream) upstream.SetOptions
 		return b
 	}
 	opts := upstream.SetOptions{
+		// Member health is kept per hosted server: the same address in
+		// two servers' sections is two members (see upstream-pools.md).
+		Scope:   c.ServerName,
 		Member:  upstreamOptions(u),
 		URLs:    u.MemberURLs(),
 		Balance: balance(u.Balance),

@@ -59,10 +59,11 @@
 // Members that fail are marked down for a growing period and skipped
 // while another member can take their requests; [Set.Probe] checks every
 // member actively (it is the gateway's readiness probe too). That state
-// lives in a [Tracker] keyed by pool and member URL, so it survives the
-// reload that replaces a Set, and [Set.Status] reports it for
-// readiness, metrics and the console. The files: set.go (the Set and
-// its route table), pool.go (a pool's round trip and failover),
-// balance.go, health.go, probe.go (probes and status), retry.go (what
-// may be sent twice).
+// lives in a [Tracker] keyed by the Set's scope (the hosted server whose
+// pools they are), pool and member URL, so it survives the reload that
+// replaces a Set and is never shared between hosted servers; [Set.Status]
+// reports it for readiness, metrics and the console. The files: set.go
+// (the Set and its route table), pool.go (a pool's round trip and
+// failover), balance.go, health.go, probe.go (probes and status),
+// retry.go (what may be sent twice).
 package upstream

@@ -7,8 +7,9 @@ import (
 )
 
 // Health: what fedgate knows about each member outlives the [Set] that
-// uses it. A [Tracker] keeps that state, keyed by pool name and member
-// URL, for as long as some Set holds it: a reload builds a new Set whose
+// uses it. A [Tracker] keeps that state, keyed by the Set's scope
+// ([SetOptions.Scope]), pool name and member URL, for as long as some
+// Set holds it: a reload builds a new Set whose
 // unchanged members find their state (down or up, counters) where the
 // old Set left it, and the state of a member no Set lists any more is
 // dropped when the last Set holding it is closed.
@@ -39,8 +40,9 @@ type TrackerOptions struct {
 
 // Change is a member going down or coming back, for [TrackerOptions.OnChange].
 type Change struct {
-	Pool string // the pool's name
-	URL  string // the member's URL, without credentials
+	Scope string // the Set's [SetOptions.Scope]
+	Pool  string // the pool's name
+	URL   string // the member's URL, without credentials
 	// Up is true when the member answered again, false when it was marked
 	// down.
 	Up bool
@@ -62,7 +64,7 @@ type Tracker struct {
 	states map[stateKey]*memberState
 }
 
-type stateKey struct{ pool, url string }
+type stateKey struct{ scope, pool, url string }
 
 // NewTracker returns an empty Tracker.
 func NewTracker(opts TrackerOptions) *Tracker {
@@ -82,8 +84,8 @@ func (t *Tracker) Len() int {
 
 // acquire returns the state of a member, creating it on first use; every
 // acquire is paired with one release.
-func (t *Tracker) acquire(pool, url string) *memberState {
-	k := stateKey{pool, url}
+func (t *Tracker) acquire(scope, pool, url string) *memberState {
+	k := stateKey{scope, pool, url}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.states[k]
@@ -160,7 +162,7 @@ func (s *memberState) answered(now int64) {
 	}
 	s.downUntil.Store(0)
 	if f := s.tracker.onChange; f != nil {
-		f(Change{Pool: s.key.pool, URL: s.key.url, Up: true})
+		f(Change{Scope: s.key.scope, Pool: s.key.pool, URL: s.key.url, Up: true})
 	}
 }
 
@@ -177,7 +179,7 @@ func (s *memberState) failed(now int64, why string, opts *HealthOptions) {
 	s.downUntil.Store(now + int64(d))
 	if n == 1 {
 		if f := s.tracker.onChange; f != nil {
-			f(Change{Pool: s.key.pool, URL: s.key.url, Reason: why, DownFor: d})
+			f(Change{Scope: s.key.scope, Pool: s.key.pool, URL: s.key.url, Reason: why, DownFor: d})
 		}
 	}
 }

@@ -32,6 +32,14 @@ type SetOptions struct {
 	Routes []RouteOptions
 	// Health configures probes and down periods.
 	Health HealthOptions
+	// Scope names whose pools these are, for the [Tracker]: member state
+	// is kept by scope, pool name and member URL, so Sets of different
+	// scopes never share it, even for the same pool name and URL. The
+	// gateway passes the hosted server's name: two hosted servers' pools
+	// are watched apart even when both list the same address. Sets of
+	// the same scope share state by pool and URL (a reload's new Set
+	// finds its old one's). Empty is a scope like any other.
+	Scope string
 }
 
 // RouteOptions are one route: the endpoints it takes and its pool.
@@ -90,6 +98,7 @@ type Set struct {
 	byOp    map[string]*Pool // operation name -> route's pool; nil without routes
 	health  HealthOptions
 	tracker *Tracker
+	scope   string // SetOptions.Scope
 	closed  atomic.Bool
 }
 
@@ -127,7 +136,7 @@ func NewSet(opts SetOptions, t *Tracker) (*Set, error) {
 	h.ProbeTimeout = cmpOr(h.ProbeTimeout, DefaultProbeTimeout)
 	h.DownPeriod = cmpOr(h.DownPeriod, DefaultDownPeriod)
 	h.DownPeriodMax = max(cmpOr(h.DownPeriodMax, DefaultDownPeriodMax), h.DownPeriod)
-	s := &Set{health: h, tracker: t}
+	s := &Set{health: h, tracker: t, scope: opts.Scope}
 	fail := func(err error) (*Set, error) {
 		s.Close()
 		return nil, err
@@ -224,7 +233,7 @@ func (s *Set) newPool(name string, urls []string, b Balance, mo Options, route i
 			return nil, &SetError{Route: route, Member: i, Err: fmt.Errorf("%s is listed twice", m)}
 		}
 		seen[id] = true
-		p.members = append(p.members, &slot{m: m, st: s.tracker.acquire(name, id), seed: hashString(id), index: i})
+		p.members = append(p.members, &slot{m: m, st: s.tracker.acquire(s.scope, name, id), seed: hashString(id), index: i})
 	}
 	return p, nil
 }

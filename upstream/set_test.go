@@ -146,3 +146,37 @@ func TestStateSurvivesReload(t *testing.T) {
 		t.Fatalf("tracker holds %d states after every set closed", tr.Len())
 	}
 }
+
+// TestScopesKeepStateApart: two Sets of different scopes (two hosted
+// servers) listing the same pool name and the same URL hold two states:
+// one member failing marks only its own scope's member down, and probes
+// of one never stand in for the other's. A Set of the same scope (a
+// reload) finds its state.
+func TestScopesKeepStateApart(t *testing.T) {
+	var changes []Change
+	tr := NewTracker(TrackerOptions{OnChange: func(c Change) { changes = append(changes, c) }})
+	urls := memberURLs(1)
+	a := buildSet(t, SetOptions{Scope: "a.test", URLs: urls}, tr)
+	b := buildSet(t, SetOptions{Scope: "b.test", URLs: urls}, tr)
+	if tr.Len() != 2 {
+		t.Fatalf("tracker holds %d states for two scopes, want 2", tr.Len())
+	}
+	sa, sb := a.Default().members[0].st, b.Default().members[0].st
+	if sa == sb {
+		t.Fatal("two scopes share one member state")
+	}
+	sa.failed(tr.now().UnixNano(), "test", a.Default().health)
+	if got := b.Status()[0].Members[0].State; got != Unknown {
+		t.Errorf("b's member is %s after a's failed, want unknown", got)
+	}
+	if got := a.Status()[0].Members[0].State; got != Down {
+		t.Errorf("a's member is %s after failing, want down", got)
+	}
+	if len(changes) != 1 || changes[0].Scope != "a.test" || changes[0].Pool != DefaultPool || changes[0].Up {
+		t.Errorf("changes: %+v", changes)
+	}
+	again := buildSet(t, SetOptions{Scope: "a.test", URLs: urls}, tr)
+	if again.Default().members[0].st != sa {
+		t.Error("a Set of the same scope did not find the state")
+	}
+}

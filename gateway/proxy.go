@@ -141,6 +141,7 @@ func (g *Gateway) forward(in *inbound) {
 	}
 	ctx := in.r.Context()
 	x, err := in.hs.upstream.RoundTrip(ctx, in.match.Endpoint, in.origin, &req)
+	in.pool, in.member, in.failover = x.Pool, x.Member, x.Failover
 	if err != nil {
 		g.upstreamFailed(in, err)
 		return

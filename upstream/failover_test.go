@@ -224,3 +224,24 @@ func TestFailoverBothFail(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedExchangeNamesMember: a request no member answered still says
+// which pool and member it went to last, for the access log.
+func TestFailedExchangeNamesMember(t *testing.T) {
+	dead := []string{deadURL(t), deadURL(t)}
+	s := buildSet(t, SetOptions{URLs: []string{memberURLs(1)[0]}, Routes: []RouteOptions{
+		{Name: "senders", Endpoints: []string{"send"}, URLs: dead},
+	}}, nil)
+	ep := endpoint(t, "send", "PUT")
+	x, _, err := call(t, s, ep, "origin.test", "PUT", "/_matrix/federation/v1/send/t1", `{"pdus":[]}`)
+	if errKind(err) != NotSent {
+		t.Fatalf("err %v", err)
+	}
+	if x.Pool != "senders" || !x.Failover || x.Response != nil {
+		t.Fatalf("exchange %+v", x)
+	}
+	if x.Member != 0 && x.Member != 1 {
+		t.Fatalf("member %d", x.Member)
+	}
+	x.Close() // does nothing, and does not panic
+}

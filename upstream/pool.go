@@ -49,14 +49,15 @@ func (p *Pool) Members() []*Member {
 // Exchange is a response from one member of a pool: the [Response]
 // (status, header, body) and where it came from. Close it when done
 // with it, instead of closing its Body: that also ends the request's
-// count towards the member's load. The zero Exchange is what a failed
-// RoundTrip returns.
+// count towards the member's load. A failed RoundTrip returns an
+// Exchange without a Response that still says where the request went
+// (for the access log); closing it does nothing.
 type Exchange struct {
 	*Response
 	// Pool is the name of the pool the request was routed to.
 	Pool string
 	// Member is the index, in configuration order, of the member that
-	// answered.
+	// answered (after a failure: the last member tried).
 	Member int
 	// Failover is true when the request went to this member after
 	// another member of the pool could not take it.
@@ -88,19 +89,19 @@ func (p *Pool) roundTrip(ctx context.Context, req *Request, originHash uint64, h
 	}
 	var ue *Error
 	if !errors.As(err, &ue) || !failoverAllowed(ctx, ue, repeatable) {
-		return Exchange{}, err
+		return Exchange{Pool: p.name, Member: first.index}, err
 	}
 	c.now = 0 // the first attempt may have taken a while
 	second := p.choose(originHash, hashed, first, &c)
 	if second == nil {
-		return Exchange{}, err
+		return Exchange{Pool: p.name, Member: first.index}, err
 	}
 	first.st.failovers.Add(1)
 	resp, err2 := p.send(ctx, second, req)
 	if err2 != nil {
 		// The second member's error decides the answer (502 or 504); the
 		// first one's is kept in the text for the log.
-		return Exchange{}, &failoverError{last: err2, first: err}
+		return Exchange{Pool: p.name, Member: second.index, Failover: true}, &failoverError{last: err2, first: err}
 	}
 	return Exchange{Response: resp, Pool: p.name, Member: second.index, Failover: true, st: second.st}, nil
 }

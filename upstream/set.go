@@ -275,7 +275,8 @@ func (s *Set) Route(ep *endpoints.Endpoint) *Pool {
 // [Origin] pool, and is ignored for endpoints without X-Matrix
 // authentication (pass "" when there is none). Errors are as
 // [Member.RoundTrip]'s: errors.As finds the *[Error] of the last member
-// tried. The caller must Close the Exchange.
+// tried, and the Exchange (without a Response) names that member. The
+// caller must Close the Exchange.
 func (s *Set) RoundTrip(ctx context.Context, ep *endpoints.Endpoint, origin string, req *Request) (Exchange, error) {
 	p := s.Route(ep)
 	var h uint64

@@ -58,9 +58,13 @@ type Readiness struct {
 
 // Check is one readiness check.
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Advisory is true for a check that is reported but does not decide
+	// readiness on its own (with several hosted servers, each server's
+	// homeserver pools); left out otherwise.
+	Advisory bool   `json:"advisory,omitempty"`
+	Detail   string `json:"detail"`
 }
 
 // Traffic is the recent traffic, from the [Recorder].
@@ -132,30 +136,43 @@ type Denial struct {
 }
 
 // Upstream is the homeserver fedgate forwards to: its pools of members
-// (one pool of one member when only upstream.url is set).
+// (one pool of one member when only upstream.url is set). With several
+// hosted servers, it is every hosted server's homeserver: Pools holds
+// each server's pools in turn, each naming its server.
 type Upstream struct {
 	// URL is upstream.url (or the first of upstream.urls) without
-	// credentials.
+	// credentials: the top-level server's homeserver.
 	URL string `json:"url"`
-	// Up is true when every pool has a member whose last request or probe
-	// got an answer.
+	// Up is true when every pool (of every hosted server) has a member
+	// whose last request or probe got an answer.
 	Up bool `json:"up"`
+	// Hosted is the number of hosted servers whose pools are listed;
+	// zero (left out) with one hosted server.
+	Hosted int `json:"hosted,omitempty"`
+	// HostedUp is how many of them have every pool with a member up;
+	// left out with one hosted server, or when none has.
+	HostedUp int `json:"hosted_up,omitempty"`
 	// LastSeen is when the homeserver last answered (probe or forwarded
 	// request, any member); zero (left out) when it never did.
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	// LastError is why a member of a pool without any member up last
-	// failed; empty while Up.
+	// failed (after its hosted server's name and ": " when there are
+	// several); empty while Up.
 	LastError string `json:"last_error,omitempty"`
 	// Probing is false when nothing probes the homeserver (no admin
 	// listener and no pool of several members): only forwarded requests
 	// show it reachable then.
 	Probing bool `json:"probing"`
-	// Pools are the default pool, then each [[upstream.route]]'s.
+	// Pools are the default pool, then each [[upstream.route]]'s; with
+	// several hosted servers, those of each server in hosting order.
 	Pools []UpstreamPool `json:"pools"`
 }
 
 // UpstreamPool is one pool of homeserver processes.
 type UpstreamPool struct {
+	// Server is the hosted server whose pool this is (the metrics label
+	// server); empty (left out) with one hosted server.
+	Server string `json:"server,omitempty"`
 	// Name is "default" or the route's name (its metrics label pool).
 	Name string `json:"name"`
 	// Balance is "round_robin", "origin" or "least_busy".

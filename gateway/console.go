@@ -111,7 +111,7 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	ready, checks := g.Ready()
 	st.Readiness = &console.Readiness{Ready: ready}
 	for _, c := range checks {
-		st.Readiness.Checks = append(st.Readiness.Checks, console.Check{Name: c.Name, OK: c.OK, Detail: c.Detail})
+		st.Readiness.Checks = append(st.Readiness.Checks, console.Check{Name: c.Name, OK: c.OK, Advisory: c.Advisory, Detail: c.Detail})
 	}
 
 	st.Traffic = g.traffic.Traffic(now, consoleTopN, console.Names{Server: names.name, Rule: names.rule})

@@ -303,48 +303,74 @@ func (p *poolDescs) collect(c *stateCollector, server string, pools []upstream.P
 }
 
 // consoleUpstream is the console's homeserver section: the summary it
-// always had (the default pool's first member, reachable when every pool
-// has a member up) and every pool with its members.
+// always had (the top-level server's upstream URL, reachable when every
+// pool has a member up) and every pool with its members. With several
+// hosted servers it shows every server's pools, each naming its server,
+// and how many servers' homeservers are reachable.
 func (g *Gateway) consoleUpstream(rt *runtime, now time.Time) *console.Upstream {
-	hs := rt.primary()
-	pools := hs.upstream.Status()
-	up, last := upstreamUp(pools)
-	u := &console.Upstream{
-		URL:     pools[0].Members[0].URL,
-		Up:      up,
-		Probing: probing(rt, hs),
+	several := len(rt.servers) > 1
+	u := &console.Upstream{Up: true}
+	if several {
+		u.Hosted = len(rt.servers)
 	}
-	if !last.IsZero() {
-		u.LastSeen = last.UTC()
-	}
-	routes := hs.cfg.Upstream.Routes
-	for i, p := range pools {
-		cp := console.UpstreamPool{Name: p.Name, Balance: p.Balance.String(), Members: []console.UpstreamMember{}}
-		if i > 0 && i-1 < len(routes) {
-			cp.Endpoints = append([]string(nil), routes[i-1].Endpoints...)
+	for _, hs := range rt.servers {
+		pools := hs.upstream.Status()
+		up, last := upstreamUp(pools)
+		if u.URL == "" {
+			u.URL = pools[0].Members[0].URL
 		}
-		for _, m := range p.Members {
-			cm := console.UpstreamMember{
-				URL: m.URL, State: m.State.String(), InFlight: m.InFlight, Requests: m.Requests, Failovers: m.Failovers,
+		u.Up = u.Up && up
+		if up && several {
+			u.HostedUp++
+		}
+		u.Probing = u.Probing || probing(rt, hs)
+		if last.After(u.LastSeen) {
+			u.LastSeen = last.UTC()
+		}
+		server := ""
+		if several {
+			server = hs.name
+		}
+		routes := hs.cfg.Upstream.Routes
+		for i, p := range pools {
+			cp := console.UpstreamPool{Server: server, Name: p.Name, Balance: p.Balance.String(), Members: []console.UpstreamMember{}}
+			if i > 0 && i-1 < len(routes) {
+				cp.Endpoints = append([]string(nil), routes[i-1].Endpoints...)
 			}
-			if !m.LastOK.IsZero() {
-				cm.LastSeen = m.LastOK.UTC()
+			poolUp := false
+			for _, m := range p.Members {
+				cm := console.UpstreamMember{
+					URL: m.URL, State: m.State.String(), InFlight: m.InFlight, Requests: m.Requests, Failovers: m.Failovers,
+				}
+				if !m.LastOK.IsZero() {
+					cm.LastSeen = m.LastOK.UTC()
+				}
+				if !m.DownUntil.IsZero() {
+					cm.DownUntil = m.DownUntil.UTC()
+				}
+				if m.State == upstream.Up {
+					poolUp = true
+				} else {
+					cm.LastError = clipText(m.LastError)
+				}
+				for _, n := range m.Errors {
+					cm.Errors += n
+				}
+				cp.Members = append(cp.Members, cm)
 			}
-			if !m.DownUntil.IsZero() {
-				cm.DownUntil = m.DownUntil.UTC()
-			}
-			if m.State != upstream.Up {
-				cm.LastError = clipText(m.LastError)
-				if u.LastError == "" && !up {
-					u.LastError = cm.LastError
+			if !poolUp && u.LastError == "" {
+				for _, cm := range cp.Members {
+					if cm.LastError != "" {
+						u.LastError = cm.LastError
+						if several {
+							u.LastError = hs.name + ": " + u.LastError
+						}
+						break
+					}
 				}
 			}
-			for _, n := range m.Errors {
-				cm.Errors += n
-			}
-			cp.Members = append(cp.Members, cm)
+			u.Pools = append(u.Pools, cp)
 		}
-		u.Pools = append(u.Pools, cp)
 	}
 	return u
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -241,4 +242,56 @@ func memberOf(env *multiEnv, name, pool string, member int) upstream.MemberStatu
 	}
 	env.t.Fatalf("%s has no pool %s", name, pool)
 	return upstream.MemberStatus{}
+}
+
+// TestMultiProbesApart: the one prober probes each hosted server at its
+// own probe_interval, and a server whose member never answers (each probe
+// waits its whole probe_timeout) does not slow the probes of the others.
+func TestMultiProbesApart(t *testing.T) {
+	// a.test's second member accepts connections and never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	fast, slow := startWorker(t), startWorker(t)
+	env := startMulti(t, multiOptions{
+		upstream: func(i int) string {
+			if i == 0 {
+				return fmt.Sprintf("probe_interval = \"1s\"\nprobe_timeout = \"3s\"\n%s\nname = \"senders\"\nendpoints = [\"send\"]\nurls = [%q, \"http://%s\"]\n",
+					routeHeader(i), slow.url(), ln.Addr())
+			}
+			return fmt.Sprintf("probe_interval = \"100ms\"\nprobe_timeout = \"1s\"\n%s\nname = \"senders\"\nendpoints = [\"send\"]\nurls = [%q, %q]\n",
+				routeHeader(i), fast.url(), startWorker(t).url())
+		},
+	})
+	probes := func(w *worker) int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.probes
+	}
+	waitFor(t, "the first probes", func() bool { return probes(fast) > 0 && probes(slow) > 0 })
+	f0, s0 := probes(fast), probes(slow)
+	time.Sleep(1500 * time.Millisecond)
+	f, s := probes(fast)-f0, probes(slow)-s0
+	// b.test: every 100 ms, about 15 in 1.5 s, though a.test's probe round
+	// takes 3 s; a.test: at most once per round.
+	if f < 6 {
+		t.Errorf("b.test's member was probed %d times in 1.5s (probe_interval 100ms): slowed by a.test's hanging member", f)
+	}
+	if s > 1 {
+		t.Errorf("a.test's member was probed %d times in 1.5s (probe_interval 1s, rounds of 3s)", s)
+	}
+	if st := memberOf(env, "b.test", "senders", 0); st.State != upstream.Up {
+		t.Errorf("b.test's member: %s", st.State)
+	}
 }

@@ -576,7 +576,7 @@ type Log struct {
 // scoped to this server; the doc comments of the top-level sections
 // describe their keys. What a missing section or key means:
 //
-//   - server_name and upstream.url are required.
+//   - server_name and upstream.url (or upstream.urls) are required.
 //   - upstream, keys and well_known are this server's own and are never
 //     inherited: a missing key takes its default. keys.signing_key
 //     defaults to data_dir/servers/<server_name>/signing.key.
@@ -596,7 +596,11 @@ type HostedServer struct {
 	// "b.example". It must differ from every other hosted name.
 	ServerName string `toml:"server_name"`
 	// Upstream is this server's homeserver ([servers.upstream], required:
-	// url). Never inherited; keys it leaves out take their defaults.
+	// url or urls), with every key of [upstream]: its own pools
+	// ([[servers.upstream.route]]), balance and health settings. Never
+	// inherited; keys it leaves out take their defaults. Its members'
+	// health is kept apart from every other hosted server's, even for the
+	// same URL. Applied on reload.
 	Upstream Upstream `toml:"upstream"`
 	// WellKnown is this server's delegation ([servers.well_known]).
 	// Default: not served. Never inherited.

@@ -60,8 +60,8 @@ access_token_file = "/dev/null"
 
 // TestUpstreamPoolsDocExamples: every [upstream] example of
 // docs/upstream-pools.md is a valid configuration once completed with a
-// server name and a key, so the page never shows routes check-config
-// would refuse.
+// server name (unless it has one) and keys, so the page never shows
+// routes check-config would refuse.
 func TestUpstreamPoolsDocExamples(t *testing.T) {
 	data, err := os.ReadFile("../docs/upstream-pools.md")
 	if err != nil {
@@ -73,7 +73,14 @@ func TestUpstreamPoolsDocExamples(t *testing.T) {
 		if !strings.Contains(b[1], "[upstream]") {
 			continue
 		}
-		text := "server_name = \"example.org\"\n" + b[1] + "\n[keys]\ngenerate = true\n"
+		text := b[1]
+		if !strings.Contains(text, "server_name") {
+			text = "server_name = \"example.org\"\n" + text
+		}
+		if strings.Contains(text, "[[servers]]") {
+			text += "\n[servers.keys]\ngenerate = true\n" // the last entry's keys
+		}
+		text += "\n[keys]\ngenerate = true\n"
 		if _, err := Parse("/x/gateway.toml", []byte(text)); err != nil {
 			t.Errorf("example does not load: %v\n%s", err, b[1])
 		}
@@ -81,5 +88,31 @@ func TestUpstreamPoolsDocExamples(t *testing.T) {
 	}
 	if checked < 3 {
 		t.Fatalf("only %d examples found", checked)
+	}
+}
+
+// TestHostedPools: a [[servers]] entry's upstream has pools of its own,
+// and nothing of the top level's (routes, health settings) leaks into it.
+func TestHostedPools(t *testing.T) {
+	c, err := Load("testdata/valid/servers_pools.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Hosted()
+	a, b := h[0].Upstream, h[1].Upstream
+	if len(a.Routes) != 2 || a.ProbeInterval.D() != 2*time.Second {
+		t.Errorf("a's upstream: %+v", a)
+	}
+	if got := b.MemberURLs(); len(got) != 2 || b.Balance != "least_busy" || b.DownPeriod.D() != 2*time.Second {
+		t.Errorf("b's default pool: %v %q %v", got, b.Balance, b.DownPeriod.D())
+	}
+	if len(b.Routes) != 2 || b.Routes[0].PoolName() != "senders" || b.Routes[1].URLs[0] != "http://10.0.0.9:8085" {
+		t.Errorf("b's routes: %+v", b.Routes)
+	}
+	if b.ProbeInterval != 0 {
+		t.Errorf("b's probe_interval %v: inherited from the top level", b.ProbeInterval.D())
+	}
+	if p := h[1].Errorf("upstream.route[0].urls[0]", "x"); p.Key != "servers[0].upstream.route[0].urls[0]" || p.Line != 27 {
+		t.Errorf("b's route located at %s line %d", p.Key, p.Line)
 	}
 }

@@ -497,9 +497,9 @@ type PolicyRoom struct {
 	Room string `toml:"room"`
 	// Homeserver is the client-server API base URL of a homeserver the bot
 	// account lives on, "http://127.0.0.1:8008". Default: upstream.url (or
-	// the first of upstream.urls; with Synapse workers, the main process). An
-	// https URL is verified with upstream.ca_file added to the system
-	// roots.
+	// the first of upstream.urls; with Synapse workers, the main process);
+	// in a [servers.policy] table, that hosted server's own. An https URL
+	// is verified with upstream.ca_file added to the system roots.
 	Homeserver string `toml:"homeserver"`
 	// AccessTokenFile holds the bot account's access token (required; one
 	// line, read again when the homeserver refuses the token). Keep it

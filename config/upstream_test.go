@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -114,5 +115,60 @@ func TestHostedPools(t *testing.T) {
 	}
 	if p := h[1].Errorf("upstream.route[0].urls[0]", "x"); p.Key != "servers[0].upstream.route[0].urls[0]" || p.Line != 27 {
 		t.Errorf("b's route located at %s line %d", p.Key, p.Line)
+	}
+}
+
+// TestHostedPolicyRoomDefaults: a [[servers]] entry's own policy rooms
+// get the defaults the top level's get, their bot's homeserver being the
+// entry's own (the first member of its default pool); inherited rooms
+// keep the top level's.
+func TestHostedPolicyRoomDefaults(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bot.token"), []byte("syt_x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "gateway.toml")
+	text := `server_name = "a.example"
+[upstream]
+url = "http://10.0.1.1:8008"
+[keys]
+generate = true
+[[policy.rooms]]
+room = "#bans:a.example"
+access_token_file = "bot.token"
+
+[[servers]]
+server_name = "b.example"
+[servers.upstream]
+urls = ["http://10.0.2.1:8008", "http://10.0.2.2:8008"]
+[servers.keys]
+generate = true
+[servers.policy]
+[[servers.policy.rooms]]
+room = "#bans:b.example"
+access_token_file = "bot.token"
+
+[[servers]]
+server_name = "c.example"
+[servers.upstream]
+url = "http://10.0.3.1:8008"
+[servers.keys]
+generate = true
+`
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Hosted()
+	b := h[1].Policy
+	if r := b.Rooms[0]; r.Homeserver != "http://10.0.2.1:8008" || r.Apply != ApplyDeny || r.MaxRules != DefaultPolicyRoomMaxRules ||
+		r.AccessTokenFile != filepath.Join(dir, "bot.token") {
+		t.Errorf("b's room: %+v", r)
+	}
+	if r := h[2].Policy.Rooms[0]; r.Room != "#bans:a.example" || r.Homeserver != "http://10.0.1.1:8008" {
+		t.Errorf("c's inherited room: %+v", r)
 	}
 }

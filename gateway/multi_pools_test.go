@@ -295,3 +295,19 @@ func TestMultiProbesApart(t *testing.T) {
 		t.Errorf("b.test's member: %s", st.State)
 	}
 }
+
+// TestMultiReloadProbesNewServer: a hosted server a reload adds is probed
+// at once, not at the next round of the others (a minute here).
+func TestMultiReloadProbesNewServer(t *testing.T) {
+	o := multiOptions{upstream: func(i int) string {
+		return fmt.Sprintf("probe_interval = \"1m\"\n%s\nendpoints = [\"send\"]\nurls = [%q, %q]\n",
+			routeHeader(i), startWorker(t).url(), startWorker(t).url())
+	}}
+	env := startMulti(t, o)
+	waitFor(t, "b.test probed", func() bool { return memberOf(env, "b.test", "send", 0).State == upstream.Up })
+	o.names = []string{"a.test", "b.test", "c.test"}
+	if err := env.reload(o); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "c.test probed after the reload", func() bool { return memberOf(env, "c.test", "send", 0).State == upstream.Up })
+}

@@ -60,8 +60,8 @@ type probeRound struct {
 // health check in one loop. Each hosted server is probed every
 // probe_interval of its own [upstream] section; its members are probed at
 // once (Set.Probe), and a server whose probes are slow (members that do
-// not answer until probe_timeout) delays no other server's. Call it
-// once, in its own goroutine.
+// not answer until probe_timeout) delays no other server's. A server a
+// reload adds is probed at once. Call it once, in its own goroutine.
 func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 	due := map[string]time.Time{} // by hosted server name; absent: due now
 	running := map[string]bool{}
@@ -77,6 +77,7 @@ func (g *Gateway) runUpstreamProbe(ctx context.Context) {
 		case r := <-done:
 			delete(running, r.server)
 			due[r.server] = r.next
+		case <-g.probeWake: // a reload: new servers are due now
 		case <-t.C:
 		}
 		rt := g.rt.Load()

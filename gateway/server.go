@@ -103,6 +103,9 @@ type Gateway struct {
 	// upstreams holds the health of the homeserver's members (pools.go);
 	// long-lived, so that a reload keeps what it knows of unchanged ones.
 	upstreams *upstream.Tracker
+	// probeWake tells the prober a reload happened, so that a hosted
+	// server it added is probed at once (pools.go).
+	probeWake chan struct{}
 
 	// Operations: metrics, readiness, decision log, reload outcomes.
 	metrics          *metrics
@@ -170,6 +173,7 @@ func New(opts Options) (*Gateway, error) {
 	g.traffic = console.NewRecorder(console.RecorderOptions{})
 	g.verifiedStages = stagesAfter(g.stages, "signature")
 	g.upstreams = g.newUpstreamTracker()
+	g.probeWake = make(chan struct{}, 1)
 	rt, err := g.build(opts.Config)
 	if err != nil {
 		return nil, err
@@ -305,6 +309,10 @@ func (g *Gateway) reload(c *config.Config) error {
 		closeUpstreams(old.servers)
 	}
 	g.logHostedChanges(ch)
+	select {
+	case g.probeWake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 	return nil
 }
 

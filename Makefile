@@ -31,7 +31,8 @@ lint:
 ## X-Matrix parse, canonical JSON (2/16/64 KiB, canonical and not),
 ## sign/verify (precomputed keys and crypto/ed25519), policy,
 ## rate limiters, route lookup, the inbound pipeline in process, the
-## upstream forwarder.
+## upstream forwarder, upstream pools (choosing a member by origin with
+## 2/8/32 members, the route lookup, the pipeline in front of pools).
 ## BENCHTIME=2s BENCHCOUNT=5 for numbers worth comparing (benchstat).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) \

@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // Config is the whole configuration. A *Config returned by [Load] or [Parse]
 // has defaults applied, relative paths made absolute and every value
 // validated; it must not be modified.
@@ -47,11 +49,27 @@ type Config struct {
 	scope *serverScope
 }
 
-// Upstream is the internal homeserver fedgate forwards inbound traffic to.
+// Upstream is the internal homeserver fedgate forwards inbound traffic to:
+// one process (url), or a pool of equivalent processes (urls) with routes
+// that send some endpoints to pools of their own, such as homeserver
+// workers (docs/upstream-pools.md). Every setting applies on reload;
+// requests under way finish on the members they started with.
 type Upstream struct {
 	// URL is the homeserver's federation listener, "http://127.0.0.1:8008"
-	// (required; scheme and host only, no path).
+	// (required unless urls is set; scheme and host only, no path).
 	URL string `toml:"url"`
+	// URLs are several equivalent homeserver processes for the default
+	// pool, which takes every endpoint no [[upstream.route]] takes, e.g.
+	// ["http://127.0.0.1:8008", "http://127.0.0.1:8009"]; instead of url.
+	URLs []string `toml:"urls"`
+	// Balance is how the default pool spreads requests over urls:
+	// "round_robin" (default), "origin" (every request of one verified
+	// origin server goes to the same member, by a consistent hash: adding
+	// or removing a member moves only that member's share) or
+	// "least_busy" (the member with the fewest requests under way).
+	// Requests without X-Matrix authentication are taken in turn in an
+	// "origin" pool.
+	Balance string `toml:"balance"`
 	// Timeout is how long the homeserver may take to send response headers,
 	// counted from the first byte of the request sent; past it the remote
 	// server gets 504. Default 60s. Applies to requests started after a
@@ -68,11 +86,76 @@ type Upstream struct {
 	DialTimeout Duration `toml:"dial_timeout"`
 	// MaxIdleConns is the size of the idle keep-alive pool to the homeserver
 	// (HTTP/1.1 connections, each carrying one request at a time; idle ones
-	// close after 90s). 0 keeps none: every request connects anew. Default
-	// 256.
+	// close after 90s), per member. 0 keeps none: every request connects
+	// anew. Default 256.
 	MaxIdleConns int `toml:"max_idle_conns"`
 	// CAFile is a PEM bundle to trust when URL is https.
 	CAFile string `toml:"ca_file"`
+	// ProbePath is the request-target fedgate GETs from every member to
+	// check that it is up, and from the homeserver for /readyz. Any answer
+	// below 500 counts as up (a media worker's 404 too). Default
+	// "/_matrix/federation/v1/version".
+	ProbePath string `toml:"probe_path"`
+	// ProbeInterval is how often every member is probed. Default (unset): a
+	// third of admin.ready_window, between 200ms and 10s (10s with the
+	// default window). Probes run when there is an admin listener or some
+	// pool has more than one member.
+	ProbeInterval Duration `toml:"probe_interval"`
+	// ProbeTimeout bounds one probe. Default 5s.
+	ProbeTimeout Duration `toml:"probe_timeout"`
+	// DownPeriod is how long a member is skipped after it refused a
+	// connection, broke one before answering, sent no response headers
+	// within timeout, or failed a probe; each further failure in a row
+	// doubles it, up to down_period_max. A member that answers (a request
+	// or a probe) is used again at once. Its requests go to the other
+	// members of its pool meanwhile; when every member is down they are
+	// still tried. Default 5s.
+	DownPeriod Duration `toml:"down_period"`
+	// DownPeriodMax caps the doubling of down_period. Default 1m.
+	DownPeriodMax Duration `toml:"down_period_max"`
+	// Routes send some endpoints to pools of their own: the first route
+	// that names an endpoint takes it; the default pool takes the rest.
+	Routes []UpstreamRoute `toml:"route"`
+}
+
+// UpstreamRoute is one [[upstream.route]]: a pool of members and the
+// endpoints it takes, e.g. /send to federation reader workers balanced by
+// origin, or media to a media repository worker. Routes apply on reload.
+type UpstreamRoute struct {
+	// Name names the route's pool in /readyz, metrics (label pool), the
+	// console and logs: lower-case letters, digits, '_' and '-', at most 32,
+	// not "default". Default: its endpoints joined by "+", e.g. "send" or
+	// "events+query".
+	Name string `toml:"name"`
+	// Endpoints are the endpoint classes or operation names the route
+	// takes, the same names as policy.deny_endpoints (e.g. "send",
+	// "media", "events", "backfill") (required). Endpoints fedgate serves
+	// itself (keys, notary, well_known) cannot be routed. An endpoint an
+	// earlier route already takes is an error; a class after a route that
+	// took one of its operations takes the rest of the class.
+	Endpoints []string `toml:"endpoints"`
+	// URLs are the route's members, as upstream.urls (required).
+	URLs []string `toml:"urls"`
+	// Balance is how the route spreads requests over urls, as
+	// upstream.balance. Default "round_robin"; use "origin" for "send".
+	Balance string `toml:"balance"`
+}
+
+// PoolName is the name of the route's pool: Name, or its endpoints joined
+// by "+".
+func (r UpstreamRoute) PoolName() string {
+	if r.Name != "" {
+		return r.Name
+	}
+	return strings.Join(r.Endpoints, "+")
+}
+
+// MemberURLs are the default pool's members: url, or urls.
+func (u Upstream) MemberURLs() []string {
+	if u.URL != "" {
+		return []string{u.URL}
+	}
+	return u.URLs
 }
 
 // Listen lists the addresses fedgate binds. Empty strings and lists mean
@@ -413,9 +496,10 @@ type PolicyRoom struct {
 	// (m.room.tombstone) are followed.
 	Room string `toml:"room"`
 	// Homeserver is the client-server API base URL of a homeserver the bot
-	// account lives on, "http://127.0.0.1:8008". Default: upstream.url. An
-	// https URL is verified with upstream.ca_file added to the system
-	// roots.
+	// account lives on, "http://127.0.0.1:8008". Default: upstream.url (or
+	// the first of upstream.urls; with Synapse workers, the main process);
+	// in a [servers.policy] table, that hosted server's own. An https URL
+	// is verified with upstream.ca_file added to the system roots.
 	Homeserver string `toml:"homeserver"`
 	// AccessTokenFile holds the bot account's access token (required; one
 	// line, read again when the homeserver refuses the token). Keep it
@@ -492,7 +576,7 @@ type Log struct {
 // scoped to this server; the doc comments of the top-level sections
 // describe their keys. What a missing section or key means:
 //
-//   - server_name and upstream.url are required.
+//   - server_name and upstream.url (or upstream.urls) are required.
 //   - upstream, keys and well_known are this server's own and are never
 //     inherited: a missing key takes its default. keys.signing_key
 //     defaults to data_dir/servers/<server_name>/signing.key.
@@ -512,7 +596,11 @@ type HostedServer struct {
 	// "b.example". It must differ from every other hosted name.
 	ServerName string `toml:"server_name"`
 	// Upstream is this server's homeserver ([servers.upstream], required:
-	// url). Never inherited; keys it leaves out take their defaults.
+	// url or urls), with every key of [upstream]: its own pools
+	// ([[servers.upstream.route]]), balance and health settings. Never
+	// inherited; keys it leaves out take their defaults. Its members'
+	// health is kept apart from every other hosted server's, even for the
+	// same URL. Applied on reload.
 	Upstream Upstream `toml:"upstream"`
 	// WellKnown is this server's delegation ([servers.well_known]).
 	// Default: not served. Never inherited.

@@ -15,10 +15,15 @@ func Default() Config {
 	return Config{
 		DataDir: "data",
 		Upstream: Upstream{
-			Timeout:      Duration(60 * time.Second),
-			BodyTimeout:  Duration(60 * time.Second),
-			DialTimeout:  Duration(5 * time.Second),
-			MaxIdleConns: 256,
+			Timeout:       Duration(60 * time.Second),
+			BodyTimeout:   Duration(60 * time.Second),
+			DialTimeout:   Duration(5 * time.Second),
+			MaxIdleConns:  256,
+			Balance:       "round_robin",
+			ProbePath:     "/_matrix/federation/v1/version",
+			ProbeTimeout:  Duration(5 * time.Second),
+			DownPeriod:    Duration(5 * time.Second),
+			DownPeriodMax: Duration(time.Minute),
 		},
 		Listen: Listen{
 			Federation: []string{"[::]:8448"},
@@ -115,19 +120,7 @@ func (c *Config) derive(dir string) {
 	} {
 		abs(p)
 	}
-	for i := range c.Policy.Rooms {
-		r := &c.Policy.Rooms[i]
-		abs(&r.AccessTokenFile)
-		if r.Homeserver == "" {
-			r.Homeserver = c.Upstream.URL
-		}
-		if r.Apply == "" {
-			r.Apply = ApplyDeny
-		}
-		if r.MaxRules == 0 {
-			r.MaxRules = DefaultPolicyRoomMaxRules
-		}
-	}
+	derivePolicyRooms(c.Policy.Rooms, c.Upstream, abs)
 	if c.Log.Decisions != "" && c.Log.Decisions != "stderr" && c.Log.Decisions != "stdout" {
 		abs(&c.Log.Decisions)
 	}
@@ -162,4 +155,23 @@ func defaultACMENames(c *Config) []string {
 	add(c.ServerName)
 	add(c.WellKnown.Server)
 	return names
+}
+
+// derivePolicyRooms fills in the defaults of [[policy.rooms]] entries: the
+// bot's homeserver is the hosted server's own (its default pool's first
+// member), the access token file's path is made absolute.
+func derivePolicyRooms(rooms []PolicyRoom, up Upstream, abs func(*string)) {
+	for i := range rooms {
+		r := &rooms[i]
+		abs(&r.AccessTokenFile)
+		if r.Homeserver == "" && len(up.MemberURLs()) > 0 {
+			r.Homeserver = up.MemberURLs()[0]
+		}
+		if r.Apply == "" {
+			r.Apply = ApplyDeny
+		}
+		if r.MaxRules == 0 {
+			r.MaxRules = DefaultPolicyRoomMaxRules
+		}
+	}
 }

@@ -157,7 +157,10 @@ func (c *Config) deriveServers(dir string) {
 			s.Keys.SigningKey = filepath.Join(serverStateDir(c.DataDir, s.ServerName), "signing.key")
 		}
 		if !set("policy") {
-			s.Policy = c.Policy
+			s.Policy = c.Policy // derived already, its rooms' homeserver the top level's
+		} else {
+			abs(&s.Policy.ListTrust)
+			derivePolicyRooms(s.Policy.Rooms, s.Upstream, abs)
 		}
 		if !set("rate_limit") {
 			s.RateLimit = c.RateLimit

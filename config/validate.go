@@ -81,20 +81,17 @@ func (v *validator) top() {
 
 func (v *validator) upstream() {
 	u := v.c.Upstream
-	if u.URL == "" {
-		v.fail("upstream.url", "required: the homeserver's federation address, e.g. \"http://127.0.0.1:8008\"")
-	} else if parsed, err := url.Parse(u.URL); err != nil {
-		v.fail("upstream.url", "not a URL: %v", err)
-	} else {
-		switch {
-		case parsed.Scheme != "http" && parsed.Scheme != "https":
-			v.fail("upstream.url", "scheme must be http or https, not %q", parsed.Scheme)
-		case parsed.Host == "":
-			v.fail("upstream.url", "has no host")
-		case parsed.Path != "" && parsed.Path != "/", parsed.RawQuery != "", parsed.Fragment != "", parsed.User != nil:
-			v.fail("upstream.url", "must be scheme://host[:port] only; requests are forwarded with their own path")
-		}
+	switch {
+	case u.URL != "" && len(u.URLs) > 0:
+		v.fail("upstream.urls", "set upstream.url or upstream.urls, not both")
+	case u.URL == "" && len(u.URLs) == 0:
+		v.fail("upstream.url", "required: the homeserver's federation address, e.g. \"http://127.0.0.1:8008\" (or upstream.urls for several)")
+	case u.URL != "":
+		v.memberURL("upstream.url", u.URL)
+	default:
+		v.memberURLs("upstream.urls", u.URLs)
 	}
+	v.balance("upstream.balance", u.Balance)
 	v.positive("upstream.timeout", u.Timeout)
 	v.positive("upstream.body_timeout", u.BodyTimeout)
 	v.positive("upstream.dial_timeout", u.DialTimeout)
@@ -102,6 +99,164 @@ func (v *validator) upstream() {
 		v.fail("upstream.max_idle_conns", "must not be negative")
 	}
 	v.readable("upstream.ca_file", u.CAFile)
+	if p := u.ProbePath; !strings.HasPrefix(p, "/") || len(p) > 1024 || strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		v.fail("upstream.probe_path", "%q must be a request-target starting with \"/\", without spaces or control characters", p)
+	}
+	if u.ProbeInterval != 0 && u.ProbeInterval < Duration(100*time.Millisecond) {
+		v.fail("upstream.probe_interval", "must be at least 100ms (or unset)")
+	}
+	v.positive("upstream.probe_timeout", u.ProbeTimeout)
+	v.positive("upstream.down_period", u.DownPeriod)
+	if u.DownPeriodMax < u.DownPeriod {
+		v.fail("upstream.down_period_max", "%v must not be shorter than upstream.down_period (%v)", u.DownPeriodMax.D(), u.DownPeriod.D())
+	}
+	v.upstreamRoutes()
+}
+
+// memberURL checks one homeserver address.
+func (v *validator) memberURL(key, s string) {
+	parsed, err := url.Parse(s)
+	if err != nil {
+		v.fail(key, "not a URL: %v", err)
+		return
+	}
+	switch {
+	case parsed.Scheme != "http" && parsed.Scheme != "https":
+		v.fail(key, "scheme must be http or https, not %q", parsed.Scheme)
+	case parsed.Host == "":
+		v.fail(key, "has no host")
+	case parsed.Path != "" && parsed.Path != "/", parsed.RawQuery != "", parsed.Fragment != "", parsed.User != nil:
+		v.fail(key, "must be scheme://host[:port] only; requests are forwarded with their own path")
+	}
+}
+
+// memberURLs checks the members of one pool: at least one, each valid,
+// none twice.
+func (v *validator) memberURLs(key string, urls []string) {
+	if len(urls) == 0 {
+		v.fail(key, "required: the pool's members, e.g. [\"http://127.0.0.1:8083\", \"http://127.0.0.1:8084\"]")
+		return
+	}
+	seen := map[string]string{}
+	for i, s := range urls {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		v.memberURL(k, s)
+		id := strings.ToLower(strings.TrimSuffix(s, "/"))
+		if prev, dup := seen[id]; dup {
+			v.fail(k, "%s is also listed at %s", s, prev)
+		}
+		seen[id] = k
+	}
+}
+
+func (v *validator) balance(key, b string) {
+	switch b {
+	case "", "round_robin", "origin", "least_busy":
+	default:
+		v.fail(key, "must be \"round_robin\", \"origin\" or \"least_busy\", not %q", b)
+	}
+}
+
+var poolNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// upstreamRoutes checks [[upstream.route]]: names, members, and that every
+// endpoint listed can be reached: an endpoint an earlier route (or an
+// earlier entry of the same route) already takes is refused, and so is a
+// route all of whose endpoints are taken before it.
+func (v *validator) upstreamRoutes() {
+	names := map[string]string{"default": "the default pool"}
+	taken := map[string]string{} // operation -> key of the route that takes it
+	for i, r := range v.c.Upstream.Routes {
+		key := fmt.Sprintf("upstream.route[%d]", i)
+		if r.Name != "" && (!poolNameRE.MatchString(r.Name) || r.Name == "default") {
+			v.fail(key+".name", "%q must be 1-32 lower-case letters, digits, '_' or '-', and not \"default\"", r.Name)
+		} else if name := r.PoolName(); len(r.Endpoints) > 0 {
+			if prev, dup := names[name]; dup {
+				v.fail(key, "pool name %q is also used by %s; set name to tell them apart", name, prev)
+			}
+			names[name] = fmt.Sprintf("%s (line %d)", key, v.c.Line(key))
+		}
+		v.memberURLs(key+".urls", r.URLs)
+		v.balance(key+".balance", r.Balance)
+		if len(r.Endpoints) == 0 {
+			v.fail(key+".endpoints", "required: the endpoint classes or operations this route takes, e.g. [\"send\"]%s", endpointHint())
+			continue
+		}
+		// An entry is dead when every operation it covers is taken already:
+		// by an earlier route, or by an earlier entry of this route.
+		type deadEntry struct {
+			key, name string
+			by        []string
+		}
+		var deads []deadEntry
+		valid := 0
+		mine := map[string]string{} // operation -> entry key, within this route
+		for j, n := range r.Endpoints {
+			ek := fmt.Sprintf("%s.endpoints[%d]", key, j)
+			if !endpoints.Known(n) {
+				v.fail(ek, "unknown endpoint class or operation %q%s", n, endpointHint())
+				continue
+			}
+			ops := forwardedOps(n)
+			if len(ops) == 0 {
+				v.fail(ek, "%q is served by fedgate itself and never forwarded", n)
+				continue
+			}
+			valid++
+			var by []string
+			fresh := false
+			for _, op := range ops {
+				if prev, ok := taken[op]; ok {
+					by = appendOnce(by, fmt.Sprintf("%s (line %d)", prev, v.c.Line(prev)))
+				} else if prev := mine[op]; prev != "" {
+					by = appendOnce(by, fmt.Sprintf("%s (line %d)", prev, v.c.Line(prev)))
+				} else {
+					fresh = true
+					mine[op] = ek
+				}
+			}
+			if !fresh {
+				deads = append(deads, deadEntry{ek, n, by})
+			}
+		}
+		if valid > 0 && len(deads) == valid {
+			var by []string
+			for _, d := range deads {
+				for _, b := range d.by {
+					by = appendOnce(by, b)
+				}
+			}
+			v.fail(key, "can never match: an earlier route takes every endpoint it lists (%s)", strings.Join(by, ", "))
+			continue
+		}
+		for _, d := range deads {
+			v.fail(d.key, "%q is already taken by %s: an endpoint goes to one route only", d.name, strings.Join(d.by, ", "))
+		}
+		for op := range mine {
+			taken[op] = key
+		}
+	}
+}
+
+// forwardedOps returns the operation names a class or operation name
+// covers among the endpoints fedgate forwards.
+func forwardedOps(name string) []string {
+	var ops []string
+	for _, ep := range endpoints.All() {
+		if !ep.Local && (ep.Name == name || ep.Class == name) {
+			ops = appendOnce(ops, ep.Name)
+		}
+	}
+	return ops
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, have := range list {
+		if have == s {
+			return list
+		}
+	}
+	return append(list, s)
 }
 
 func (v *validator) listen() {

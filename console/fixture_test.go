@@ -26,7 +26,17 @@ func fullStatus(now time.Time) *Status {
 		}},
 		Traffic: rec.Traffic(now, 10, Names{}),
 		Upstream: &Upstream{URL: "http://127.0.0.1:8008", Up: false, LastSeen: now.Add(-45 * time.Second),
-			LastError: "dial tcp 127.0.0.1:8008: connect: connection refused", Probing: true},
+			LastError: "dial tcp 127.0.0.1:8008: connect: connection refused", Probing: true,
+			Pools: []UpstreamPool{
+				{Name: "default", Balance: "round_robin", Members: []UpstreamMember{
+					{URL: "http://127.0.0.1:8008", State: "down", LastSeen: now.Add(-45 * time.Second), DownUntil: now.Add(20 * time.Second),
+						LastError: "probe: not sent: dial tcp 127.0.0.1:8008: connect: connection refused", Requests: 1200, Errors: 3},
+				}},
+				{Name: "send", Balance: "origin", Endpoints: []string{"send"}, Members: []UpstreamMember{
+					{URL: "http://127.0.0.1:8083", State: "up", LastSeen: now.Add(-time.Second), InFlight: 2, Requests: 50000, Failovers: 0},
+					{URL: "http://127.0.0.1:8084", State: "retrying", LastSeen: now.Add(-2 * time.Minute), LastError: "request: no response: EOF", Requests: 48000, Errors: 12, Failovers: 12},
+				}},
+			}},
 		Certificates: &Certificates{Items: []Certificate{
 			{Name: "example.org", Source: "acme", Subjects: []string{"example.org"}, Issuer: "R11",
 				NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)},

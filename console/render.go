@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -92,17 +93,21 @@ func cards(st *Status) []card {
 	var out []card
 	if r := st.Readiness; r != nil {
 		c := card{ID: "readiness", Title: "Readiness", Value: "ready", State: "ok", Detail: "all checks pass"}
-		if !r.Ready {
-			c.Value, c.State, c.Detail = "NOT READY", "bad", ""
-			for _, ck := range r.Checks {
-				if !ck.OK {
-					if c.Detail != "" {
-						c.Detail += "; "
-					}
-					c.Detail += ck.Name
-				}
+		var failing, warning []string
+		for _, ck := range r.Checks {
+			switch {
+			case ck.OK:
+			case ck.Advisory:
+				warning = append(warning, ck.Name)
+			default:
+				failing = append(failing, ck.Name)
 			}
-			c.Detail = "failing: " + c.Detail
+		}
+		switch {
+		case !r.Ready:
+			c.Value, c.State, c.Detail = "NOT READY", "bad", "failing: "+strings.Join(failing, "; ")
+		case len(warning) > 0:
+			c.State, c.Detail = "warn", "ready; warn: "+strings.Join(warning, "; ")
 		}
 		out = append(out, c)
 	}
@@ -119,6 +124,15 @@ func cards(st *Status) []card {
 	if u := st.Upstream; u != nil {
 		c := card{ID: "upstream", Title: "Homeserver", Value: "reachable", State: "ok"}
 		switch {
+		case u.Hosted > 0 && !u.Up:
+			c.Title, c.Value, c.State = "Homeservers", strconv.Itoa(u.HostedUp)+" of "+strconv.Itoa(u.Hosted)+" reachable", "bad"
+			if u.HostedUp > 0 {
+				c.State = "warn"
+			}
+			c.Detail = "last answered " + ago(now, u.LastSeen)
+		case u.Hosted > 0:
+			c.Title, c.Value = "Homeservers", "all "+strconv.Itoa(u.Hosted)+" reachable"
+			c.Detail = "answered " + ago(now, u.LastSeen)
 		case !u.Up && u.LastSeen.IsZero():
 			c.Value, c.State, c.Detail = "not reached", "bad", "never answered"
 		case !u.Up:

@@ -43,6 +43,7 @@ func TestPageShowsEverySection(t *testing.T) {
 		`id="keyring"`, "down.example", "connection refused", "in 40 s",
 		`id="egress"`, "slow.example", "it asked us to wait (429)",
 		`id="upstream"`, "http://127.0.0.1:8008",
+		"http://127.0.0.1:8084", `<span class="pill warn">retrying</span>`, "request: no response: EOF", "origin: send", "retried in 20 s",
 		`id="certificates"`, "10 days left", "R11",
 		`id="signing-keys"`, "ed25519:a1", "signs requests", "ed25519:old",
 		`id="policy"`, "/etc/fedgate/lists.json", "42",
@@ -50,6 +51,46 @@ func TestPageShowsEverySection(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+// TestPageShowsEveryHostedServer: with several hosted servers the
+// homeserver section shows each server's pools under its name and how
+// many servers are reachable; a failing advisory check shows "warn" and
+// leaves the page ready.
+func TestPageShowsEveryHostedServer(t *testing.T) {
+	t.Parallel()
+	st := fullStatus(fixtureNow)
+	st.Readiness = &Readiness{Ready: true, Checks: []Check{
+		{Name: "upstream", OK: true, Detail: "1 of 2 hosted servers' homeservers reached; not reached: b.example"},
+		{Name: "upstream a.example", OK: true, Advisory: true, Detail: "http://10.0.0.1:8008 reached 1s ago"},
+		{Name: "upstream b.example", OK: false, Advisory: true, Detail: "http://10.0.0.2:8008 not reached yet"},
+	}}
+	member := func(url, state string) []UpstreamMember { return []UpstreamMember{{URL: url, State: state}} }
+	st.Upstream = &Upstream{URL: "http://10.0.0.1:8008", Hosted: 2, HostedUp: 1, LastSeen: fixtureNow.Add(-time.Second),
+		LastError: "b.example: probe: not sent: connection refused", Probing: true,
+		Pools: []UpstreamPool{
+			{Server: "a.example", Name: "default", Balance: "round_robin", Members: member("http://10.0.0.1:8008", "up")},
+			{Server: "a.example", Name: "send", Balance: "origin", Endpoints: []string{"send"}, Members: member("http://10.0.0.1:8083", "up")},
+			{Server: "b.example", Name: "default", Balance: "round_robin", Members: member("http://10.0.0.2:8008", "down")},
+		}}
+	page := renderPage(t, st)
+	for _, want := range []string{
+		"Homeservers", `<span class="pill warn">1 of 2 reachable</span>`,
+		`<tr class="server"><th colspan="8" class="mono">a.example</th></tr>`,
+		`<tr class="server"><th colspan="8" class="mono">b.example</th></tr>`,
+		"http://10.0.0.1:8083", "http://10.0.0.2:8008", "b.example: probe: not sent",
+		"1 of 2 reachable", "ready; warn: upstream b.example", `>warn</span>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, `<tr class="server">`); n != 2 {
+		t.Errorf("%d server rows, want 2 (one per server)", n)
+	}
+	if strings.Contains(page, "NOT READY") {
+		t.Error("an advisory check made the page not ready")
 	}
 }
 

@@ -58,9 +58,13 @@ type Readiness struct {
 
 // Check is one readiness check.
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Advisory is true for a check that is reported but does not decide
+	// readiness on its own (with several hosted servers, each server's
+	// homeserver pools); left out otherwise.
+	Advisory bool   `json:"advisory,omitempty"`
+	Detail   string `json:"detail"`
 }
 
 // Traffic is the recent traffic, from the [Recorder].
@@ -131,20 +135,80 @@ type Denial struct {
 	Status int `json:"status"`
 }
 
-// Upstream is the homeserver fedgate forwards to.
+// Upstream is the homeserver fedgate forwards to: its pools of members
+// (one pool of one member when only upstream.url is set). With several
+// hosted servers, it is every hosted server's homeserver: Pools holds
+// each server's pools in turn, each naming its server.
 type Upstream struct {
-	// URL is upstream.url without credentials.
+	// URL is upstream.url (or the first of upstream.urls) without
+	// credentials: the top-level server's homeserver.
 	URL string `json:"url"`
-	// Up is true when the last readiness probe got an answer.
+	// Up is true when every pool (of every hosted server) has a member
+	// whose last request or probe got an answer.
 	Up bool `json:"up"`
+	// Hosted is the number of hosted servers whose pools are listed;
+	// zero (left out) with one hosted server.
+	Hosted int `json:"hosted,omitempty"`
+	// HostedUp is how many of them have every pool with a member up;
+	// left out with one hosted server, or when none has.
+	HostedUp int `json:"hosted_up,omitempty"`
 	// LastSeen is when the homeserver last answered (probe or forwarded
-	// request); zero (left out) when it never did.
+	// request, any member); zero (left out) when it never did.
 	LastSeen time.Time `json:"last_seen,omitzero"`
-	// LastError is why the last probe failed; empty after a success.
+	// LastError is why a member of a pool without any member up last
+	// failed (after its hosted server's name and ": " when there are
+	// several); empty while Up.
 	LastError string `json:"last_error,omitempty"`
 	// Probing is false when nothing probes the homeserver (no admin
-	// listener): only forwarded requests show it reachable then.
+	// listener and no pool of several members): only forwarded requests
+	// show it reachable then.
 	Probing bool `json:"probing"`
+	// Pools are the default pool, then each [[upstream.route]]'s; with
+	// several hosted servers, those of each server in hosting order.
+	Pools []UpstreamPool `json:"pools"`
+}
+
+// UpstreamPool is one pool of homeserver processes.
+type UpstreamPool struct {
+	// Server is the hosted server whose pool this is (the metrics label
+	// server); empty (left out) with one hosted server.
+	Server string `json:"server,omitempty"`
+	// Name is "default" or the route's name (its metrics label pool).
+	Name string `json:"name"`
+	// Balance is "round_robin", "origin" or "least_busy".
+	Balance string `json:"balance"`
+	// Endpoints are the route's endpoint classes and operations; empty
+	// for the default pool, which takes the rest.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Members are the pool's members in configuration order (the metrics
+	// label member is the index).
+	Members []UpstreamMember `json:"members"`
+}
+
+// UpstreamMember is one homeserver process of a pool.
+type UpstreamMember struct {
+	// URL is the member's URL without credentials.
+	URL string `json:"url"`
+	// State is "up" (answered last), "down" (failed; skipped until
+	// DownUntil), "retrying" (its down period is over, not answered yet)
+	// or "unknown" (never tried).
+	State string `json:"state"`
+	// LastSeen is when it last answered; zero (left out) when never.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// DownUntil is when a member that is down is tried again; zero (left
+	// out) otherwise.
+	DownUntil time.Time `json:"down_until,omitzero"`
+	// LastError is why it last failed; empty while it is up.
+	LastError string `json:"last_error,omitempty"`
+	// InFlight counts requests of the pool under way on it.
+	InFlight int64 `json:"in_flight"`
+	// Requests counts requests it answered since it was first listed.
+	Requests uint64 `json:"requests"`
+	// Errors counts requests it did not answer.
+	Errors uint64 `json:"errors"`
+	// Failovers counts requests sent to another member after it could
+	// not take them.
+	Failovers uint64 `json:"failovers"`
 }
 
 // Certificates are the certificates the TLS listeners serve.

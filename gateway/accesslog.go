@@ -30,6 +30,10 @@ import (
 //	bytes_in/out       request and response body bytes
 //	duration           receiving the request to finishing the response
 //	upstream_duration  until the homeserver's (remote's) response headers
+//	pool, member       the upstream pool a forwarded request was routed to
+//	                   and the member (index in the pool's urls, as the
+//	                   metrics' member label) that answered or was tried
+//	                   last; failover: true when a second member took it
 //
 // Lines name the endpoint, never the raw path: paths carry room and user
 // IDs. With log.hash_server_names, origin, destination and peer are keyed
@@ -101,7 +105,7 @@ func (dl *decisionLog) write(fields []zap.Field, denial, limiter bool) {
 // logFields are the fields of the request so far, for error logs written
 // before the request ends.
 func (in *inbound) logFields() []zap.Field {
-	return in.appendFields(make([]zap.Field, 0, 18), in.decision(), time.Now())
+	return in.appendFields(make([]zap.Field, 0, 21), in.decision(), time.Now())
 }
 
 // appendFields appends the request's log fields to fields.
@@ -134,6 +138,12 @@ func (in *inbound) appendFields(fields []zap.Field, decision int, end time.Time)
 			up = end
 		}
 		fields = append(fields, zap.Duration("upstream_duration", up.Sub(in.upstreamStart)))
+	}
+	if in.pool != "" {
+		fields = append(fields, zap.String("pool", in.pool), zap.Int("member", in.member))
+		if in.failover {
+			fields = append(fields, zap.Bool("failover", true))
+		}
 	}
 	return fields
 }

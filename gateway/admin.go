@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,8 +8,6 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,12 +28,13 @@ import (
 //
 // The console and /status.json require admin.token_file's token when it
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
-// certificates present and valid now, the homeserver reached within
-// admin.ready_window, no policy source failing closed (policysources.go),
-// and not shutting down. With several hosted servers, every server's key
-// document must be signed, and at least one homeserver reached: one
-// customer's homeserver going down must not take the gateway, and every
-// other hosted server with it, out of service.
+// certificates present and valid now, a member of every upstream pool
+// reached within admin.ready_window (pools.go), no policy source failing
+// closed (policysources.go), and not shutting down. With several hosted
+// servers, every server's key document must be signed, and at least one
+// hosted server's homeserver reached: one customer's homeserver going down
+// must not take the gateway, and every other hosted server with it, out of
+// service.
 
 // Readiness check names, as /readyz and fedgate_ready_check report them.
 const (
@@ -48,11 +46,19 @@ const (
 
 // ReadyCheck is one part of [Gateway.Ready].
 type ReadyCheck struct {
-	// Name is "keys", "certificates", "upstream", "shutdown",
-	// "policy_room <room>" or "federation_list".
+	// Name is "keys", "certificates", "upstream" (the default pool, or
+	// with several hosted servers whether any homeserver is reached),
+	// "upstream <pool>" (a route's pool), "upstream <server>" and
+	// "upstream <server> <pool>" (with several hosted servers),
+	// "shutdown", "policy_room <room>" or "federation_list" (followed by
+	// " (<server>)" with several hosted servers).
 	Name string
 	// OK reports whether this part is ready.
 	OK bool
+	// Advisory marks a check that is reported but does not decide
+	// readiness on its own (one hosted server's homeserver among
+	// several); /readyz shows it failing as "warn", not "FAIL".
+	Advisory bool
 	// Detail says what was found, in one line.
 	Detail string
 }
@@ -66,33 +72,16 @@ type CertificateStatus interface {
 	Status() []certs.CertStatus
 }
 
-// upstreamState tracks when a hosted server's homeserver last answered:
-// the readiness probe and every forwarded request that got a response
-// update it.
-type upstreamState struct {
-	lastOK  atomic.Int64           // unix nanoseconds; 0 = never
-	lastErr atomic.Pointer[string] // why the last probe failed; nil after a success
-}
-
-// seen records a response from the homeserver at t.
-func (u *upstreamState) seen(t time.Time) {
-	n := t.UnixNano()
-	for {
-		cur := u.lastOK.Load()
-		if cur >= n || u.lastOK.CompareAndSwap(cur, n) {
-			return
-		}
-	}
-}
-
 // Ready reports whether fedgate should receive traffic and the state of
 // each check. It is cheap (no network) and safe for concurrent use. The
-// homeserver is probed only when an admin listener is configured; without
-// one, only responses to forwarded requests show it reachable.
+// homeserver's members are probed when an admin listener is configured or
+// a pool has several members (pools.go); otherwise only responses to
+// forwarded requests show them reachable.
 func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	now := time.Now()
 	rt := g.rt.Load()
-	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt), g.readyUpstream(rt, now)}
+	checks := []ReadyCheck{g.readyKeys(rt, now), g.readyCertificates(rt)}
+	checks = append(checks, g.readyUpstream(rt, now)...)
 	checks = append(checks, g.readyPolicySources(now)...)
 	if g.draining.Load() {
 		checks = append(checks, ReadyCheck{Name: readyShutdown, Detail: "shutting down: draining in-flight requests"})
@@ -101,7 +90,7 @@ func (g *Gateway) Ready() (bool, []ReadyCheck) {
 	}
 	ok := true
 	for _, c := range checks {
-		ok = ok && c.OK
+		ok = ok && (c.OK || c.Advisory)
 	}
 	return ok, checks
 }
@@ -147,47 +136,6 @@ func (g *Gateway) readyCertificates(rt *runtime) ReadyCheck {
 	return c
 }
 
-func (g *Gateway) readyUpstream(rt *runtime, now time.Time) ReadyCheck {
-	c := ReadyCheck{Name: readyUpstream}
-	window := rt.cfg.Admin.ReadyWindow.D()
-	if len(rt.servers) == 1 {
-		c.OK, c.Detail = upstreamReady(rt.servers[0], window, now)
-		return c
-	}
-	var down []string
-	for _, hs := range rt.servers {
-		if ok, detail := upstreamReady(hs, window, now); ok {
-			c.OK = true
-		} else {
-			down = append(down, hs.name+": "+detail)
-		}
-	}
-	c.Detail = fmt.Sprintf("%d of %d homeservers reached", len(rt.servers)-len(down), len(rt.servers))
-	if len(down) > 0 {
-		c.Detail += "; " + strings.Join(down, "; ")
-	}
-	return c
-}
-
-// upstreamReady says whether hs's homeserver answered within window.
-func upstreamReady(hs *hostedServer, window time.Duration, now time.Time) (bool, string) {
-	st := &hs.state.hs
-	last := st.lastOK.Load()
-	why := ""
-	if p := st.lastErr.Load(); p != nil {
-		why = " (last probe: " + *p + ")"
-	}
-	u := hs.upstream.String()
-	switch {
-	case last == 0:
-		return false, fmt.Sprintf("%s not reached yet%s", u, why)
-	case now.Sub(time.Unix(0, last)) > window:
-		return false, fmt.Sprintf("%s not reached for %s (admin.ready_window %s)%s",
-			u, now.Sub(time.Unix(0, last)).Round(time.Second), window, why)
-	}
-	return true, fmt.Sprintf("%s reached %s ago", u, now.Sub(time.Unix(0, last)).Round(time.Millisecond))
-}
-
 // adminHandler serves the admin listener.
 func (g *Gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -230,14 +178,18 @@ func (g *Gateway) pprofGate(h http.HandlerFunc) http.Handler {
 	})
 }
 
-// serveReady answers /readyz: 200 or 503, one "ok NAME: detail" or
-// "FAIL NAME: detail" line per check.
+// serveReady answers /readyz: 200 or 503, one "ok NAME: detail",
+// "FAIL NAME: detail" or (an advisory check failing) "warn NAME: detail"
+// line per check.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	ok, checks := g.Ready()
 	var b strings.Builder
 	for _, c := range checks {
 		state := "ok  "
-		if !c.OK {
+		switch {
+		case !c.OK && c.Advisory:
+			state = "warn"
+		case !c.OK:
 			state = "FAIL"
 		}
 		fmt.Fprintf(&b, "%s %s: %s\n", state, c.Name, c.Detail)
@@ -257,71 +209,11 @@ func (l promLogger) Println(v ...any) {
 	l.log.Warn("serving metrics", zap.String("error", fmt.Sprint(v...)))
 }
 
-// probeUpstreamVersion is what the readiness probe asks the homeserver.
-const probeUpstreamVersion = "/_matrix/federation/v1/version"
-
-// probeInterval is how often the homeserver is probed: three times per
-// ready_window, between 200 ms and 10 s.
+// probeInterval is how often the homeserver's members are probed when
+// upstream.probe_interval is unset: three times per ready_window, between
+// 200 ms and 10 s.
 func probeInterval(window time.Duration) time.Duration {
 	return min(max(window/3, 200*time.Millisecond), 10*time.Second)
-}
-
-// runUpstreamProbe probes every hosted server's homeserver until ctx
-// ends. Call it once, in its own goroutine.
-func (g *Gateway) runUpstreamProbe(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rt := g.rt.Load()
-		window := rt.cfg.Admin.ReadyWindow.D()
-		var wg sync.WaitGroup
-		for _, hs := range rt.servers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				g.probeUpstream(ctx, hs, min(max(window/2, time.Second), 10*time.Second, hs.cfg.Upstream.Timeout.D()))
-			}()
-		}
-		wg.Wait()
-		t.Reset(probeInterval(window))
-	}
-}
-
-// probeUpstream sends one GET /_matrix/federation/v1/version to hs's
-// homeserver. Any answer below 500 counts as reachable: the homeserver's
-// federation listener answered.
-func (g *Gateway) probeUpstream(parent context.Context, hs *hostedServer, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	status, err := hs.upstream.Probe(ctx, probeUpstreamVersion, "fedgate readiness probe")
-	if err != nil && status == 0 {
-		if parent.Err() != nil {
-			return // shutting down
-		}
-		g.probeFailed(hs, err.Error())
-		return
-	}
-	if status >= 500 {
-		g.probeFailed(hs, fmt.Sprintf("HTTP %d from %s", status, probeUpstreamVersion))
-		return
-	}
-	g.metrics.probe(true)
-	if hs.state.hs.lastErr.Swap(nil) != nil {
-		g.log.Info("homeserver reachable again", zap.String("server", hs.name), zap.String("upstream", hs.upstream.String()))
-	}
-	hs.state.hs.seen(time.Now())
-}
-
-func (g *Gateway) probeFailed(hs *hostedServer, why string) {
-	g.metrics.probe(false)
-	if prev := hs.state.hs.lastErr.Swap(&why); prev == nil {
-		g.log.Warn("homeserver not reachable", zap.String("server", hs.name), zap.String("upstream", hs.upstream.String()), zap.String("error", why))
-	}
 }
 
 // warnPublicAdmin warns when the admin listener binds an address other

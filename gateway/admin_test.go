@@ -91,7 +91,7 @@ func TestReadinessNeedsCertificates(t *testing.T) {
 	expiry := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	fc := &fakeCerts{status: []certs.CertStatus{{Name: "gw.test", Source: certs.ModeFiles, NotBefore: expiry.Add(-90 * 24 * time.Hour), NotAfter: expiry}}}
 	og := startOps(t, opsSetup{options: func(o *Options) { o.Certificates = fc }})
-	waitFor(t, "the first probe", func() bool { return og.gw.rt.Load().primary().state.hs.lastOK.Load() != 0 })
+	waitFor(t, "the first probe", func() bool { return homeserverReached(og.gw) })
 	status, body := og.get("/readyz")
 	if status != 503 || !strings.Contains(body, "FAIL certificates: gw.test: certificate expired") {
 		t.Fatalf("/readyz %d:\n%s", status, body)

@@ -111,11 +111,11 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	ready, checks := g.Ready()
 	st.Readiness = &console.Readiness{Ready: ready}
 	for _, c := range checks {
-		st.Readiness.Checks = append(st.Readiness.Checks, console.Check{Name: c.Name, OK: c.OK, Detail: c.Detail})
+		st.Readiness.Checks = append(st.Readiness.Checks, console.Check{Name: c.Name, OK: c.OK, Advisory: c.Advisory, Detail: c.Detail})
 	}
 
 	st.Traffic = g.traffic.Traffic(now, consoleTopN, console.Names{Server: names.name, Rule: names.rule})
-	st.Upstream = g.consoleUpstream(rt)
+	st.Upstream = g.consoleUpstream(rt, now)
 	st.Certificates = g.consoleCertificates(rt)
 	st.SigningKeys = consoleKeys(rt)
 	st.Keyring = g.consoleKeyring(rt)
@@ -124,23 +124,6 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	}
 	st.Policy = g.consolePolicy(rt)
 	return st
-}
-
-func (g *Gateway) consoleUpstream(rt *runtime) *console.Upstream {
-	hs := rt.primary()
-	reach := &hs.state.hs
-	u := &console.Upstream{
-		URL:     hs.upstream.String(),
-		Up:      reach.lastOK.Load() != 0 && reach.lastErr.Load() == nil,
-		Probing: rt.cfg.Listen.Admin != "",
-	}
-	if last := reach.lastOK.Load(); last != 0 {
-		u.LastSeen = time.Unix(0, last).UTC()
-	}
-	if p := reach.lastErr.Load(); p != nil {
-		u.LastError = clipText(*p)
-	}
-	return u
 }
 
 // consoleCertificates lists the served certificates; nil without a TLS

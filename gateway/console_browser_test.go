@@ -116,7 +116,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx, problems := browse(t)
 	env := startConsole(t, consoleSetup{token: consoleTokenValue})
 	env.seed()
-	waitFor(t, "the homeserver probe", func() bool { return env.gw.rt.Load().primary().state.hs.lastOK.Load() != 0 })
+	waitFor(t, "the homeserver probe", func() bool { return homeserverReached(env.gw) })
 
 	// A person opening the console in a browser logs in with the token as
 	// password; Basic credentials in the URL do that.

@@ -284,7 +284,7 @@ func (env *consoleEnv) statusJSON() map[string]any {
 func TestConsoleStatusJSON(t *testing.T) {
 	env := startConsole(t, consoleSetup{})
 	env.seed()
-	waitFor(t, "the homeserver probe", func() bool { return env.gw.rt.Load().primary().state.hs.lastOK.Load() != 0 })
+	waitFor(t, "the homeserver probe", func() bool { return homeserverReached(env.gw) })
 	m := env.statusJSON()
 	js, _ := json.Marshal(m)
 	text := string(js)

@@ -10,7 +10,8 @@
 //	TLS listener -> route (404/405 M_UNRECOGNIZED) -> local endpoint?
 //	  -> X-Matrix parse -> destination check (hosted server) -> origin policy
 //	  -> body read (size limit) -> origin key (keyring) -> signature
-//	  -> endpoint/room/user policy and limits -> reverse proxy -> homeserver
+//	  -> endpoint/room/user policy and limits -> forward: the hosted
+//	     server's upstream pools (route, balance, failover) -> homeserver
 //
 // Request flow (egress, one plain-HTTP listener for the homeserver):
 //
@@ -29,8 +30,9 @@
 // per server name (top level and [[servers]]) and a hosting.Table. A
 // request is handled as the server its Host and SNI name until the
 // destination stage settles it from the X-Matrix destination, which must
-// be a hosted name and agree with them; forwarding, local answers, policy
-// and limits are that server's. The egress speaks as the hosted server its
+// be a hosted name and agree with them; forwarding (through the server's
+// own upstream.Set, pools.go), local answers, policy and limits are that
+// server's. The egress speaks as the hosted server its
 // X-Matrix origin names (and its egress secret allows), and hands requests
 // for another hosted server to the inbound pipeline in-process.
 //
@@ -39,6 +41,10 @@
 // namespaced by hosted server name), the keyring (shared documents, sealed with
 // our key) and the egress backoff table, and registers the cluster
 // metrics. Nothing else in the gateway knows about Redis.
+//
+// Upstream pools (pools.go): one prober checks every hosted server's
+// members (the readiness probe too); their health lives in one
+// upstream.Tracker, scoped by hosted server name, that outlives reloads.
 //
 // Operations: the admin listener (admin.go) serves the operator console
 // (/ and /status.json, built on package console in console.go), /healthz,

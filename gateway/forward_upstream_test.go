@@ -99,7 +99,7 @@ func TestForwardConnectionCloseStaysOnItsSide(t *testing.T) {
 			t.Errorf("Connection forwarded: %q", r.Header.Values("Connection"))
 		}
 	}
-	if s := tg.gw.rt.Load().primary().upstream.Stats(); s.Idle != 1 || s.Dials != 2 {
+	if s := tg.gw.rt.Load().primary().upstream.Default().Members()[0].Stats(); s.Idle != 1 || s.Dials != 2 {
 		t.Fatalf("homeserver connections: %+v (one closed by the homeserver, one kept)", s)
 	}
 }

@@ -21,8 +21,9 @@ import (
 // that finds them by name, Host and SNI; a request looks its server up
 // once and reads everything per server (keys, upstream, policy, egress
 // secret) from it. What must outlive a reload (the policy engine with its
-// limiter state, when the homeserver last answered, the metric series) is
-// a hostedState the Gateway keeps per server name.
+// limiter state, the metric series) is a hostedState the Gateway keeps per
+// server name; the health of its homeserver's members is in the Gateway's
+// upstream Tracker, under the same name (pools.go).
 
 // hostedServer is the runtime of one hosted server, built on every
 // (re)load and never modified.
@@ -40,14 +41,13 @@ func (hs *hostedServer) policy() *policy.Engine { return hs.state.engine }
 
 // hostedState is what the Gateway keeps of a hosted server across reloads,
 // by server name as configured: the policy engine (limiter buckets survive a
-// reload), the homeserver's reachability and the metric series.
+// reload) and the metric series.
 type hostedState struct {
 	name   string
 	engine *policy.Engine
 	opts   policy.Options // the options engine last compiled
 	// sources feed engine from the server's policy rooms and signed list.
 	sources *policySources
-	hs      upstreamState
 	series  *serverSeries
 
 	stop context.CancelFunc // ends engine.Run; nil until started
@@ -98,7 +98,7 @@ func (g *Gateway) buildHosted(c *config.Config) ([]*hostedServer, *hosting.Table
 			}
 			secrets[eg.secretSum] = hc.ServerName
 		}
-		up, err := newUpstream(hc, "upstream", hc.Upstream)
+		up, err := newUpstream(hc, "upstream", hc.Upstream, g.upstreams)
 		if err != nil {
 			return fail(err)
 		}

@@ -48,6 +48,11 @@ type inbound struct {
 
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
+	// pool and member are where forward sent the request (the member
+	// that answered, or the last one tried); failover: a second member.
+	pool     string
+	member   int
+	failover bool
 	outcome
 
 	rec responseRecorder

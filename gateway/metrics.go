@@ -571,8 +571,6 @@ func (g *Gateway) observeInbound(in *inbound, decision int, end time.Time) {
 		hdrs := in.upstreamHeaders
 		if hdrs.IsZero() {
 			hdrs = end
-		} else {
-			in.hs.state.hs.seen(hdrs)
 		}
 		rec.upstream = hdrs.Sub(in.upstreamStart)
 	}

@@ -26,6 +26,7 @@ type stateCollector struct {
 	configReloads, lastReloadOK          *prometheus.Desc
 	egressBackoff                        *prometheus.Desc
 	sources                              policySourceDescs
+	pools                                poolDescs
 }
 
 func newStateCollector(g *Gateway) *stateCollector {
@@ -34,10 +35,10 @@ func newStateCollector(g *Gateway) *stateCollector {
 	}
 	sc := &stateCollector{
 		g:              g,
-		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, homeserver reached within admin.ready_window, not shutting down."),
+		ready:          d("", "ready", "1 when /readyz answers 200: keys loaded, certificates valid, a member of every upstream pool reached within admin.ready_window (with several hosted servers: of one hosted server at least), not shutting down."),
 		readyCheck:     d("", "ready_check", "1 when the named readiness check passes.", "check"),
-		upstreamUp:     d("upstream", "up", "1 when the last readiness probe of the hosted server's homeserver got an answer.", "server"),
-		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the hosted server's homeserver last answered (probe or forwarded request), as a Unix time.", "server"),
+		upstreamUp:     d("upstream", "up", "1 when every upstream pool of the hosted server has a member whose last request or probe got an answer.", "server"),
+		upstreamLast:   d("upstream", "last_seen_timestamp_seconds", "When the hosted server's homeserver (any member) last answered (probe or forwarded request), as a Unix time.", "server"),
 		certExpiry:     d("certs", "not_after_timestamp_seconds", "When the served certificate expires, as a Unix time.", "name", "source"),
 		certStart:      d("certs", "not_before_timestamp_seconds", "When the served certificate became valid, as a Unix time.", "name", "source"),
 		certPending:    d("certs", "pending", "1 while no certificate exists yet for the name (ACME order in progress or failing).", "name", "source"),
@@ -62,6 +63,7 @@ func newStateCollector(g *Gateway) *stateCollector {
 			"Egress destinations backed off now, by kind: failing (connection failures, 5xx) or rate_limited (they answered 429).", "kind"),
 	}
 	sc.sources = newPolicySourceDescs(d)
+	sc.pools = newPoolDescs(d)
 	return sc
 }
 
@@ -74,6 +76,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.sources.describe(ch)
+	c.pools.describe(ch)
 }
 
 // Collect reads the current values.
@@ -97,11 +100,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.readyCheck, b2f(ck.OK), ck.Name)
 	}
 	for _, hs := range rt.servers {
-		st := &hs.state.hs
-		gauge(c.upstreamUp, b2f(st.lastOK.Load() != 0 && st.lastErr.Load() == nil), hs.name)
-		if last := st.lastOK.Load(); last != 0 {
-			gauge(c.upstreamLast, float64(last)/1e9, hs.name)
-		}
+		c.pools.collect(c, hs.name, hs.upstream.Status(), gauge, counter)
 	}
 
 	if g.opts.Certificates != nil {

@@ -55,6 +55,21 @@ type multiOptions struct {
 	origins []string
 	// logLevel is the level of the observed logs (default info).
 	logLevel zapcore.Level
+	// admin adds an admin listener (/readyz, /metrics) with a short
+	// admin.ready_window (1s).
+	admin bool
+	// upstream returns more of hosted server i's [upstream] table (keys,
+	// then route tables: see routeHeader); url and timeout are set.
+	upstream func(i int) string
+}
+
+// routeHeader is the header of an [[upstream.route]] table of hosted
+// server i.
+func routeHeader(i int) string {
+	if i == 0 {
+		return "[[upstream.route]]"
+	}
+	return "[[servers.upstream.route]]"
 }
 
 // multiEnv is a running multi-server gateway.
@@ -169,6 +184,9 @@ func (env *multiEnv) writeConfig(o multiOptions) *config.Config {
 		} else {
 			fmt.Fprintf(&b, "data_dir = %q\n", filepath.Join(env.dir, "data"))
 			b.WriteString("[listen]\nfederation = [\"127.0.0.1:0\"]\negress = \"127.0.0.1:0\"\n")
+			if o.admin {
+				b.WriteString("admin = \"127.0.0.1:0\"\n[admin]\nready_window = \"1s\"\n")
+			}
 			b.WriteString("[log]\naccess = true\n")
 			fmt.Fprintf(&b, "[outbound]\nca_file = %q\nresolvers = [%q]\nallow_networks = [\"127.0.0.0/8\"]\ndns_timeout = \"2s\"\ndial_timeout = \"2s\"\n",
 				env.ca.WriteCertFile(t, env.dir), env.dns.Addr)
@@ -189,6 +207,9 @@ func (env *multiEnv) writeConfig(o multiOptions) *config.Config {
 			fmt.Fprintf(&b, "server_name = %q\n", name)
 		}
 		fmt.Fprintf(&b, "%s\nurl = %q\ntimeout = \"5s\"\n", section("upstream"), ht.hs.URL)
+		if o.upstream != nil {
+			b.WriteString(o.upstream(i) + "\n")
+		}
 		fmt.Fprintf(&b, "%s\nsigning_key = %q\n", section("keys"), ht.keyRaw)
 		fmt.Fprintf(&b, "%s\nsecret = %q\n", section("egress"), ht.secret)
 		if i == 0 {

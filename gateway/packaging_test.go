@@ -245,7 +245,7 @@ func TestDashboardImportable(t *testing.T) {
 	sort.Strings(titles)
 	all := strings.Join(titles, "\n")
 	// What the issue asks the dashboard to show.
-	for _, want := range []string{"endpoint class", "Denials by reason", "duration", "Homeserver", "Key", "Certificate", "Egress", "Rate limiting"} {
+	for _, want := range []string{"endpoint class", "Denials by reason", "duration", "Homeserver", "Pool members", "Key", "Certificate", "Egress", "Rate limiting"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel about %q among:\n%s", want, all)
 		}

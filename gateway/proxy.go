@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -18,33 +19,86 @@ import (
 // answering (transactions), see [Gateway.forward].
 const maxBufferedResponse = 4 << 20
 
-// homeserver is the way to the homeserver a runtime forwards to: one
-// upstream member built from one [upstream] section.
+// homeserver is the way to the homeserver a runtime forwards to: the
+// pools built from one [upstream] section (a default pool and its routes;
+// one member when only url is set).
 type homeserver struct {
-	*upstream.Member
+	*upstream.Set
 }
 
-// newUpstream builds the member for one [upstream] section of c; errors
-// name the key at fault (section is "upstream", or wherever another
-// section of the same shape lives).
-func newUpstream(c *config.Config, section string, u config.Upstream) (*homeserver, error) {
-	m, err := upstream.New(upstreamOptions(u))
+// newUpstream builds the pools of one [upstream] section of c (a hosted
+// server's configuration, whose server_name scopes its members' state),
+// their members' health kept in tracker (the gateway's, so that it
+// survives reloads; nil for a throw-away check); errors name the key at
+// fault (section is "upstream", or wherever another section of the same
+// shape lives).
+func newUpstream(c *config.Config, section string, u config.Upstream, tracker *upstream.Tracker) (*homeserver, error) {
+	set, err := upstream.NewSet(upstreamSetOptions(c, u), tracker)
 	if err != nil {
 		key := section
+		var se *upstream.SetError
+		if errors.As(err, &se) {
+			switch {
+			case se.Route < 0 && se.Member >= 0 && u.URL != "":
+				key += ".url"
+			case se.Route < 0 && se.Member >= 0:
+				key += fmt.Sprintf(".urls[%d]", se.Member)
+			case se.Route >= 0 && se.Member >= 0:
+				key += fmt.Sprintf(".route[%d].urls[%d]", se.Route, se.Member)
+			case se.Route >= 0:
+				key += fmt.Sprintf(".route[%d]", se.Route)
+			}
+			err = se.Err
+		}
 		var oe *upstream.OptionError
 		if errors.As(err, &oe) {
-			key += "." + map[string]string{"URL": "url", "CAFile": "ca_file", "MaxIdleConns": "max_idle_conns"}[oe.Option]
+			if k := map[string]string{"CAFile": "ca_file", "MaxIdleConns": "max_idle_conns"}[oe.Option]; k != "" {
+				key = section + "." + k
+			}
 			err = oe.Err
 		}
 		return nil, c.Errorf(key, "%v", err)
 	}
-	return &homeserver{Member: m}, nil
+	return &homeserver{Set: set}, nil
 }
 
-// upstreamOptions maps one [upstream] section onto the member's options.
+// upstreamSetOptions maps one [upstream] section onto the pools' options.
+// Balance names were checked by config.
+func upstreamSetOptions(c *config.Config, u config.Upstream) upstream.SetOptions {
+	balance := func(s string) upstream.Balance {
+		b, _ := upstream.ParseBalance(s)
+		return b
+	}
+	opts := upstream.SetOptions{
+		// Member health is kept per hosted server: the same address in
+		// two servers' sections is two members (see upstream-pools.md).
+		Scope:   c.ServerName,
+		Member:  upstreamOptions(u),
+		URLs:    u.MemberURLs(),
+		Balance: balance(u.Balance),
+		Health: upstream.HealthOptions{
+			ProbePath:     u.ProbePath,
+			ProbeInterval: u.ProbeInterval.D(),
+			ProbeTimeout:  u.ProbeTimeout.D(),
+			UserAgent:     probeUserAgent,
+			DownPeriod:    u.DownPeriod.D(),
+			DownPeriodMax: u.DownPeriodMax.D(),
+		},
+	}
+	if opts.Health.ProbeInterval == 0 {
+		opts.Health.ProbeInterval = probeInterval(c.Admin.ReadyWindow.D())
+	}
+	for _, r := range u.Routes {
+		opts.Routes = append(opts.Routes, upstream.RouteOptions{
+			Name: r.PoolName(), Endpoints: r.Endpoints, URLs: r.URLs, Balance: balance(r.Balance),
+		})
+	}
+	return opts
+}
+
+// upstreamOptions maps one [upstream] section onto its members' options.
 func upstreamOptions(u config.Upstream) upstream.Options {
 	return upstream.Options{
-		URL:           u.URL,
 		HeaderTimeout: u.Timeout.D(),
 		BodyTimeout:   u.BodyTimeout.D(),
 		DialTimeout:   u.DialTimeout.D(),
@@ -53,8 +107,10 @@ func upstreamOptions(u config.Upstream) upstream.Options {
 	}
 }
 
-// close retires the member (after a reload replaced its runtime): idle
-// connections close now, busy ones when their request ends.
+// close retires the pools (after a reload replaced their runtime): idle
+// connections close now, busy ones when their request ends; members'
+// health stays with the gateway's tracker while a newer runtime lists
+// them.
 func (h *homeserver) close() { h.Close() }
 
 // forward relays the request to the homeserver: the method, the
@@ -84,12 +140,14 @@ func (g *Gateway) forward(in *inbound) {
 		Body:   in.body,
 	}
 	ctx := in.r.Context()
-	resp, err := in.hs.upstream.RoundTrip(ctx, &req)
+	x, err := in.hs.upstream.RoundTrip(ctx, in.match.Endpoint, in.origin, &req)
+	in.pool, in.member, in.failover = x.Pool, x.Member, x.Failover
 	if err != nil {
 		g.upstreamFailed(in, err)
 		return
 	}
-	defer resp.Body.Close()
+	defer x.Close()
+	resp := x.Response
 	in.upstreamHeaders = time.Now()
 	h := in.w.Header()
 	if in.match.Endpoint != nil && in.match.Endpoint.Class == "send" {

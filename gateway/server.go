@@ -25,6 +25,7 @@ import (
 	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/upstream"
 )
 
 // Listener kinds, as named in [listen].
@@ -99,6 +100,13 @@ type Gateway struct {
 	servers []*server
 	serveWG sync.WaitGroup
 
+	// upstreams holds the health of the homeserver's members (pools.go);
+	// long-lived, so that a reload keeps what it knows of unchanged ones.
+	upstreams *upstream.Tracker
+	// probeWake tells the prober a reload happened, so that a hosted
+	// server it added is probed at once (pools.go).
+	probeWake chan struct{}
+
 	// Operations: metrics, readiness, decision log, reload outcomes.
 	metrics          *metrics
 	draining         atomic.Bool     // Shutdown has begun
@@ -164,6 +172,8 @@ func New(opts Options) (*Gateway, error) {
 	g.metrics = newMetrics(newStateCollector(g), version)
 	g.traffic = console.NewRecorder(console.RecorderOptions{})
 	g.verifiedStages = stagesAfter(g.stages, "signature")
+	g.upstreams = g.newUpstreamTracker()
+	g.probeWake = make(chan struct{}, 1)
 	rt, err := g.build(opts.Config)
 	if err != nil {
 		return nil, err
@@ -299,6 +309,10 @@ func (g *Gateway) reload(c *config.Config) error {
 		closeUpstreams(old.servers)
 	}
 	g.logHostedChanges(ch)
+	select {
+	case g.probeWake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 	return nil
 }
 
@@ -355,17 +369,14 @@ func (g *Gateway) Start() error {
 		g.serveWG.Add(1)
 		go g.serve(s)
 	}
-	if c.Listen.Admin != "" {
-		// Readiness is only asked on the admin listener; without one,
-		// nothing probes the homeserver.
-		g.bgWG.Add(1)
-		go func() {
-			defer g.bgWG.Done()
-			g.runUpstreamProbe(g.bg)
-		}()
-	}
+	// The prober decides per round which hosted servers' members need
+	// probing (pools.go): a reload may turn several members on or off.
+	g.bgWG.Add(2)
+	go func() {
+		defer g.bgWG.Done()
+		g.runUpstreamProbe(g.bg)
+	}()
 	g.startPolicies()
-	g.bgWG.Add(1)
 	go func() {
 		defer g.bgWG.Done()
 		g.keyring.Run(g.bg)
@@ -556,7 +567,7 @@ func Check(c *config.Config) error {
 			return err
 		}
 		servers = append(servers, &hostedServer{cfg: hc, name: hc.ServerName, egress: eg})
-		up, err := newUpstream(hc, "upstream", hc.Upstream)
+		up, err := newUpstream(hc, "upstream", hc.Upstream, nil)
 		if err != nil {
 			return err
 		}

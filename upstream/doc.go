@@ -40,4 +40,30 @@
 // timer that closes connections idle for longer than
 // [Options.IdleTimeout]. [Member.Close] retires it: idle connections are
 // closed at once, busy ones when their exchange ends.
+//
+// # Pools and routes
+//
+// A [Set] is what one [upstream] section builds ([NewSet]): a default
+// [Pool] and routes that send some endpoints (by class or operation, the
+// names policy rules use) to pools of their own, such as homeserver
+// workers. Each pool spreads requests over its members by a [Balance]:
+// in turn, by the least busy member, or by a consistent (rendezvous)
+// hash of the verified origin, so that one remote server's transactions
+// stay on one worker. [Set.RoundTrip] picks the pool with one map lookup
+// and the member without a lock, sends the request there, and when that
+// member could not take it (nothing sent, or the connection broke before
+// any answer and the request is safe to repeat, see [Repeatable]) sends
+// it once more to another member of the same pool. No request is ever
+// repeated after a response head arrived.
+//
+// Members that fail are marked down for a growing period and skipped
+// while another member can take their requests; [Set.Probe] checks every
+// member actively (it is the gateway's readiness probe too). That state
+// lives in a [Tracker] keyed by the Set's scope (the hosted server whose
+// pools they are), pool and member URL, so it survives the reload that
+// replaces a Set and is never shared between hosted servers; [Set.Status]
+// reports it for readiness, metrics and the console. The files: set.go
+// (the Set and its route table), pool.go (a pool's round trip and
+// failover), balance.go, health.go, probe.go (probes and status),
+// retry.go (what may be sent twice).
 package upstream

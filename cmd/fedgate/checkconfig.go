@@ -83,7 +83,7 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 		return strings.Join(s, " ")
 	}
 	row("server_name", "%s", c.ServerName)
-	row("upstream", "%s (timeout %v)", c.Upstream.URL, c.Upstream.Timeout.D())
+	row("upstream", "%s", describeUpstream(c.Upstream))
 	row("listeners", "federation %s; https %s; http %s; egress %s; admin %s",
 		list(c.Listen.Federation), list(c.Listen.HTTPS), orNone(c.Listen.HTTP), orNone(c.Listen.Egress), orNone(c.Listen.Admin))
 	switch c.TLS.Mode {
@@ -141,6 +141,25 @@ func redactURL(raw string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// describeUpstream is the default pool, its timeout, and each route with
+// its endpoints, members and balance.
+func describeUpstream(u config.Upstream) string {
+	pool := func(urls []string, balance string) string {
+		if len(urls) == 1 {
+			return urls[0]
+		}
+		if balance == "" {
+			balance = "round_robin"
+		}
+		return fmt.Sprintf("%s (%s)", strings.Join(urls, " "), balance)
+	}
+	out := fmt.Sprintf("%s (timeout %v)", pool(u.MemberURLs(), u.Balance), u.Timeout.D())
+	for _, r := range u.Routes {
+		out += fmt.Sprintf("; route %s: %s -> %s", r.PoolName(), strings.Join(r.Endpoints, " "), pool(r.URLs, r.Balance))
+	}
+	return out
 }
 
 func describeLimit(l config.Limit) string {

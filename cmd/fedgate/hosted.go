@@ -61,7 +61,7 @@ func writeHostedSummary(w io.Writer, c *config.Config) {
 		row := func(k, format string, args ...any) {
 			fmt.Fprintf(w, "    %-11s %s\n", k+":", fmt.Sprintf(format, args...))
 		}
-		row("upstream", "%s (timeout %v)", hc.Upstream.URL, hc.Upstream.Timeout.D())
+		row("upstream", "%s", describeUpstream(hc.Upstream))
 		row("signing key", "%s", describeKeys(hc))
 		if hc.WellKnown.Server != "" {
 			row("well-known", "m.server = %s", hc.WellKnown.Server)

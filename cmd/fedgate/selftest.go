@@ -605,7 +605,7 @@ func (st *nameCheck) checkVersion(ctx context.Context) checkResult {
 	r.Detail = "GET /_matrix/federation/v1/version: " + statusText(resp.StatusCode, code, msg)
 	switch {
 	case resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout:
-		r.Fix = "fedgate cannot reach the homeserver: check upstream.url (" + st.c.Upstream.URL + ") and that the homeserver's federation listener is running"
+		r.Fix = "fedgate cannot reach the homeserver: check " + upstreamSetting(st.c.Upstream) + " and that the homeserver's federation listener is running"
 	case resp.StatusCode == http.StatusForbidden:
 		r.Fix = "policy refuses the request: remove \"version\" from policy.deny_endpoints, or this host's address from policy.deny_networks"
 	case resp.StatusCode == http.StatusTooManyRequests:
@@ -822,4 +822,13 @@ func (st *selftest) checkAdmin(ctx context.Context) checkResult {
 	r.Detail = fmt.Sprintf("%s: HTTP %d: %s", u, resp.StatusCode, clipText(strings.Join(failing, "; ")))
 	r.Fix = "fix what /readyz names; fedgate_ready_check in /metrics shows each check"
 	return r
+}
+
+// upstreamSetting names the default pool's setting with its value, for a
+// fix: "upstream.url (http://...)" or "upstream.urls (http://..., ...)".
+func upstreamSetting(u config.Upstream) string {
+	if u.URL != "" {
+		return "upstream.url (" + u.URL + ")"
+	}
+	return "upstream.urls (" + strings.Join(u.URLs, ", ") + ")"
 }

@@ -47,7 +47,7 @@ func TestPageShowsEverySection(t *testing.T) {
 		`id="certificates"`, "10 days left", "R11",
 		`id="signing-keys"`, "ed25519:a1", "signs requests", "ed25519:old",
 		`id="policy"`, "/etc/fedgate/lists.json", "42",
-		"#community-bans:example.org", "!bans:example.org", "1,234", "3 not bans, 1 match every server", "dry run",
+		"#community-bans:example.org", "!bans:example.org", "1,234", "3 not bans, 1 too broad (matching every server)", "dry run",
 		`<span class="pill warn">error</span>`, "M_UNKNOWN_TOKEN", "Policy sources", "1 of 3 degraded", "!partner:example.net error",
 		`id="cluster"`, `<span class="pill ok">Redis up</span>`, "redis://10.0.0.5:6379/0", "gw-1", "fedgate:", "rate_limit", "812,345",
 		"mean 0.3 ms, 99% within 2.1 ms", "timeout 50 ms", "marked down once",

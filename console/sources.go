@@ -128,13 +128,17 @@ func roomState(r PolicyRoom) string {
 // ignoredText says why rules are not in force: "3 not bans, 1 invalid".
 func ignoredText(i IgnoredRules) string {
 	var parts []string
+	if n := i.Recommendation; n == 1 {
+		parts = append(parts, "1 not a ban")
+	} else if n > 1 {
+		parts = append(parts, strconv.Itoa(n)+" not bans")
+	}
 	for _, p := range []struct {
 		n    int
 		what string
 	}{
-		{i.Recommendation, "not bans"},
 		{i.Invalid, "invalid"},
-		{i.TooBroad, "match every server"},
+		{i.TooBroad, "too broad (matching every server)"},
 		{i.OverLimit, "over max_rules"},
 	} {
 		if p.n > 0 {

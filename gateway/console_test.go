@@ -515,8 +515,8 @@ func TestConsoleHostedServersAndPolicyRoom(t *testing.T) {
 	_, _, page := env.get("/")
 	for _, want := range []string{
 		`<tr class="server"><th colspan="3"><span class="mono">gw.test</span>`, `<tr class="server"><th colspan="3"><span class="mono">gw2.test</span>`,
-		"ed25519:gw2_1", `<summary><span class="mono">gw2.test</span>`, "default deny · 1 allow, 0 deny entries",
-		consoleRoomAlias, consoleRoomID, "1 not bans", "1 policy room, 1 ban in force",
+		"ed25519:gw2_1", `<div class="server"><span class="mono">gw2.test</span>`, "default deny · 1 allow, 0 deny entries",
+		consoleRoomAlias, consoleRoomID, "1 not a ban", "1 policy room, 1 ban in force",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)

@@ -585,6 +585,12 @@ func TestConsoleNeverShowsSecrets(t *testing.T) {
 				redisURL: redis.url, redisPassword: redis.passwordFile})
 			env.seed()
 			env.expectNoSecrets()
+			// Names are hashed: the room's ban names no remote server.
+			for _, path := range []string{"/", "/status.json"} {
+				if _, _, body := env.get(path); strings.Contains(body, "banned.test") || !strings.Contains(body, env.gw.rt.Load().names.name("banned.test")) {
+					t.Errorf("%s shows banned.test by name, or not at all", path)
+				}
+			}
 		})
 	}
 }

@@ -224,6 +224,12 @@ func TestPageEscapesRemoteText(t *testing.T) {
 	rec.Record(&Request{Time: fixtureNow, Server: evil, Outcome: Denied, Reason: "bad_signature", Rule: evil})
 	st.Traffic = rec.Traffic(fixtureNow, 10, Names{})
 	st.Keyring.Failing[0].Server, st.Keyring.Failing[0].Error = evil, evil
+	// A policy room's moderators write its tombstones; a list's publisher
+	// its signer's subject and the errors about its list.
+	room := &st.Policy.Rooms[1]
+	room.RoomID, room.Upgrade, room.LastError = evil, evil, evil
+	st.Policy.FederationList = &FederationList{Location: "https://lists.example/x.jws", Signer: evil, LastError: evil,
+		SignerNotAfter: fixtureNow.Add(time.Hour)}
 	page := renderPage(t, st)
 	if strings.Contains(page, "<script") || strings.Contains(page, "<img") {
 		t.Fatal("remote text became markup")

@@ -85,10 +85,14 @@ type Client struct {
 	up   atomic.Bool
 	wake chan struct{} // a failure asks Run to probe now
 
-	mu       sync.Mutex // guards downAt
-	downAt   time.Time  // when Redis was last marked down
-	closed   atomic.Bool
-	backoffs *Backoff // made by New; Run and the gateway share it
+	mu     sync.Mutex // guards downAt and changedAt
+	downAt time.Time  // when Redis was last marked down
+	// changedAt is when Redis was last marked down or up again; when New
+	// ran until the first change.
+	changedAt time.Time
+	addr      string // the server's address without credentials, see Address
+	closed    atomic.Bool
+	backoffs  *Backoff // made by New; Run and the gateway share it
 
 	// takes queues rate-limit calls; slots admits takeFlushers callers at
 	// a time to flush them in batches (see await); stopped is closed by
@@ -161,6 +165,8 @@ func New(opts Options) (*Client, error) {
 	c.bulk = redis.NewClient(clientOptions(base, opts.Node, max(opts.Timeout, time.Second), bulkTimeout, 8, 2))
 	c.backoffs = &Backoff{c: c, channel: c.key("backoff"), queue: make(chan backoffMsg, publishQueue), resyncs: make(chan struct{}, 1)}
 	c.up.Store(true) // optimistic: the first failure marks it down and logs once
+	c.changedAt = time.Now()
+	c.addr = address(base)
 	return c, nil
 }
 
@@ -192,6 +198,31 @@ func redactURLError(err error, raw string) error {
 	}
 	return errors.New(msg)
 }
+
+// markedDown records when Redis was marked down.
+func (c *Client) markedDown() {
+	c.mu.Lock()
+	c.downAt = time.Now()
+	c.changedAt = c.downAt
+	c.mu.Unlock()
+}
+
+// address names the server of parsed options without credentials:
+// "redis://host:port/db" (or "rediss://" for TLS, "unix://path").
+func address(o *redis.Options) string {
+	scheme := "redis"
+	switch {
+	case o.Network == "unix":
+		return "unix://" + o.Addr
+	case o.TLSConfig != nil:
+		scheme = "rediss"
+	}
+	return fmt.Sprintf("%s://%s/%d", scheme, o.Addr, o.DB)
+}
+
+// Address returns the Redis server's address without user name or
+// password ("redis://127.0.0.1:6379/0"), for status pages.
+func (c *Client) Address() string { return c.addr }
 
 // Node returns this instance's name.
 func (c *Client) Node() string { return c.opts.Node }
@@ -234,9 +265,7 @@ func (c *Client) failed(op int, err error) {
 		return
 	}
 	if c.up.CompareAndSwap(true, false) {
-		c.mu.Lock()
-		c.downAt = time.Now()
-		c.mu.Unlock()
+		c.markedDown()
 		c.stats.downs.Add(1)
 		c.log.Warn("redis unreachable or slower than cluster.timeout: every instance uses its own limits and key cache until it answers again",
 			zap.String("op", opNames[op]), zap.Duration("timeout", c.opts.Timeout), zap.Error(err))
@@ -313,6 +342,7 @@ func (c *Client) probe(ctx context.Context) {
 		if !unavailable(err) && c.up.CompareAndSwap(true, false) {
 			// PING refused (NOAUTH and the like are handled above): treat
 			// as down too, the server cannot serve us.
+			c.markedDown()
 			c.log.Warn("redis refuses PING; using local state", zap.Error(err))
 		}
 		return
@@ -320,6 +350,7 @@ func (c *Client) probe(ctx context.Context) {
 	if c.up.CompareAndSwap(false, true) {
 		c.mu.Lock()
 		down := time.Since(c.downAt)
+		c.changedAt = time.Now()
 		c.mu.Unlock()
 		c.log.Info("redis reachable again: shared limits, keys and backoff resume", zap.Duration("down_for", down.Round(time.Millisecond)))
 		c.backoffs.resync()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Operations, as metric label values.
@@ -92,14 +93,40 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 
 // Stats is a point-in-time view of the client, for tests and status pages.
 type Stats struct {
-	Up        bool
+	// Up reports whether Redis answered the last round trip or probe.
+	Up bool
+	// Since is when Redis was last marked down or up again; when the
+	// client was created if neither happened since.
+	Since time.Time
+	// Calls, Errors and Fallbacks count round trips, failed round trips
+	// and operations answered from local state, by operation name
+	// ("rate_limit", "keyring", "backoff", "acme", "ping").
 	Calls     map[string]uint64
 	Errors    map[string]uint64
 	Fallbacks map[string]uint64
-	Downs     uint64
+	// Downs counts the times Redis was marked down.
+	Downs uint64
+	// RoundTrip summarises the request path's rate-limit round trips
+	// since the client was created.
+	RoundTrip RoundTrip
 }
 
-// Stats returns the counters by operation name.
+// RoundTrip summarises the rate-limit round trip histogram
+// (fedgate_cluster_rate_limit_round_trip_seconds).
+type RoundTrip struct {
+	// Count is how many round trips were measured.
+	Count uint64
+	// Mean is their average time; P99 the time 99% of them stayed
+	// within, estimated from the histogram's buckets as PromQL's
+	// histogram_quantile does. Both are zero without round trips.
+	Mean, P99 time.Duration
+}
+
+// Operations lists the operation names Stats uses, in a fixed order.
+func Operations() []string { return append([]string(nil), opNames[:]...) }
+
+// Stats returns the counters by operation name. It reads atomics and the
+// histogram once; nothing on the request path waits for it.
 func (c *Client) Stats() Stats {
 	st := Stats{Up: c.up.Load(), Calls: map[string]uint64{}, Errors: map[string]uint64{}, Fallbacks: map[string]uint64{}, Downs: c.stats.downs.Load()}
 	for op := range numOps {
@@ -107,5 +134,46 @@ func (c *Client) Stats() Stats {
 		st.Errors[opNames[op]] = c.stats.errors[op].Load()
 		st.Fallbacks[opNames[op]] = c.stats.fallbacks[op].Load()
 	}
+	c.mu.Lock()
+	st.Since = c.changedAt
+	c.mu.Unlock()
+	st.RoundTrip = c.stats.roundTrip()
 	return st
+}
+
+// roundTrip reads the histogram.
+func (s *stats) roundTrip() RoundTrip {
+	var m dto.Metric
+	if err := s.rtt.Write(&m); err != nil || m.Histogram == nil {
+		return RoundTrip{}
+	}
+	h := m.Histogram
+	rt := RoundTrip{Count: h.GetSampleCount()}
+	if rt.Count == 0 {
+		return rt
+	}
+	seconds := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	rt.Mean = seconds(h.GetSampleSum() / float64(rt.Count))
+	rt.P99 = seconds(bucketQuantile(0.99, h.GetBucket(), rt.Count))
+	return rt
+}
+
+// bucketQuantile estimates quantile q from cumulative buckets the way
+// PromQL's histogram_quantile does: linear interpolation inside the
+// bucket that holds the rank, and the largest finite bound when the rank
+// falls past it.
+func bucketQuantile(q float64, buckets []*dto.Bucket, count uint64) float64 {
+	rank := q * float64(count)
+	lower, below := 0.0, 0.0
+	for _, b := range buckets {
+		upper, cum := b.GetUpperBound(), float64(b.GetCumulativeCount())
+		if cum >= rank {
+			if cum == below {
+				return upper
+			}
+			return lower + (upper-lower)*(rank-below)/(cum-below)
+		}
+		lower, below = upper, cum
+	}
+	return lower
 }

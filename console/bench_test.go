@@ -77,13 +77,18 @@ func BenchmarkRecordDistinctNames(b *testing.B) {
 
 // BenchmarkRender measures building the traffic section and rendering the
 // whole page, after a light and after a heavy hour: the two should cost
-// the same, since rendering reads fixed-size structures.
+// the same, since rendering reads fixed-size structures. The third case
+// is a hosting provider's gateway: 50 hosted servers, each with its keys,
+// a signed list and 20 policy rooms; it costs more rows, bounded by the
+// configuration, never by traffic.
 func BenchmarkRender(b *testing.B) {
 	for _, load := range []struct {
 		name     string
 		requests int
 		servers  int
-	}{{"light", 1_000, 10}, {"heavy", 1_000_000, 100_000}} {
+		hosted   int // hosted servers, each but the first with a signed list
+		rooms    int // policy rooms of each of those
+	}{{"light", 1_000, 10, 1, 0}, {"heavy", 1_000_000, 100_000, 1, 0}, {"hosted50-rooms20", 1_000, 10, 50, 20}} {
 		b.Run(load.name, func(b *testing.B) {
 			now := fixtureNow
 			rec := NewRecorder(RecorderOptions{})
@@ -95,7 +100,7 @@ func BenchmarkRender(b *testing.B) {
 				rec.Record(&Request{Time: now.Add(-time.Duration(i%3600) * time.Second), Server: "s" + strconv.Itoa(i%load.servers) + ".example",
 					Outcome: out, Status: 403, Reason: "origin_denied", Rule: "policy.deny[" + strconv.Itoa(i%9) + "]"})
 			}
-			st := fullStatus(now)
+			st := multiStatus(now, load.hosted, load.rooms)
 			r, err := newRenderer()
 			if err != nil {
 				b.Fatal(err)

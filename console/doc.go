@@ -14,7 +14,10 @@
 //     egress, from its finish path;
 //   - it builds a fresh [Status] per page view from its own state and the
 //     packages below it (readiness, certificates, keys, keyring, egress
-//     backoff, policy), with [Recorder.Traffic] as the traffic section;
+//     backoff, policy with its policy rooms and signed list, cluster
+//     state), with [Recorder.Traffic] as the traffic section; the
+//     top-level server's keys and policy in [Status.SigningKeys] and
+//     [Status.Policy], every other hosted server's in [Status.Servers];
 //   - it maps server names through [Names] when log.hash_server_names is
 //     on, so the page shows what the logs show;
 //   - it mounts the handlers on the admin listener, guarded by the
@@ -29,6 +32,15 @@
 // table of fixed slots per direction, a ring of recent denials. Rendering
 // reads those fixed structures and a bounded number of rows from every
 // other section, so neither time nor memory grows with traffic.
+//
+// # Several hosted servers
+//
+// The page groups per-server sections by server name only when there is
+// more than one hosted server (Status.Servers not empty): the keys as
+// group rows of one table, the policy sources as one folded block per
+// server, opened when a source of that server is degraded or stale. A
+// one-server page looks as it did before hosted servers existed. Hosted
+// server names are ours and never hashed.
 //
 // # Adding a section
 //

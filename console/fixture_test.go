@@ -59,8 +59,50 @@ func fullStatus(now time.Time) *Status {
 		}},
 		Policy: &Policy{Default: "allow", Allow: 0, Deny: 3, ListFile: &ListFile{
 			Path: "/etc/fedgate/lists.json", Version: 42, Modified: now.Add(-3 * time.Hour), Allow: 10, Deny: 250, MaxAgeSeconds: 86400,
+		}, Rooms: []PolicyRoom{
+			{Room: "#community-bans:example.org", RoomID: "!bans:example.org", State: "syncing", Rules: 1234,
+				Ignored: IgnoredRules{Recommendation: 3, TooBroad: 1}, LastSync: now.Add(-4 * time.Second), Changes: 40},
+			{Room: "!partner:example.net", RoomID: "!partner:example.net", State: "error", Rules: 17, LastSync: now.Add(-2 * time.Hour),
+				MaxAgeSeconds: 86400, DryRun: true, Failures: 9, LastError: "sync: 401 M_UNKNOWN_TOKEN: Invalid access token passed."},
 		}},
+		Cluster: &Cluster{Redis: "redis://10.0.0.5:6379/0", Node: "gw-1", Prefix: "fedgate:", TimeoutSeconds: 0.05, Up: true,
+			Since: now.Add(-26 * time.Hour), Downs: 1,
+			Operations: []ClusterOperation{
+				{Name: "rate_limit", RoundTrips: 812345, Errors: 2, Fallbacks: 57},
+				{Name: "keyring", RoundTrips: 1200},
+				{Name: "backoff", RoundTrips: 300},
+				{Name: "acme", RoundTrips: 12},
+				{Name: "ping", RoundTrips: 18000, Errors: 1},
+			},
+			RoundTrip: ClusterRoundTrip{Count: 812343, MeanSeconds: 0.00031, P99Seconds: 0.0021}},
 	}
+}
+
+// multiStatus is fullStatus with servers-1 more hosted servers, each with
+// a key rotation behind it, a closed federation under a signed list and
+// rooms policy rooms: what a hosting provider's console shows.
+func multiStatus(now time.Time, servers, rooms int) *Status {
+	st := fullStatus(now)
+	for i := 1; i < servers; i++ {
+		name := fmt.Sprintf("customer%d.example", i)
+		hs := HostedServer{Name: name,
+			SigningKeys: &SigningKeys{
+				Current:      []SigningKey{{ID: fmt.Sprintf("ed25519:c%d", i), PublicKey: "Vb3Jm6QxkT0mB2x7bq9Ycr1N9wHn7Zy2eT1u4xXQp3c", SignsRequests: true}},
+				Old:          []OldKey{{ID: fmt.Sprintf("ed25519:c%d_old", i), PublicKey: "Q4d1Ixz8pVLc2a6K1bwEJmQnN0A6j7bqXG2xkbgqwO4", ExpiredTS: now.Add(-30 * 24 * time.Hour).UnixMilli()}},
+				ValidUntilTS: now.Add(7 * 24 * time.Hour).UnixMilli(),
+			},
+			Policy: &Policy{Default: "deny", Allow: 2,
+				FederationList: &FederationList{Location: "https://lists.example/federation.jws", Version: 20300 + int64(i), Allow: 180, Deny: 4,
+					Confirmed: now.Add(-10 * time.Minute), MaxAgeSeconds: 86400, Signer: "CN=TI-Messenger Federation List Signer,O=gematik",
+					SignerNotAfter: now.Add(time.Duration(9+i) * 24 * time.Hour), Loads: 120}},
+		}
+		for r := range rooms {
+			hs.Policy.Rooms = append(hs.Policy.Rooms, PolicyRoom{Room: fmt.Sprintf("#bans-%d:example.org", r), RoomID: fmt.Sprintf("!r%d:example.org", r),
+				State: "syncing", Rules: 100 + r, LastSync: now.Add(-time.Duration(r) * time.Second)})
+		}
+		st.Servers = append(st.Servers, hs)
+	}
+	return st
 }
 
 // seedTraffic records an hour of varied traffic up to now.

@@ -27,6 +27,31 @@ type page struct {
 	CSS     template.CSS
 	Cards   []card
 	Charts  []chart
+	// KeySets and Policies are every hosted server's keys and policy,
+	// the top-level server first; Several is true with more than one
+	// hosted server, when the page names the server of each.
+	KeySets  []keySet
+	Policies []policyView
+	Several  bool
+}
+
+// keySet is one hosted server's signing keys.
+type keySet struct {
+	Server string
+	Keys   *SigningKeys
+}
+
+// policyView is one hosted server's policy, assessed (see assess).
+type policyView struct {
+	Server string
+	Policy *Policy
+	Now    time.Time // the page's Generated, for relative times
+	// State is "ok", "warn", "bad" or "" (no source); Summary says in a
+	// line what the sources hold; Sources counts them; Stale and Warn
+	// name the problems.
+	State, Summary string
+	Sources        int
+	Stale, Warn    []string
 }
 
 // card is one tile of the summary row at the top of the page.
@@ -67,6 +92,12 @@ func newRenderer() (*renderer, error) {
 		"topTable": func(id, title, what string, rows []TopServer) topView {
 			return topView{ID: id, Title: title, What: what, Rows: rows}
 		},
+		"expiryState": expiryState,
+		"roomState":   roomState,
+		"ignored":     ignoredText,
+		"latency":     latency,
+		"plural":      plural,
+		"join":        func(items []string) string { return strings.Join(items, "; ") },
 	}
 	tmpl, err := template.New("page").Funcs(funcs).ParseFS(templateFiles, "templates/*.html")
 	if err != nil {
@@ -83,6 +114,8 @@ func (r *renderer) render(w io.Writer, st *Status, refresh int) error {
 	if p.Server == nil {
 		p.Server = &Server{}
 	}
+	p.KeySets, p.Policies = hostedViews(st, p.Server.Name)
+	p.Several = len(st.Servers) > 0
 	return r.tmpl.ExecuteTemplate(w, "page.html", p)
 }
 
@@ -177,6 +210,12 @@ func cards(st *Status) []card {
 		if c.State == "" {
 			c.State = "ok"
 		}
+		out = append(out, c)
+	}
+	if c := st.Cluster; c != nil {
+		out = append(out, clusterCard(now, c))
+	}
+	if c, ok := policyCard(st); ok {
 		out = append(out, c)
 	}
 	return out

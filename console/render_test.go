@@ -47,6 +47,10 @@ func TestPageShowsEverySection(t *testing.T) {
 		`id="certificates"`, "10 days left", "R11",
 		`id="signing-keys"`, "ed25519:a1", "signs requests", "ed25519:old",
 		`id="policy"`, "/etc/fedgate/lists.json", "42",
+		"#community-bans:example.org", "!bans:example.org", "1,234", "3 not bans, 1 too broad (matching every server)", "dry run",
+		`<span class="pill warn">error</span>`, "M_UNKNOWN_TOKEN", "Policy sources", "1 of 3 degraded", "!partner:example.net error",
+		`id="cluster"`, `<span class="pill ok">Redis up</span>`, "redis://10.0.0.5:6379/0", "gw-1", "fedgate:", "rate_limit", "812,345",
+		"mean 0.3 ms, 99% within 2.1 ms", "timeout 50 ms", "marked down once",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
@@ -98,11 +102,114 @@ func TestPageShowsEveryHostedServer(t *testing.T) {
 func TestPageLeavesOutMissingSections(t *testing.T) {
 	t.Parallel()
 	st := fullStatus(fixtureNow)
-	st.Egress, st.Policy = nil, nil
+	st.Egress, st.Policy, st.Cluster = nil, nil, nil
 	page := renderPage(t, st)
-	for _, absent := range []string{`id="egress"`, `id="policy"`, "Egress backoff"} {
+	for _, absent := range []string{`id="egress"`, `id="policy"`, "Egress backoff", `id="cluster"`, "Redis", "POLICY SOURCES"} {
 		if strings.Contains(page, absent) {
 			t.Errorf("page shows %q", absent)
+		}
+	}
+}
+
+// TestPageShowsEveryHostedServersKeysAndPolicy: with several hosted
+// servers, the keys and the policy sources are grouped under each
+// server's name; a server whose sources are in sync is folded, one with a
+// problem is open and says what it is; a list signer's certificate takes
+// the certificates' colours.
+func TestPageShowsEveryHostedServersKeysAndPolicy(t *testing.T) {
+	t.Parallel()
+	now := fixtureNow
+	st := multiStatus(now, 4, 2)
+	st.Policy.Rooms = st.Policy.Rooms[:1] // the top-level server in sync
+	st.Servers[0].Policy.FederationList.SignerNotAfter = now.Add(60 * 24 * time.Hour)
+	st.Servers[1].Policy.FederationList.SignerNotAfter = now.Add(-time.Hour)
+	st.Servers[2].Policy.Rooms[1].Stale, st.Servers[2].Policy.Rooms[1].State = true, "error"
+	page := renderPage(t, st)
+	for _, want := range []string{
+		"each hosted server's key document",
+		`<tr class="server"><th colspan="3"><span class="mono">example.org</span>`,
+		`<tr class="server"><th colspan="3"><span class="mono">customer3.example</span>`,
+		"ed25519:c2_old", "valid_until_ts " + strconv.FormatInt(now.Add(7*24*time.Hour).UnixMilli(), 10),
+		`<details class="server">` + "\n" + `    <summary><span class="mono">example.org</span> <span class="pill ok">in sync</span>`,
+		`<details class="server">` + "\n" + `    <summary><span class="mono">customer1.example</span> <span class="pill ok">in sync</span>`,
+		`<details class="server" open>` + "\n" + `    <summary><span class="mono">customer2.example</span> <span class="pill warn">degraded</span> <span class="warn-text">list signer expired</span>`,
+		`<details class="server" open>` + "\n" + `    <summary><span class="mono">customer3.example</span> <span class="pill bad">stale: fails closed</span> <span class="err">#bans-1:example.org</span>`,
+		"default deny · 2 allow, 0 deny entries in the configuration · 2 policy rooms, 201 bans in force · signed list version 20302",
+		`<span class="signer-expiry pill ok"`, "certificate 60 days left", `<span class="signer-expiry pill bad"`, "certificate expired",
+		`<span class="signer-expiry pill warn"`, "certificate 12 days left",
+		"FAILS CLOSED", "stale: #bans-1:example.org (customer3.example)",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, `<details class="server"`); n != 4 {
+		t.Errorf("%d policy groups, want 4", n)
+	}
+}
+
+// TestPageOneServerAsBefore: with one hosted server, nothing names the
+// server: no group rows, no folded blocks.
+func TestPageOneServerAsBefore(t *testing.T) {
+	t.Parallel()
+	page := renderPage(t, fullStatus(fixtureNow))
+	for _, absent := range []string{`<tr class="server"><th colspan="3">`, "<details", "each hosted server"} {
+		if strings.Contains(page, absent) {
+			t.Errorf("a one-server page shows %q", absent)
+		}
+	}
+	for _, want := range []string{"key document valid until 2030-03-08 14:30:20 UTC", "<dt>default</dt><dd>allow</dd>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// TestPageClusterDown: with Redis down the section, its pill and its card
+// turn amber and say what that means for the limits and the keys.
+func TestPageClusterDown(t *testing.T) {
+	t.Parallel()
+	st := fullStatus(fixtureNow)
+	st.Cluster.Up, st.Cluster.Since, st.Cluster.Downs = false, fixtureNow.Add(-95*time.Second), 3
+	page := renderPage(t, st)
+	for _, want := range []string{
+		`<section id="cluster" class="panel alert">`, `<span class="pill warn">Redis DOWN</span>`,
+		"Redis has not answered for 1 min", "enforces the rate limits on its own", "fetches remote servers' keys itself",
+		"Federation traffic is not refused", "down for 1 min", "marked down 3 times",
+		`<a class="card warn" href="#cluster">`, "limits per instance since 1 min",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
+
+// TestPolicyCard: the summary tile for the policy sources, red when one
+// fails closed, amber when one is degraded, absent without any.
+func TestPolicyCard(t *testing.T) {
+	t.Parallel()
+	now := fixtureNow
+	for _, tt := range []struct {
+		name         string
+		policy       Policy
+		state, value string
+		detail       string
+	}{
+		{"none", Policy{Default: "allow"}, "", "", ""},
+		{"room in sync", Policy{Rooms: []PolicyRoom{{Room: "#a:x", State: "syncing"}}}, "ok", "in sync", "1 policy room"},
+		{"room restored", Policy{Rooms: []PolicyRoom{{Room: "#a:x", State: "restored"}}}, "warn", "1 of 1 degraded", "#a:x restored"},
+		{"room stale", Policy{Rooms: []PolicyRoom{{Room: "#a:x", State: "error", Stale: true}, {Room: "#b:x", State: "syncing"}}}, "bad", "FAILS CLOSED", "stale: #a:x"},
+		{"list fine", Policy{FederationList: &FederationList{Version: 3, SignerNotAfter: now.Add(100 * 24 * time.Hour)}}, "ok", "in sync", "1 signed list"},
+		{"list none yet", Policy{FederationList: &FederationList{Version: -1}}, "warn", "1 of 1 degraded", "no federation list yet"},
+		{"signer soon", Policy{FederationList: &FederationList{Version: 3, SignerNotAfter: now.Add(5 * 24 * time.Hour)}}, "warn", "1 of 1 degraded", "list signer expires in 5 days"},
+		{"list failing", Policy{FederationList: &FederationList{Version: 3, SignerNotAfter: now.Add(100 * 24 * time.Hour), LastError: "x"}}, "warn", "1 of 1 degraded", "federation list failing"},
+		{"list stale", Policy{FederationList: &FederationList{Version: 3, Stale: true}}, "bad", "FAILS CLOSED", "stale: federation list"},
+		{"file refused", Policy{ListFile: &ListFile{LastError: "bad json"}}, "warn", "1 of 1 degraded", "list file refused"},
+	} {
+		st := &Status{Generated: now, Server: &Server{Name: "a.example"}, Policy: &tt.policy}
+		c, ok := policyCard(st)
+		if ok != (tt.state != "") || c.State != tt.state || c.Value != tt.value || c.Detail != tt.detail {
+			t.Errorf("%s: %v %+v", tt.name, ok, c)
 		}
 	}
 }
@@ -117,6 +224,12 @@ func TestPageEscapesRemoteText(t *testing.T) {
 	rec.Record(&Request{Time: fixtureNow, Server: evil, Outcome: Denied, Reason: "bad_signature", Rule: evil})
 	st.Traffic = rec.Traffic(fixtureNow, 10, Names{})
 	st.Keyring.Failing[0].Server, st.Keyring.Failing[0].Error = evil, evil
+	// A policy room's moderators write its tombstones; a list's publisher
+	// its signer's subject and the errors about its list.
+	room := &st.Policy.Rooms[1]
+	room.RoomID, room.Upgrade, room.LastError = evil, evil, evil
+	st.Policy.FederationList = &FederationList{Location: "https://lists.example/x.jws", Signer: evil, LastError: evil,
+		SignerNotAfter: fixtureNow.Add(time.Hour)}
 	page := renderPage(t, st)
 	if strings.Contains(page, "<script") || strings.Contains(page, "<img") {
 		t.Fatal("remote text became markup")

@@ -33,6 +33,20 @@ type Status struct {
 	Keyring      *Keyring      `json:"keyring,omitempty"`
 	Egress       *Egress       `json:"egress,omitempty"`
 	Policy       *Policy       `json:"policy,omitempty"`
+	// Servers are the other hosted servers, the [[servers]] entries in
+	// configuration order, each with its own keys and policy; nil (left
+	// out) with one hosted server. SigningKeys and Policy above are the
+	// top-level server's (Server.Name).
+	Servers []HostedServer `json:"servers,omitempty"`
+	Cluster *Cluster       `json:"cluster,omitempty"`
+}
+
+// HostedServer is one [[servers]] entry: its name (ours: never hashed),
+// its signing keys and its policy, in the form of the top-level ones.
+type HostedServer struct {
+	Name        string       `json:"name"`
+	SigningKeys *SigningKeys `json:"signing_keys"`
+	Policy      *Policy      `json:"policy"`
 }
 
 // Server identifies this fedgate.
@@ -322,8 +336,152 @@ type Policy struct {
 	// Allow and Deny count the entries of the configuration's lists.
 	Allow int `json:"allow"`
 	Deny  int `json:"deny"`
-	// ListFile is policy.list_file; nil when there is none.
+	// ListFile is policy.list_file read as a plain list; nil when there
+	// is none (or when it is a signed list: see FederationList).
 	ListFile *ListFile `json:"list_file,omitempty"`
+	// FederationList is the signed federation list (policy.list_signature
+	// = "jws"); nil without one.
+	FederationList *FederationList `json:"federation_list,omitempty"`
+	// Rooms are the [[policy.rooms]] in configuration order; nil (left
+	// out) without any.
+	Rooms []PolicyRoom `json:"rooms,omitempty"`
+}
+
+// FederationList is a signed federation list (policy.list_url or
+// policy.list_file with policy.list_signature = "jws").
+type FederationList struct {
+	// Location is the list's URL or file.
+	Location string `json:"location"`
+	// Version is the version of the list in force; -1 while no list was
+	// ever accepted.
+	Version int64 `json:"version"`
+	// Allow and Deny count the entries in force.
+	Allow int `json:"allow"`
+	Deny  int `json:"deny"`
+	// Confirmed is when the list in force was last fetched or read and
+	// found current; its age is how old the list is. Zero (left out)
+	// without a list.
+	Confirmed time.Time `json:"confirmed,omitzero"`
+	// MaxAgeSeconds is policy.list_max_age; 0 when unchecked.
+	MaxAgeSeconds float64 `json:"max_age_seconds"`
+	// Stale is true past list_max_age (or with no list at all while it is
+	// set): federation fails closed.
+	Stale bool `json:"stale"`
+	// Signer is the subject of the certificate that signed the list in
+	// force; SignerNotAfter is when its chain stops verifying (zero, left
+	// out, without a list).
+	Signer         string    `json:"signer,omitempty"`
+	SignerNotAfter time.Time `json:"signer_not_after,omitzero"`
+	// Loads counts lists accepted (and confirmations of the same list);
+	// Failures counts refusals and failed fetches.
+	Loads    uint64 `json:"loads"`
+	Failures uint64 `json:"failures"`
+	// LastError says why the last fetch or read failed or was refused;
+	// empty after a success.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// PolicyRoom is one moderation policy room ([[policy.rooms]]).
+type PolicyRoom struct {
+	// Room is the room as configured (an ID or an alias); RoomID the room
+	// read, after alias resolution and room upgrades (empty before the
+	// homeserver first answered).
+	Room   string `json:"room"`
+	RoomID string `json:"room_id,omitempty"`
+	// State is "starting" (no answer, no saved rules yet), "restored"
+	// (enforcing the rules saved in data_dir; no answer yet), "syncing"
+	// (the last sync succeeded) or "error" (the last attempt failed; the
+	// last good rules stay in force).
+	State string `json:"state"`
+	// Rules counts the ban rules in force.
+	Rules int `json:"rules"`
+	// Ignored counts server rules not in force, by why.
+	Ignored IgnoredRules `json:"ignored"`
+	// LastSync is when the homeserver last answered a sync; zero (left
+	// out) when never.
+	LastSync time.Time `json:"last_sync,omitzero"`
+	// MaxAgeSeconds is the room's max_age; 0 when its rules never go
+	// stale.
+	MaxAgeSeconds float64 `json:"max_age_seconds"`
+	// Stale is true past max_age without a sync: federation fails
+	// closed.
+	Stale bool `json:"stale"`
+	// DryRun is apply = "dry_run": its bans are logged, not enforced.
+	DryRun bool `json:"dry_run"`
+	// Failures counts failed attempts to read the room, Changes the rule
+	// changes applied.
+	Failures uint64 `json:"failures"`
+	Changes  uint64 `json:"changes"`
+	// LastError says why the last attempt failed; empty after a success.
+	LastError string `json:"last_error,omitempty"`
+	// Upgrade names a replacement room (m.room.tombstone) that could not
+	// be followed yet; empty otherwise.
+	Upgrade string `json:"upgrade,omitempty"`
+}
+
+// IgnoredRules counts a policy room's server rules that are not in force.
+type IgnoredRules struct {
+	// Recommendation counts rules whose recommendation is not a ban.
+	Recommendation int `json:"recommendation"`
+	// Invalid counts rules whose content or entity does not parse.
+	Invalid int `json:"invalid"`
+	// TooBroad counts rules whose glob matches every server.
+	TooBroad int `json:"too_broad"`
+	// OverLimit counts rules refused past the room's max_rules.
+	OverLimit int `json:"over_limit"`
+}
+
+// Total adds the counts up.
+func (i IgnoredRules) Total() int { return i.Recommendation + i.Invalid + i.TooBroad + i.OverLimit }
+
+// Cluster is cluster mode ([cluster]): the Redis the instances share.
+type Cluster struct {
+	// Redis is the server's address without user name or password
+	// ("redis://10.0.0.5:6379/0").
+	Redis string `json:"redis"`
+	// Node is this instance's name; Prefix starts every key it writes.
+	Node   string `json:"node"`
+	Prefix string `json:"prefix"`
+	// TimeoutSeconds is cluster.timeout: one round trip's bound on the
+	// request path.
+	TimeoutSeconds float64 `json:"timeout_seconds"`
+	// Up is true while Redis answers within the timeout. While it is
+	// false, each instance enforces the rate limits alone and fetches
+	// keys itself.
+	Up bool `json:"up"`
+	// Since is when Redis was last marked down or up again (when fedgate
+	// started, if neither happened since).
+	Since time.Time `json:"since"`
+	// Downs counts the times Redis was marked down.
+	Downs uint64 `json:"downs"`
+	// Operations count round trips, errors and fallbacks by operation,
+	// in a fixed order.
+	Operations []ClusterOperation `json:"operations"`
+	// RoundTrip summarises the request path's rate-limit round trips.
+	RoundTrip ClusterRoundTrip `json:"rate_limit_round_trip"`
+}
+
+// ClusterOperation is one kind of Redis work.
+type ClusterOperation struct {
+	// Name is "rate_limit", "keyring", "backoff", "acme" or "ping" (the
+	// metrics label op).
+	Name string `json:"name"`
+	// RoundTrips counts round trips, Errors failed ones, Fallbacks the
+	// operations answered from this instance's own state instead.
+	RoundTrips uint64 `json:"round_trips"`
+	Errors     uint64 `json:"errors"`
+	Fallbacks  uint64 `json:"fallbacks"`
+}
+
+// ClusterRoundTrip summarises round trip times since fedgate started.
+type ClusterRoundTrip struct {
+	// Count is how many were measured.
+	Count uint64 `json:"count"`
+	// MeanSeconds is their average; P99Seconds the time 99% stayed
+	// within, estimated from the histogram's buckets. Both 0 without
+	// round trips.
+	MeanSeconds float64 `json:"mean_seconds"`
+	P99Seconds  float64 `json:"p99_seconds"`
 }
 
 // ListFile is the external list in use.

@@ -8,8 +8,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/console"
+	"github.com/fedgate/fedgate/policyroom"
 )
 
 // The console (package console) on the admin listener: GET / renders the
@@ -117,12 +119,18 @@ func (g *Gateway) consoleStatus(now time.Time) *console.Status {
 	st.Traffic = g.traffic.Traffic(now, consoleTopN, console.Names{Server: names.name, Rule: names.rule})
 	st.Upstream = g.consoleUpstream(rt, now)
 	st.Certificates = g.consoleCertificates(rt)
-	st.SigningKeys = consoleKeys(rt)
 	st.Keyring = g.consoleKeyring(rt)
 	if rt.cfg.Listen.Egress != "" {
 		st.Egress = g.consoleEgress(names)
 	}
-	st.Policy = g.consolePolicy(rt)
+	// Keys and policy per hosted server: the top-level one's where they
+	// always were, the [[servers]] entries' under their names (ours,
+	// never hashed).
+	st.SigningKeys, st.Policy = consoleKeys(rt.primary()), consolePolicy(rt.primary())
+	for _, hs := range rt.servers[1:] {
+		st.Servers = append(st.Servers, console.HostedServer{Name: hs.name, SigningKeys: consoleKeys(hs), Policy: consolePolicy(hs)})
+	}
+	st.Cluster = g.consoleCluster()
 	return st
 }
 
@@ -146,9 +154,9 @@ func (g *Gateway) consoleCertificates(rt *runtime) *console.Certificates {
 	return cs
 }
 
-// consoleKeys shows our keys: ids and public keys only.
-func consoleKeys(rt *runtime) *console.SigningKeys {
-	keys := rt.primary().keys
+// consoleKeys shows a hosted server's keys: ids and public keys only.
+func consoleKeys(hs *hostedServer) *console.SigningKeys {
+	keys := hs.keys
 	k := &console.SigningKeys{Current: []console.SigningKey{}, Old: []console.OldKey{}}
 	for _, key := range keys.current {
 		k.Current = append(k.Current, console.SigningKey{
@@ -198,10 +206,13 @@ func (g *Gateway) consoleEgress(names *nameHasher) *console.Egress {
 	return e
 }
 
-func (g *Gateway) consolePolicy(rt *runtime) *console.Policy {
-	c := rt.cfg.Policy
+// consolePolicy shows where a hosted server's policy comes from: its
+// configuration, its plain list file, and the state of its policy
+// sources (policy rooms, signed list).
+func consolePolicy(hs *hostedServer) *console.Policy {
+	c := hs.cfg.Policy
 	p := &console.Policy{Default: c.Default, DryRun: c.DryRun, Allow: len(c.Allow), Deny: len(c.Deny)}
-	if l := rt.primary().policy().Stats().List; l.File != "" {
+	if l := hs.policy().Stats().List; l.File != "" {
 		p.ListFile = &console.ListFile{
 			Path: l.File, Version: l.Version, Allow: l.Allow, Deny: l.Deny, Stale: l.Stale,
 			MaxAgeSeconds: c.ListMaxAge.D().Seconds(), LastError: clipText(l.LastError),
@@ -210,7 +221,46 @@ func (g *Gateway) consolePolicy(rt *runtime) *console.Policy {
 			p.ListFile.Modified = l.Modified.UTC()
 		}
 	}
+	rooms, list := hs.state.sources.status()
+	for _, r := range rooms {
+		p.Rooms = append(p.Rooms, console.PolicyRoom{
+			Room: r.Room, RoomID: r.RoomID, State: r.State, Rules: r.Rules,
+			Ignored: console.IgnoredRules{
+				Recommendation: r.Ignored[policyroom.IgnoredRecommendation], Invalid: r.Ignored[policyroom.IgnoredInvalid],
+				TooBroad: r.Ignored[policyroom.IgnoredTooBroad], OverLimit: r.Ignored[policyroom.IgnoredOverLimit],
+			},
+			LastSync: r.LastSync.UTC(), MaxAgeSeconds: r.MaxAge.Seconds(), Stale: r.Stale, DryRun: r.DryRun,
+			Failures: r.Failures, Changes: r.Changes, LastError: clipText(r.LastError), Upgrade: r.Upgrade,
+		})
+	}
+	if list != nil {
+		p.FederationList = &console.FederationList{
+			Location: list.Location, Version: list.Version, Allow: list.Allow, Deny: list.Deny,
+			Confirmed: list.Confirmed.UTC(), MaxAgeSeconds: list.MaxAge.Seconds(), Stale: list.Stale,
+			Signer: list.Signer, SignerNotAfter: list.SignerNotAfter.UTC(),
+			Loads: list.Loads, Failures: list.Failures, LastError: clipText(list.LastError),
+		}
+	}
 	return p
+}
+
+// consoleCluster shows cluster mode's Redis: its address without
+// credentials, health and counters; nil without [cluster].
+func (g *Gateway) consoleCluster() *console.Cluster {
+	cl := g.opts.Cluster
+	if cl == nil {
+		return nil
+	}
+	s := cl.Stats()
+	c := &console.Cluster{
+		Redis: cl.Address(), Node: cl.Node(), Prefix: cl.Prefix(), TimeoutSeconds: cl.Timeout().Seconds(),
+		Up: s.Up, Since: s.Since.UTC(), Downs: s.Downs,
+		RoundTrip: console.ClusterRoundTrip{Count: s.RoundTrip.Count, MeanSeconds: s.RoundTrip.Mean.Seconds(), P99Seconds: s.RoundTrip.P99.Seconds()},
+	}
+	for _, op := range cluster.Operations() {
+		c.Operations = append(c.Operations, console.ClusterOperation{Name: op, RoundTrips: s.Calls[op], Errors: s.Errors[op], Fallbacks: s.Fallbacks[op]})
+	}
+	return c
 }
 
 // clipText cuts an error text for the page at consoleErrorMax bytes, on a

@@ -11,7 +11,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fedgate/fedgate/cluster"
 )
 
 // The Grafana dashboard and the Prometheus alert rules in packaging/ are
@@ -57,6 +60,31 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 		if !strings.HasPrefix(f.GetName(), "fedgate_") {
 			names[f.GetName()] = true
 		}
+	}
+	// Cluster mode's metrics are registered only with [cluster]. A client
+	// for an address nobody listens on (New does not connect) serves
+	// them all, histograms with their series.
+	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(cl.Collector())
+	families, err = reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		names[f.GetName()] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				names[f.GetName()+suffix] = true
+			}
+		}
+	}
+	if !names["fedgate_cluster_redis_up"] || !names["fedgate_cluster_rate_limit_round_trip_seconds_bucket"] {
+		t.Fatal("the cluster client serves no fedgate_cluster_* metrics")
 	}
 	return names
 }
@@ -179,7 +207,8 @@ func TestAlertsCoverTheIssue(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"FedgateCertificateExpiresSoon", "FedgateKeyFetchFailing", "FedgateHomeserverDown",
-		"FedgateNotReady", "FedgateDenialSpike", "FedgateEgressBackoffGrowing"} {
+		"FedgateNotReady", "FedgateDenialSpike", "FedgateEgressBackoffGrowing",
+		"FedgateRedisDown", "FedgatePolicyRoomNotSyncing", "FedgatePolicyRoomStale", "FedgatePolicyListSignerExpiresSoon"} {
 		if !have[want] {
 			t.Errorf("no alert %s", want)
 		}
@@ -245,7 +274,9 @@ func TestDashboardImportable(t *testing.T) {
 	sort.Strings(titles)
 	all := strings.Join(titles, "\n")
 	// What the issue asks the dashboard to show.
-	for _, want := range []string{"endpoint class", "Denials by reason", "duration", "Homeserver", "Pool members", "Key", "Certificate", "Egress", "Rate limiting"} {
+	for _, want := range []string{"endpoint class", "Denials by reason", "duration", "Homeserver", "Pool members", "Key", "Certificate", "Egress", "Rate limiting",
+		"Policy rooms up", "Policy room ban rules", "Policy room last sync", "Federation list version", "List signer", "Federation list stale",
+		"Redis up", "Redis errors", "fallbacks", "Redis round trip"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel about %q among:\n%s", want, all)
 		}

@@ -110,6 +110,9 @@ type Status struct {
 	Stale bool
 	// DryRun reports apply = "dry_run".
 	DryRun bool
+	// MaxAge is Options.MaxAge: how long the rules stay in force without
+	// a sync before the room fails closed; zero when never.
+	MaxAge time.Duration
 	// LastError says why the last attempt failed; "" after a success.
 	LastError string
 	// Syncs counts successful sync answers, Failures failed attempts,
@@ -219,6 +222,7 @@ func (s *Source) Status() Status {
 	for k, v := range s.st.Ignored {
 		st.Ignored[k] = v
 	}
+	st.MaxAge = s.o.MaxAge
 	st.Stale = s.o.MaxAge > 0 && (st.LastSync.IsZero() || !s.now().Before(st.LastSync.Add(s.o.MaxAge)))
 	return st
 }

@@ -93,6 +93,8 @@ type Status struct {
 	// list was ever loaded and list_max_age is set): federation fails
 	// closed.
 	Stale bool
+	// MaxAge is Options.MaxAge (list_max_age); zero when unchecked.
+	MaxAge time.Duration
 	// Loads counts lists accepted (and confirmations of the same list);
 	// Failures counts refusals and failed fetches.
 	Loads, Failures uint64
@@ -472,7 +474,7 @@ func (s *Source) Status() Status {
 }
 
 func (s *Source) statusLocked() Status {
-	st := Status{Location: s.Location(), Version: -1, Loads: s.loads, Failures: s.failures, LastError: s.lastErr}
+	st := Status{Location: s.Location(), Version: -1, MaxAge: s.o.MaxAge, Loads: s.loads, Failures: s.failures, LastError: s.lastErr}
 	if c := s.cur; c != nil {
 		st.Version = c.v.List.Version
 		st.Allow, st.Deny = len(c.v.List.Allow), len(c.v.List.Deny)

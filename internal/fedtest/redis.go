@@ -20,6 +20,24 @@ const RedisInstall = "apt-get install -y redis-server"
 // the test, or fails it when FEDGATE_REQUIRE_REDIS=1 (as in CI).
 func RedisBinary(t testing.TB) string {
 	t.Helper()
+	if p := lookupRedis(); p != "" {
+		return p
+	}
+	if os.Getenv("FEDGATE_REQUIRE_REDIS") == "1" {
+		t.Fatalf("FEDGATE_REQUIRE_REDIS=1 but redis-server is not installed; install it with %s", RedisInstall)
+	}
+	t.Skipf("redis-server not installed (%s); skipping this cluster-mode test", RedisInstall)
+	return ""
+}
+
+// RedisAvailable reports whether a test that can do without Redis should
+// use it: redis-server is installed, or FEDGATE_REQUIRE_REDIS=1 requires
+// it (StartRedis then fails when it is missing).
+func RedisAvailable() bool {
+	return lookupRedis() != "" || os.Getenv("FEDGATE_REQUIRE_REDIS") == "1"
+}
+
+func lookupRedis() string {
 	if p := os.Getenv("REDIS_SERVER_BIN"); p != "" {
 		return p
 	}
@@ -29,10 +47,6 @@ func RedisBinary(t testing.TB) string {
 	if st, err := os.Stat("/usr/bin/redis-server"); err == nil && !st.IsDir() {
 		return "/usr/bin/redis-server"
 	}
-	if os.Getenv("FEDGATE_REQUIRE_REDIS") == "1" {
-		t.Fatalf("FEDGATE_REQUIRE_REDIS=1 but redis-server is not installed; install it with %s", RedisInstall)
-	}
-	t.Skipf("redis-server not installed (%s); skipping this cluster-mode test", RedisInstall)
 	return ""
 }
 

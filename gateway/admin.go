@@ -30,7 +30,7 @@ import (
 // is set; the others never ask for one. Readiness is: our signing keys loaded and the key document signed,
 // certificates present and valid now, a member of every upstream pool
 // reached within admin.ready_window (pools.go), no policy source failing
-// closed (policysources.go), and not shutting down. With several hosted
+// closed (policysources.go, package policysource), and not shutting down. With several hosted
 // servers, every server's key document must be signed, and at least one
 // hosted server's homeserver reached: one customer's homeserver going down
 // must not take the gateway, and every other hosted server with it, out of

@@ -221,7 +221,7 @@ func consolePolicy(hs *hostedServer) *console.Policy {
 			p.ListFile.Modified = l.Modified.UTC()
 		}
 	}
-	rooms, list := hs.state.sources.status()
+	rooms, list := hs.state.sources.Status()
 	for _, r := range rooms {
 		p.Rooms = append(p.Rooms, console.PolicyRoom{
 			Room: r.Room, RoomID: r.RoomID, State: r.State, Rules: r.Rules,

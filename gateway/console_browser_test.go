@@ -132,7 +132,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	env.seed()
 	waitFor(t, "the homeserver probe", func() bool { return homeserverReached(env.gw) })
 	waitFor(t, "the policy room synced", func() bool {
-		rooms, _ := env.gw.rt.Load().primary().state.sources.status()
+		rooms, _ := env.gw.rt.Load().primary().state.sources.Status()
 		return rooms[0].State == policyroom.StateSyncing && rooms[0].Ignored[policyroom.IgnoredRecommendation] == 1
 	})
 

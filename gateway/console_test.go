@@ -733,7 +733,7 @@ func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
 	documented := consoleSchemaDoc(t)
 	seen := map[string]string{}
 	waitFor(t, "the policy room synced", func() bool {
-		rooms, _ := env.gw.rt.Load().primary().state.sources.status()
+		rooms, _ := env.gw.rt.Load().primary().state.sources.Status()
 		return rooms[0].State == policyroom.StateSyncing
 	})
 	collectJSONPaths("", env.statusJSON(), seen)

@@ -13,6 +13,7 @@ import (
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/policysource"
 )
 
 // Hosted servers: the top-level configuration is the first and every
@@ -47,7 +48,7 @@ type hostedState struct {
 	engine *policy.Engine
 	opts   policy.Options // the options engine last compiled
 	// sources feed engine from the server's policy rooms and signed list.
-	sources *policySources
+	sources *policysource.Set
 	series  *serverSeries
 
 	stop context.CancelFunc // ends engine.Run; nil until started
@@ -125,12 +126,12 @@ func closeUpstreams(servers []*hostedServer) {
 // policyChange is a prepared change of the policy engines: applied with
 // commit, undone with rollback.
 type policyChange struct {
-	states  map[string]*hostedState      // every hosted server's state after the change, by name
-	added   []*hostedState               // new states (their engines are not running)
-	updated []*hostedState               // existing states whose engine got new options
-	prev    []policy.Options             // the options updated engines had before
-	removed []*hostedState               // states of servers no longer hosted
-	plans   map[*hostedState]*sourcePlan // each state's policy sources after the change
+	states  map[string]*hostedState             // every hosted server's state after the change, by name
+	added   []*hostedState                      // new states (their engines are not running)
+	updated []*hostedState                      // existing states whose engine got new options
+	prev    []policy.Options                    // the options updated engines had before
+	removed []*hostedState                      // states of servers no longer hosted
+	plans   map[*hostedState]*policysource.Plan // each state's policy sources after the change
 }
 
 // preparePolicies brings every hosted server's policy engine to the
@@ -140,7 +141,7 @@ type policyChange struct {
 func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error) {
 	g.hosted.mu.Lock()
 	defer g.hosted.mu.Unlock()
-	ch := &policyChange{states: make(map[string]*hostedState, len(servers)), plans: make(map[*hostedState]*sourcePlan, len(servers))}
+	ch := &policyChange{states: make(map[string]*hostedState, len(servers)), plans: make(map[*hostedState]*policysource.Plan, len(servers))}
 	for _, hs := range servers {
 		key := hs.name
 		opts := policyOptions(hs.cfg, g.log)
@@ -153,7 +154,7 @@ func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error
 			ch.prev = append(ch.prev, st.opts)
 			st.opts = opts
 			ch.states[key] = st
-			plan, err := st.sources.prepare(hs.cfg)
+			plan, err := st.sources.Prepare(hs.cfg)
 			if err != nil {
 				ch.rollback()
 				return nil, err
@@ -170,8 +171,8 @@ func (g *Gateway) preparePolicies(servers []*hostedServer) (*policyChange, error
 			return nil, hs.cfg.Errorf("policy", "%v", err)
 		}
 		st := &hostedState{name: hs.name, engine: e, opts: opts, series: g.metrics.newServerSeries(hs.name)}
-		st.sources = newPolicySources(e, g.log.With(zap.String("server", hs.name)), g.fetchList)
-		if ch.plans[st], err = st.sources.prepare(hs.cfg); err != nil {
+		st.sources = policysource.New(e, g.slog("policysource").With("server", hs.name), g.fetchList)
+		if ch.plans[st], err = st.sources.Prepare(hs.cfg); err != nil {
 			ch.rollback()
 			return nil, err
 		}
@@ -208,7 +209,7 @@ func (g *Gateway) commitPolicies(ch *policyChange) {
 	defer g.hosted.mu.Unlock()
 	g.hosted.byName = ch.states
 	for st, plan := range ch.plans {
-		st.sources.apply(plan)
+		st.sources.Apply(plan)
 	}
 	if g.hosted.started {
 		for _, st := range ch.added {
@@ -219,7 +220,7 @@ func (g *Gateway) commitPolicies(ch *policyChange) {
 		if st.stop != nil {
 			st.stop()
 		}
-		st.sources.stop()
+		st.sources.Stop()
 		g.metrics.dropServerSeries(st.name)
 	}
 }
@@ -235,7 +236,7 @@ func (g *Gateway) runState(st *hostedState) {
 		defer close(st.done)
 		st.engine.Run(ctx)
 	}()
-	st.sources.start(ctx)
+	st.sources.Start(ctx)
 }
 
 // stopPolicySources ends every hosted server's policy sources and waits
@@ -244,7 +245,7 @@ func (g *Gateway) stopPolicySources() {
 	g.hosted.mu.Lock()
 	defer g.hosted.mu.Unlock()
 	for _, st := range g.hosted.byName {
-		st.sources.stop()
+		st.sources.Stop()
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/fedtest"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/policysource"
 )
 
 const (
@@ -247,7 +248,7 @@ allow_networks = ["127.0.0.0/8"]
 		t.Errorf("/readyz %d:\n%s", status, ready)
 	}
 
-	src := og.gw.rt.Load().primary().state.sources.list.list
+	src := og.gw.rt.Load().primary().state.sources.List()
 	fetch := func() error { return src.Fetch(t.Context()) }
 	setList(signer.Sign(t, []byte(`{"version": 2, "allow": ["b.test"], "deny": []}`)))
 	if err := fetch(); err != nil {
@@ -305,13 +306,13 @@ func TestCheckPolicySources(t *testing.T) {
 		}
 		return c
 	}
-	if err := checkPolicySources(load(write("good.jws", good), trust)); err != nil {
+	if err := policysource.Check(load(write("good.jws", good), trust)); err != nil {
 		t.Fatalf("good list refused: %v", err)
 	}
-	if err := checkPolicySources(load(write("bad.jws", bad), trust)); err == nil || !strings.Contains(err.Error(), "policy.list_file") {
+	if err := policysource.Check(load(write("bad.jws", bad), trust)); err == nil || !strings.Contains(err.Error(), "policy.list_file") {
 		t.Fatalf("untrusted list: %v", err)
 	}
-	if err := checkPolicySources(load(write("good2.jws", good), write("empty.pem", "no certificates"))); err == nil || !strings.Contains(err.Error(), "policy.list_trust") {
+	if err := policysource.Check(load(write("good2.jws", good), write("empty.pem", "no certificates"))); err == nil || !strings.Contains(err.Error(), "policy.list_trust") {
 		t.Fatalf("empty trust file: %v", err)
 	}
 	if entries, _ := filepath.Glob(filepath.Join(dir, "federation-list-*")); len(entries) != 0 {

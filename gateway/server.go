@@ -25,6 +25,7 @@ import (
 	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/policysource"
 	"github.com/fedgate/fedgate/upstream"
 )
 
@@ -575,7 +576,7 @@ func Check(c *config.Config) error {
 		if _, err := policy.New(policyOptions(hc, g.log)); err != nil {
 			return hc.Errorf("policy", "%v", err)
 		}
-		if err := checkPolicySources(hc); err != nil {
+		if err := policysource.Check(hc); err != nil {
 			return err
 		}
 	}

@@ -199,7 +199,7 @@ func (s *CertStorage) List(ctx context.Context, path string, recursive bool) ([]
 		min, max = "["+path+"/", "("+path+"0"
 	}
 	s.c.stats.calls[opACME].Add(1)
-	members, err := s.c.bulk.ZRangeByLex(ctx, s.indexKey(), &redis.ZRangeBy{Min: min, Max: max}).Result()
+	members, err := s.c.bulk.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.indexKey(), Start: min, Stop: max, ByLex: true}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", path, s.fail(err))
 	}

@@ -247,7 +247,7 @@ func FuzzParse(f *testing.F) {
 // apply = "deny" and max_rules filled in, and its token path made
 // absolute; list_refresh defaults to 5m.
 func TestPolicyRoomDefaults(t *testing.T) {
-	c, err := Parse("/x/testdata/valid/f.toml", []byte(`server_name = "a.example"
+	_, err := Parse("/x/testdata/valid/f.toml", []byte(`server_name = "a.example"
 [upstream]
 url = "http://127.0.0.1:8008"
 [keys]
@@ -259,7 +259,7 @@ access_token_file = "../../config_test.go"
 	if err == nil {
 		t.Fatal("an unreadable token file passed validation")
 	}
-	c, err = Parse(mustAbs(t, "testdata/f.toml"), []byte(`server_name = "a.example"
+	c, err := Parse(mustAbs(t, "testdata/f.toml"), []byte(`server_name = "a.example"
 [upstream]
 url = "http://127.0.0.1:8008"
 [keys]

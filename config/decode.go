@@ -105,14 +105,6 @@ func indexPositions(data []byte) *source {
 	return s
 }
 
-func keyPath(prefix string, it unstable.Iterator) string {
-	path := prefix
-	for it.Next() {
-		path = joinKey(path, string(it.Node().Data))
-	}
-	return path
-}
-
 // headerPath is the path of a table header, with every part that names an
 // array of tables replaced by its current element; for an array table
 // header ("[[servers]]") the last part is the array itself and stays.

@@ -24,8 +24,7 @@ import (
 // goroutines and descriptors.
 func TestFailureUpstreamDiesDuringSend(t *testing.T) {
 	inflight := make(chan struct{}, 1)
-	var upstream *httptest.Server
-	upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		mode := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 		mode = strings.TrimRight(mode, "0123456789")

@@ -276,10 +276,19 @@ func (rt *runtime) serverFor(r *http.Request) (hs *hostedServer, sent int, confl
 	return rt.servers[0], sent, conflict
 }
 
+// hostedIndex returns the position of the hosted server named name
+// exactly (letter case included), or hosting.None.
+func (rt *runtime) hostedIndex(name string) int {
+	if i := rt.hosted.Lookup(name); i >= 0 && rt.servers[i].name == name {
+		return i
+	}
+	return hosting.None
+}
+
 // hostedByName returns the hosted server named name exactly (letter case
 // included), or nil.
 func (rt *runtime) hostedByName(name string) *hostedServer {
-	if i := rt.hosted.Lookup(name); i >= 0 && rt.servers[i].name == name {
+	if i := rt.hostedIndex(name); i >= 0 {
 		return rt.servers[i]
 	}
 	return nil

@@ -158,9 +158,7 @@ func parseExposition(t *testing.T, text string) []sample {
 				}
 				s.labels[key] = val.String()
 				rest = rest[1:]
-				if strings.HasPrefix(rest, ",") {
-					rest = rest[1:]
-				}
+				rest = strings.TrimPrefix(rest, ",")
 				if strings.HasPrefix(rest, "}") {
 					rest = strings.TrimSpace(rest[1:])
 					break

@@ -90,11 +90,9 @@ func (g *Gateway) stageDestination(in *inbound) error {
 	i := in.sent
 	switch {
 	case dest != "":
-		hs := in.rt.hostedByName(dest)
-		if hs == nil {
+		if i = in.rt.hostedIndex(dest); i < 0 {
 			return errDestinationMismatch("X-Matrix destination does not match")
 		}
-		i = in.rt.hosted.Lookup(dest)
 		if in.hostConflict || (in.sent >= 0 && in.sent != i) {
 			return errDestinationMismatch("X-Matrix destination is not the server this request was sent to")
 		}

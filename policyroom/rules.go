@@ -89,10 +89,6 @@ type ruleContent struct {
 	Reason         *string `json:"reason"`
 }
 
-// errLifted marks content that lifts a rule: empty (a rule removed by
-// sending empty content) or redacted (what redaction leaves of it).
-var errLifted = errors.New("rule lifted")
-
 // parseRule reads a server rule event. It returns the rule (nil when it
 // is lifted) or why it is ignored. It never panics, whatever content is.
 func parseRule(typ, stateKey string, content json.RawMessage, eventID string) (*Rule, string) {

@@ -208,7 +208,15 @@ func (c *Canonicalizer) scan(src []byte) error {
 }
 
 // ws skips JSON whitespace; any whitespace makes the input non-canonical.
+// Canonical input has none, so the check for it is small enough to inline.
 func (c *Canonicalizer) ws(i int) int {
+	if i < len(c.src) && c.src[i] > ' ' {
+		return i
+	}
+	return c.skipBlanks(i)
+}
+
+func (c *Canonicalizer) skipBlanks(i int) int {
 	src := c.src
 	j := i
 	for j < len(src) && (src[j] == ' ' || src[j] == '\n' || src[j] == '\r' || src[j] == '\t') {

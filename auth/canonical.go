@@ -407,36 +407,53 @@ const (
 	msb = 0x8080808080808080
 )
 
-// swarSpecial marks the bytes of v (eight input bytes, little-endian)
-// that are not plain: below 0x20, '"', '\' or non-ASCII. The result has
+// swarStop marks the bytes of v (eight input bytes, little-endian) that
+// end a run of string text: '"', '\' and bytes below 0x20. The result has
 // the top bit of such bytes set; borrows may also mark bytes after the
-// first marked one, never before it, so the lowest mark is exact.
-func swarSpecial(v uint64) uint64 {
+// first marked one, never before it, so the lowest mark is exact. Bytes
+// of 0x80 and above are never marked: runs are checked for UTF-8 whole.
+func swarStop(v uint64) uint64 {
 	ctl := (v - lsb*0x20) &^ v
 	quote := v ^ (lsb * '"')
 	quote = (quote - lsb) &^ quote
 	bs := v ^ (lsb * '\\')
 	bs = (bs - lsb) &^ bs
-	return (ctl | quote | bs | v) & msb
+	return (ctl | quote | bs) & msb
 }
 
 // str validates the string starting at the quote at start and returns the
 // offset just past its closing quote and whether it contains escapes.
+// Text between escapes is found eight bytes at a time and checked for
+// UTF-8 in one call when it has a byte of 0x80 or above.
 func (c *Canonicalizer) str(start int) (int, bool, error) {
 	src := c.src
 	n := len(src)
 	j := start + 1
 	esc := false
 	for {
+		run := j
+		var hi uint64 // bytes of the run ORed together, for their top bits
 		for j+8 <= n {
-			if m := swarSpecial(binary.LittleEndian.Uint64(src[j:])); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3 // the first special byte
-				break
+			v := binary.LittleEndian.Uint64(src[j:])
+			if m := swarStop(v); m != 0 {
+				hi |= v & ((m & -m) - 1) // the bytes before the first stop
+				j += bits.TrailingZeros64(m) >> 3
+				goto stop
 			}
+			hi |= v
 			j += 8
 		}
-		for j < n && strPlain[src[j]] {
+		for j < n {
+			b := src[j]
+			if b == '"' || b == '\\' || b < 0x20 {
+				break
+			}
+			hi |= uint64(b)
 			j++
+		}
+	stop:
+		if hi&msb != 0 && !utf8.Valid(src[run:j]) {
+			return j, esc, c.invalidUTF8(run)
 		}
 		if j >= n {
 			return j, esc, errAt(start, "unterminated string")
@@ -446,24 +463,53 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 			return j + 1, esc, nil
 		case b == '\\':
 			esc = true
-			k, canonical, err := c.escape(j)
-			if err != nil {
-				return k, esc, err
+			var err error
+			if j, err = c.escapes(j); err != nil {
+				return j, esc, err
 			}
-			if !canonical {
-				c.edits++
-			}
-			j = k
-		case b < 0x20:
-			return j, esc, errAt(j, fmt.Sprintf("unescaped control character U+%04X in a string", b))
 		default:
-			size := utf8Seq(src[j:])
-			if size == 0 {
-				return j, esc, errAt(j, "invalid UTF-8 in a string")
-			}
-			j += size
+			return j, esc, errAt(j, fmt.Sprintf("unescaped control character U+%04X in a string", b))
 		}
 	}
+}
+
+// escapes validates the escape sequences in a row at j (\uXXXX\uXXXX...
+// needs no text run between them) and returns the offset after them.
+func (c *Canonicalizer) escapes(j int) (int, error) {
+	src := c.src
+	for {
+		k, canonical, err := c.escape(j)
+		if err != nil {
+			return k, err
+		}
+		if !canonical {
+			c.edits++
+		}
+		if k >= len(src) || src[k] != '\\' {
+			return k, nil
+		}
+		j = k
+	}
+}
+
+// invalidUTF8 reports the first invalid UTF-8 sequence at or after i.
+func (c *Canonicalizer) invalidUTF8(i int) *JSONError {
+	src := c.src
+	for i < len(src) && src[i] < utf8.RuneSelf {
+		i++
+	}
+	for i < len(src) {
+		if src[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		size := utf8Seq(src[i:])
+		if size == 0 {
+			break
+		}
+		i += size
+	}
+	return errAt(i, "invalid UTF-8 in a string")
 }
 
 // utf8Seq returns the length of the valid multi-byte UTF-8 sequence at the

@@ -295,7 +295,7 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 			return j, err
 		}
 		m := member{key: int32(i), end: int32(j), esc: esc}
-		m.prefix = keyPrefix(src[i+1:j], esc)
+		m.prefix = keyPrefix(src, i, j, esc)
 		if len(c.members) > base {
 			prev := &c.members[len(c.members)-1]
 			cmp := -1 // prefixes decide most comparisons without a call
@@ -782,18 +782,20 @@ func integralValue(tok []byte) (neg bool, v uint64, reason string) {
 }
 
 // keyPrefix returns the first eight bytes of a validated key's decoded
-// value as a big-endian number, zero-padded. body runs from after the
-// opening quote to after the closing one. Comparing prefixes orders keys
+// value as a big-endian number, zero-padded. The key's quotes are at
+// src[i] and src[j-1]. Comparing prefixes orders keys
 // correctly whenever the prefixes differ: a zero pad only ever compares
 // against a real byte when one key is a proper prefix of the other, and a
 // key containing U+0000 only makes two prefixes equal, never wrongly
 // ordered.
-func keyPrefix(body []byte, esc bool) uint64 {
+func keyPrefix(src []byte, i, j int, esc bool) uint64 {
+	body := src[i+1 : j]
 	if !esc {
 		n := len(body) - 1 // without the closing quote
-		if len(body) >= 8 {
-			// Load eight bytes and keep the key's: no loop for short keys.
-			return binary.BigEndian.Uint64(body) & (^uint64(0) << (64 - 8*min(n, 8)))
+		if i+9 <= len(src) {
+			// Load eight bytes (of the key and what follows it, when
+			// it is shorter) and keep the key's: no loop.
+			return binary.BigEndian.Uint64(src[i+1:]) & (^uint64(0) << (64 - 8*min(n, 8)))
 		}
 		var p uint64
 		for i, b := range body[:n] {

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/ed25519"
-	"slices"
 	"sync"
 
 	"github.com/fedgate/fedgate/internal/servername"
@@ -151,17 +150,15 @@ func ContentOf(body []byte) ([]byte, error) {
 // replacement's). It is safe for concurrent use on distinct buffers.
 func ContentOfInto(dst, body []byte) ([]byte, error) {
 	c := getCanonicalizer(true)
-	defer putCanonicalizer(c)
-	err := c.scan(body)
-	defer c.release()
-	if err != nil {
+	out, edited, err := c.canonical(dst[:0], body)
+	putCanonicalizer(c)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if c.edits == 0 {
+	case !edited:
 		return body, nil
 	}
-	dst, _ = c.emit(slices.Grow(dst[:0], len(body)), 0)
-	return dst, nil
+	return out, nil
 }
 
 // VerifyRequestContent is [VerifyRequest] for a body already turned into

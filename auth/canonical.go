@@ -518,6 +518,33 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 func (c *Canonicalizer) escapes(j int) (int, error) {
 	src := c.src
 	for {
+		// Most escapes outside canonical JSON are \uXXXX of a character
+		// outside the surrogates (Python's ensure_ascii for everything
+		// from U+0080, Go's for <, > and &): decoded and written here,
+		// the rest by escape.
+		if j+6 <= len(src) && src[j+1] == 'u' {
+			if u, ok := hex4(src, j+2); ok && (u < 0xd800 || u >= 0xe000) {
+				if u >= 0x20 || shortEscape(rune(u)) != 0 || !lowerHex00(src[j+2:j+6], u) {
+					c.edits++
+					if c.write {
+						c.flush(j)
+						switch {
+						case u >= 0x800:
+							c.out = append(c.out, 0xe0|byte(u>>12), 0x80|byte(u>>6)&0x3f, 0x80|byte(u)&0x3f)
+						case u >= 0x80:
+							c.out = append(c.out, 0xc0|byte(u>>6), 0x80|byte(u)&0x3f)
+						default:
+							c.out = appendEscapedRune(c.out, rune(u))
+						}
+						c.pend = j + 6
+					}
+				}
+				if j += 6; j >= len(src) || src[j] != '\\' {
+					return j, nil
+				}
+				continue
+			}
+		}
 		k, r, err := c.escape(j)
 		if err != nil {
 			return k, err
@@ -610,11 +637,8 @@ func (c *Canonicalizer) escape(j int) (int, rune, error) {
 			return j + 12, 0x10000 + (rune(u)-0xd800)<<10 + (rune(lo) - 0xdc00), nil
 		case u >= 0xdc00 && u < 0xe000:
 			return j, -1, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
-		case u < 0x20 && shortEscape(rune(u)) == 0:
-			const hexdig = "0123456789abcdef"
-			if src[j+2] == '0' && src[j+3] == '0' && src[j+4] == hexdig[u>>4] && src[j+5] == hexdig[u&0xf] {
-				return j + 6, -1, nil
-			}
+		case u < 0x20 && shortEscape(rune(u)) == 0 && lowerHex00(src[j+2:j+6], u):
+			return j + 6, -1, nil
 		}
 		return j + 6, rune(u), nil
 	default:
@@ -622,12 +646,20 @@ func (c *Canonicalizer) escape(j int) (int, rune, error) {
 	}
 }
 
+// lowerHex00 reports whether the four hex digits h of u (< 0x20) are
+// written as canonical JSON writes them: "00" and lower case.
+func lowerHex00(h []byte, u uint16) bool {
+	const hexdig = "0123456789abcdef"
+	return h[0] == '0' && h[1] == '0' && h[2] == hexdig[u>>4] && h[3] == hexdig[u&0xf]
+}
+
 // hex4 decodes the four hex digits at src[i:i+4].
 func hex4(src []byte, i int) (uint16, bool) {
 	if i+4 > len(src) {
 		return 0, false
 	}
-	a, b, c, d := hexVal[src[i]], hexVal[src[i+1]], hexVal[src[i+2]], hexVal[src[i+3]]
+	h := src[i : i+4 : i+4]
+	a, b, c, d := hexVal[h[0]], hexVal[h[1]], hexVal[h[2]], hexVal[h[3]]
 	if (a|b|c|d)&0x10 != 0 {
 		return 0, false
 	}

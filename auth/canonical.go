@@ -320,7 +320,13 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 			return j, err
 		}
 		m := member{key: int32(i), end: int32(j), out: o, esc: esc}
-		m.prefix = keyPrefix(src, i, j, esc)
+		if n := j - i - 2; !esc && i+9 <= len(src) {
+			// keyPrefix's usual case, inlined: eight bytes loaded and
+			// masked to the key's length.
+			m.prefix = binary.BigEndian.Uint64(src[i+1:i+9]) & (^uint64(0) << (64 - 8*min(n, 8)))
+		} else {
+			m.prefix = keyPrefix(src, i, j, esc)
+		}
 		if len(c.members) > base {
 			prev := &c.members[len(c.members)-1]
 			cmp := -1 // prefixes decide most comparisons without a call

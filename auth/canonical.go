@@ -457,13 +457,16 @@ const (
 // the top bit of such bytes set; borrows may also mark bytes after the
 // first marked one, never before it, so the lowest mark is exact. Bytes
 // of 0x80 and above are never marked: runs are checked for UTF-8 whole.
+//
+// Flipping bit 1 of every byte turns '"' (0x22) into 0x20 and leaves the
+// bytes below 0x20 below it while moving ' ' and '!' up, so one
+// less-than test finds both.
 func swarStop(v uint64) uint64 {
-	ctl := (v - lsb*0x20) &^ v
-	quote := v ^ (lsb * '"')
-	quote = (quote - lsb) &^ quote
+	x := v ^ (lsb * 0x02)
+	quoteOrCtl := (x - lsb*0x21) &^ x
 	bs := v ^ (lsb * '\\')
 	bs = (bs - lsb) &^ bs
-	return (ctl | quote | bs) & msb
+	return (quoteOrCtl | bs) & msb
 }
 
 // str validates the string starting at the quote at start and returns the

@@ -239,7 +239,10 @@ func (c *Canonicalizer) ws(i int) int {
 func (c *Canonicalizer) skipBlanks(i int) int {
 	src := c.src
 	j := i
-	for j < len(src) && (src[j] == ' ' || src[j] == '\n' || src[j] == '\r' || src[j] == '\t') {
+	for j < len(src) {
+		if b := src[j]; b > ' ' || (b != ' ' && b != '\n' && b != '\r' && b != '\t') {
+			break
+		}
 		j++
 	}
 	if j != i {

@@ -370,6 +370,7 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 	}
 	if !sorted {
 		ms := c.members[base:]
+		lo, hi := ms[0].out, ms[len(ms)-1].oend // in input order
 		if k := c.sortMembers(ms); k > 0 {
 			later := ms[k]
 			if ms[k-1].key > later.key {
@@ -379,7 +380,7 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		}
 		if c.write {
 			c.flush(i)
-			c.putInOrder(ms)
+			c.putInOrder(ms, lo, hi)
 		}
 	}
 	c.members = c.members[:base]
@@ -394,15 +395,11 @@ func (c *Canonicalizer) duplicate(m member) *JSONError {
 	return errAt(int(m.key), fmt.Sprintf("duplicate key %q", key))
 }
 
-// putInOrder rewrites the members of an object just written out (in input
-// order, without blanks: member, ',', member, ...) in the order of ms,
-// which holds them sorted. The object keeps its size, so the offsets its
-// enclosing objects noted stay true.
-func (c *Canonicalizer) putInOrder(ms []member) {
-	lo, hi := ms[0].out, ms[0].oend
-	for _, m := range ms[1:] {
-		lo, hi = min(lo, m.out), max(hi, m.oend)
-	}
+// putInOrder rewrites the members of an object just written out to
+// out[lo:hi] (in input order, without blanks: member, ',', member, ...)
+// in the order of ms, which holds them sorted. The object keeps its size,
+// so the offsets its enclosing objects noted stay true.
+func (c *Canonicalizer) putInOrder(ms []member, lo, hi int) {
 	c.scratch = append(c.scratch[:0], c.out[lo:hi]...)
 	w := lo
 	for k, m := range ms {

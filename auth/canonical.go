@@ -317,19 +317,33 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		if i >= len(src) || src[i] != '"' {
 			return i, c.unexpected(i, "a string key")
 		}
-		o := c.outAt(i)
-		j, esc, err := c.str(i)
-		if err != nil {
-			return j, err
+		m := member{key: int32(i), out: c.outAt(i)}
+		var j int
+		if i+9 <= len(src) {
+			// Most keys are short and plain ("body", "type"): when the
+			// closing quote is among the next eight bytes with nothing
+			// before it to look at, those bytes are the key and, masked,
+			// its sort prefix; str is not needed.
+			v := binary.LittleEndian.Uint64(src[i+1 : i+9])
+			if stop := swarStop(v); stop != 0 && v&((stop&-stop)-1)&msb == 0 {
+				if k := bits.TrailingZeros64(stop) >> 3; src[i+1+k] == '"' {
+					j = i + 2 + k
+					m.prefix = bits.ReverseBytes64(v) & (^uint64(0) << (64 - 8*k))
+				}
+			}
 		}
-		m := member{key: int32(i), end: int32(j), out: o, esc: esc}
-		if n := j - i - 2; !esc && i+9 <= len(src) {
-			// keyPrefix's usual case, inlined: eight bytes loaded and
-			// masked to the key's length.
-			m.prefix = binary.BigEndian.Uint64(src[i+1:i+9]) & (^uint64(0) << (64 - 8*min(n, 8)))
-		} else {
-			m.prefix = keyPrefix(src, i, j, esc)
+		if j == 0 {
+			var err error
+			if j, m.esc, err = c.str(i); err != nil {
+				return j, err
+			}
+			if n := j - i - 2; !m.esc && i+9 <= len(src) {
+				m.prefix = binary.BigEndian.Uint64(src[i+1:i+9]) & (^uint64(0) << (64 - 8*min(n, 8)))
+			} else {
+				m.prefix = keyPrefix(src, i, j, m.esc)
+			}
 		}
+		m.end = int32(j)
 		if len(c.members) > base {
 			prev := &c.members[len(c.members)-1]
 			cmp := -1 // prefixes decide most comparisons without a call
@@ -350,6 +364,7 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		if i >= len(src) || src[i] != ':' {
 			return i, c.unexpected(i, "':'")
 		}
+		var err error
 		if i, err = c.value(c.ws(i+1), depth); err != nil {
 			return i, err
 		}

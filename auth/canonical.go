@@ -319,16 +319,24 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		}
 		m := member{key: int32(i), out: c.outAt(i)}
 		var j int
-		if i+9 <= len(src) {
+		if i+17 <= len(src) {
 			// Most keys are short and plain ("body", "type"): when the
-			// closing quote is among the next eight bytes with nothing
-			// before it to look at, those bytes are the key and, masked,
-			// its sort prefix; str is not needed.
+			// closing quote is among the next sixteen bytes with nothing
+			// before it to look at, those bytes are the key and the
+			// first eight, masked, its sort prefix; str is not needed.
 			v := binary.LittleEndian.Uint64(src[i+1 : i+9])
-			if stop := swarStop(v); stop != 0 && v&((stop&-stop)-1)&msb == 0 {
-				if k := bits.TrailingZeros64(stop) >> 3; src[i+1+k] == '"' {
+			if stop := swarStop(v); stop != 0 {
+				if k := bits.TrailingZeros64(stop) >> 3; v&((stop&-stop)-1)&msb == 0 && src[i+1+k] == '"' {
 					j = i + 2 + k
 					m.prefix = bits.ReverseBytes64(v) & (^uint64(0) << (64 - 8*k))
+				}
+			} else if v&msb == 0 {
+				w := binary.LittleEndian.Uint64(src[i+9 : i+17])
+				if stop := swarStop(w); stop != 0 && w&((stop&-stop)-1)&msb == 0 {
+					if k := bits.TrailingZeros64(stop) >> 3; src[i+9+k] == '"' {
+						j = i + 10 + k
+						m.prefix = bits.ReverseBytes64(v)
+					}
 				}
 			}
 		}

@@ -34,7 +34,7 @@ const (
 func requestMessage(dst []byte, method, uri, origin, destination string, body []byte, form int) ([]byte, error) {
 	dst = append(dst, '{')
 	if len(body) > 0 {
-		dst = append(dst, `"content":`...)
+		dst = append(dst, contentHead[1:]...)
 		if form == bodyCanonical {
 			dst = append(dst, body...)
 		} else {
@@ -46,6 +46,20 @@ func requestMessage(dst []byte, method, uri, origin, destination string, body []
 		}
 		dst = append(dst, ',')
 	}
+	return requestFields(dst, method, uri, origin, destination)
+}
+
+// The signed object with content is contentHead, the content, ',' and
+// requestFields; without, '{' and requestFields.
+var (
+	contentHead = []byte(`{"content":`)
+	comma       = []byte{','}
+	openBrace   = []byte{'{'}
+)
+
+// requestFields appends the members of the signed object after "content"
+// and the closing brace.
+func requestFields(dst []byte, method, uri, origin, destination string) ([]byte, error) {
 	var err error
 	fields := [...]struct{ name, prefix, value string }{
 		{"destination", `"destination":`, destination},
@@ -191,16 +205,31 @@ func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, f
 	}
 	bp := msgPool.Get().(*[]byte)
 	defer putMsg(bp)
-	msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, form)
-	*bp = msg
-	if err != nil {
-		return err
-	}
 	var ok bool
-	if key != nil {
-		ok = key.Verify(msg, x.Sig)
+	if key != nil && form == bodyCanonical {
+		// The signed object is hashed in parts, the content where it
+		// is: no copy of the body.
+		fields, err := requestFields((*bp)[:0], method, requestURI, x.Origin, ourName)
+		*bp = fields
+		if err != nil {
+			return err
+		}
+		if len(body) > 0 {
+			ok = key.key.VerifyParts(x.Sig, contentHead, body, comma, fields)
+		} else {
+			ok = key.key.VerifyParts(x.Sig, openBrace, fields)
+		}
 	} else {
-		ok = ed25519.Verify(pub, msg, x.Sig)
+		msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, form)
+		*bp = msg
+		if err != nil {
+			return err
+		}
+		if key != nil {
+			ok = key.Verify(msg, x.Sig)
+		} else {
+			ok = ed25519.Verify(pub, msg, x.Sig)
+		}
 	}
 	if !ok {
 		return &Error{Kind: KindBadSignature, Msg: "Invalid X-Matrix signature"}

@@ -111,17 +111,17 @@ func (k *PublicKey) VerifyParts(sig []byte, parts ...[]byte) bool {
 	if len(sig) != SignatureSize || sig[63]&224 != 0 || !k.valid {
 		return false
 	}
-	var digest [sha512.Size]byte
-	h := getHash()
+	hs := getHash()
+	h := hs.h
 	h.Write(sig[:32])
 	h.Write(k.raw[:])
 	for _, p := range parts {
 		h.Write(p)
 	}
-	h.Sum(digest[:0])
-	putHash(h)
 	var kk, s edwards25519.Scalar
-	if _, err := kk.SetUniformBytes(digest[:]); err != nil {
+	_, err := kk.SetUniformBytes(h.Sum(hs.digest[:0]))
+	putHash(hs)
+	if err != nil {
 		return false
 	}
 	if _, err := s.SetCanonicalBytes(sig[32:]); err != nil {
@@ -276,12 +276,20 @@ var curveConstants = sync.OnceValue(func() *constants {
 	return c
 })
 
+// hashState is a SHA-512 state and room for its sum: a digest on the
+// stack would escape through the hash.Hash interface, one allocation per
+// verification.
+type hashState struct {
+	h      hash.Hash
+	digest [sha512.Size]byte
+}
+
 // hashes recycles SHA-512 states: crypto/sha512.New allocates.
-var hashes = sync.Pool{New: func() any { return sha512.New() }}
+var hashes = sync.Pool{New: func() any { return &hashState{h: sha512.New()} }}
 
-func getHash() hash.Hash { return hashes.Get().(hash.Hash) }
+func getHash() *hashState { return hashes.Get().(*hashState) }
 
-func putHash(h hash.Hash) {
-	h.Reset()
-	hashes.Put(h)
+func putHash(hs *hashState) {
+	hs.h.Reset()
+	hashes.Put(hs)
 }

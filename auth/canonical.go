@@ -503,11 +503,28 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 	esc := false
 	for {
 		run := j
-		var hi uint64 // bytes of the run ORed together, for their top bits
-		for j+8 <= n {
-			v := binary.LittleEndian.Uint64(src[j:])
-			if m := swarStop(v); m != 0 {
+		var hi uint64   // bytes of the run ORed together, for their top bits
+		for j+16 <= n { // sixteen bytes a round, one bounds check
+			w := src[j : j+16 : j+16]
+			v, u := binary.LittleEndian.Uint64(w), binary.LittleEndian.Uint64(w[8:])
+			m, l := swarStop(v), swarStop(u)
+			if m|l != 0 {
+				if m == 0 {
+					hi |= v
+					j += 8
+					v, m = u, l
+				}
 				hi |= v & ((m & -m) - 1) // the bytes before the first stop
+				j += bits.TrailingZeros64(m) >> 3
+				goto stop
+			}
+			hi |= v | u
+			j += 16
+		}
+		if j+8 <= n {
+			v := binary.LittleEndian.Uint64(src[j : j+8])
+			if m := swarStop(v); m != 0 {
+				hi |= v & ((m & -m) - 1)
 				j += bits.TrailingZeros64(m) >> 3
 				goto stop
 			}

@@ -373,7 +373,12 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 			return i, c.unexpected(i, "':'")
 		}
 		var err error
-		if i, err = c.value(c.ws(i+1), depth); err != nil {
+		if i = c.ws(i + 1); i < len(src) && src[i] == '"' {
+			i, _, err = c.str(i) // most values are strings: no dispatch
+		} else {
+			i, err = c.value(i, depth)
+		}
+		if err != nil {
 			return i, err
 		}
 		m.oend = c.outAt(i)
@@ -445,7 +450,12 @@ func (c *Canonicalizer) array(start, depth int) (int, error) {
 	}
 	for {
 		var err error
-		if i, err = c.value(i, depth); err != nil {
+		if i < len(src) && src[i] == '"' {
+			i, _, err = c.str(i)
+		} else {
+			i, err = c.value(i, depth)
+		}
+		if err != nil {
 			return i, err
 		}
 		i = c.ws(i)

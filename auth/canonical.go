@@ -582,7 +582,10 @@ func (c *Canonicalizer) escapes(j int) (int, error) {
 		// from U+0080, Go's for <, > and &): decoded and written here,
 		// the rest by escape.
 		if j+6 <= len(src) && src[j+1] == 'u' {
-			if u, ok := hex4(src, j+2); ok && (u < 0xd800 || u >= 0xe000) {
+			h := src[j+2 : j+6 : j+6] // hex4, inlined
+			a, b, x, y := hexVal[h[0]], hexVal[h[1]], hexVal[h[2]], hexVal[h[3]]
+			u := uint16(a)<<12 | uint16(b)<<8 | uint16(x)<<4 | uint16(y)
+			if (a|b|x|y)&0x10 == 0 && (u < 0xd800 || u >= 0xe000) {
 				if u >= 0x20 || shortEscape(rune(u)) != 0 || !lowerHex00(src[j+2:j+6], u) {
 					c.edits++
 					if c.write {

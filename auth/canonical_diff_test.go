@@ -120,7 +120,7 @@ func TestCanonicalizeAgainstReference(t *testing.T) {
 	// The benchmark bodies, as sent and in every re-encoding.
 	for _, size := range []int{2 << 10, 16 << 10} {
 		canon := sendBody(t, size)
-		for _, in := range [][]byte{canon, reencode(t, canon, true, false), reencode(t, canon, false, true), pythonStyle(t, canon)} {
+		for _, in := range [][]byte{canon, reencode(t, canon, true, false), reencode(t, canon, false, true), pythonStyle(t, canon), fedloadStyle(t, canon)} {
 			checkAgainstReference(t, &c, in)
 		}
 	}

@@ -986,8 +986,16 @@ func (c *Canonicalizer) sortMembers(ms []member) int {
 		}
 		return 0
 	}
+	// A leading run of strictly falling prefixes (members in reverse
+	// order: insertion sort's worst case) is reversed instead: its keys
+	// are distinct, so neither order nor duplicates change.
+	r := 1
+	for r < len(ms) && ms[r].prefix < ms[r-1].prefix {
+		r++
+	}
+	slices.Reverse(ms[:r])
 	dup := -1
-	for i := 1; i < len(ms); i++ {
+	for i := r; i < len(ms); i++ {
 		m := ms[i]
 		j := i
 		for ; j > 0; j-- {

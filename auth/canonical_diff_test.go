@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -151,6 +152,8 @@ func referenceSeeds() []string {
 		`tru`, `true`, `truex`, `nul`, `null`, `fals`, `false`, "\t\n\r {}", "{}\t\n\r ",
 		`{"b":{"d":[{"f":1,"e":2}],"c":{"h":null,"g":"\u00e9"}},"a":" x "}`,
 		`{"b":[{"d":1,"c":2},{"c":1}], "a":{"z":{"y":{"x":{"w":1,"v":2}}}}}`,
+		`{"c":1,"b":2,"a":3}`, `{"c":1,"b":2,"a":3,"b":4}`, `{"b":1,"a":2,"b":3}`, `{"c":1,"b":2,"a":3,"d":4,"a":5}`,
+		`{"aaaaaaab":1,"aaaaaaaa":2,"aaaaaaaa\u0000":3}`, `{"b":1,"a":2,"a":3}`, `{"a":1,"a":2}`,
 	}
 }
 
@@ -263,8 +266,12 @@ func (g *jsonGen) object(depth int) {
 	for range n {
 		keys = append(keys, genKeys[g.r.IntN(len(genKeys))])
 	}
-	if g.r.IntN(3) == 0 { // sorted, canonical order (maybe with duplicates)
+	switch g.r.IntN(6) {
+	case 0, 1: // sorted, canonical order (maybe with duplicates)
 		sortStrings(keys)
+	case 2: // reversed, or reversed at the start only
+		sortStrings(keys)
+		slices.Reverse(keys[:g.r.IntN(len(keys)+1)])
 	}
 	if g.r.IntN(3) != 0 { // usually no duplicates
 		keys = dedupe(keys)

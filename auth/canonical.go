@@ -137,12 +137,13 @@ func (c *Canonicalizer) release() { c.src, c.out = nil, nil }
 // canonPool holds strict Canonicalizers for the package-level functions.
 var canonPool = sync.Pool{New: func() any { return new(Canonicalizer) }}
 
-// maxPooledScratch bounds the scratch (in keys, and in bytes for the
-// members being put in order) a pooled Canonicalizer may keep, so one huge
-// input does not pin memory forever.
-const maxPooledScratch = 1 << 14
-
-const maxPooledScratchBytes = 256 << 10
+// maxPooledScratch (keys of the open objects) and maxPooledScratchBytes
+// (the members of an object being put in order) bound the scratch a pooled
+// Canonicalizer may keep, so one huge input does not pin memory forever.
+const (
+	maxPooledScratch      = 1 << 14
+	maxPooledScratchBytes = 256 << 10
+)
 
 func getCanonicalizer(lenient bool) *Canonicalizer {
 	c := canonPool.Get().(*Canonicalizer)

@@ -150,7 +150,8 @@ func CanonicalizeContent(dst, body []byte) ([]byte, error) {
 // "content", like [CanonicalizeContent], but without copying in the common
 // case: a body that is already canonical (Synapse sends canonical JSON) is
 // checked in one pass and returned itself, so the signature is verified
-// over the received bytes; any other acceptable body is written out anew.
+// over the received bytes; any other acceptable body is written out in
+// canonical form by the same pass.
 // The result may share memory with body. Errors are *[JSONError]. It is
 // safe for concurrent use.
 func ContentOf(body []byte) ([]byte, error) {

@@ -304,3 +304,75 @@ func BenchmarkKeyringVerifyKeyHit(b *testing.B) {
 		}
 	})
 }
+
+// fedloadStyle re-encodes canonical JSON exactly as fedload's
+// put-send-16k-nc scenario does (and the gateway's non-canonical
+// benchmark): every object's members in reverse order, ", " and ": "
+// separators, every character outside printable ASCII as \uXXXX.
+func fedloadStyle(tb testing.TB, canon []byte) []byte {
+	tb.Helper()
+	d := json.NewDecoder(bytes.NewReader(canon))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		tb.Fatal(err)
+	}
+	var out []byte
+	var enc func(v any)
+	str := func(s string) {
+		out = append(out, '"')
+		for _, r := range s {
+			switch {
+			case r == '"' || r == '\\':
+				out = append(out, '\\', byte(r))
+			case r < 0x20 || r >= 0x7f:
+				if r > 0xffff {
+					r -= 0x10000
+					out = fmt.Appendf(out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+				} else {
+					out = fmt.Appendf(out, `\u%04x`, r)
+				}
+			default:
+				out = append(out, byte(r))
+			}
+		}
+		out = append(out, '"')
+	}
+	enc = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			slices.Reverse(keys)
+			out = append(out, '{')
+			for i, k := range keys {
+				if i > 0 {
+					out = append(out, ", "...)
+				}
+				str(k)
+				out = append(out, ": "...)
+				enc(v[k])
+			}
+			out = append(out, '}')
+		case []any:
+			out = append(out, '[')
+			for i, e := range v {
+				if i > 0 {
+					out = append(out, ", "...)
+				}
+				enc(e)
+			}
+			out = append(out, ']')
+		case string:
+			str(v)
+		default:
+			b, _ := json.Marshal(v)
+			out = append(out, b...)
+		}
+	}
+	enc(v)
+	return out
+}

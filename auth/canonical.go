@@ -40,9 +40,13 @@ func errAt(off int, reason string) *JSONError { return &JSONError{Offset: off, R
 // insignificant whitespace, integers only, the spec's minimal string
 // escapes and raw UTF-8 for everything else.
 //
-// It scans the input bytes directly, never building a tree of Go values,
-// and keeps its scratch space between calls, so a long-lived Canonicalizer
-// costs no allocations per call beyond growing dst. The zero value is ready
+// It reads the input once, never building a tree of Go values: while it
+// validates, it notes where the input differs from its canonical form
+// and, when asked for output, writes the canonical form as it goes
+// (copying the canonical stretches between differences in one piece, and
+// putting an object's members in order when it closes). It keeps its
+// scratch space between calls, so a long-lived Canonicalizer costs no
+// allocations per call beyond growing dst. The zero value is ready
 // to use (strict). A Canonicalizer is not safe for concurrent use; the
 // package-level [Canonicalize] and [IsCanonical] draw one from a pool.
 //
@@ -69,71 +73,77 @@ type Canonicalizer struct {
 	Lenient bool
 
 	src     []byte
-	edits   int         // places seen so far where the output differs from the input
-	members []member    // keys of the objects currently open, innermost last
-	objects []reordered // objects whose keys are out of order, as they closed
-	byStart []int32     // indexes into objects, ordered by start offset
-	perm    []member    // sorted keys of those objects
+	edits   int      // places seen so far where the output differs from the input
+	write   bool     // write the canonical form into out (else only check)
+	grown   bool     // out has been grown for the output once
+	out     []byte   // dst followed by the canonical form of src[:pend]
+	pend    int      // src[pend:i] is canonical as it stands, not yet in out
+	members []member // keys of the objects currently open, innermost last
+	scratch []byte   // the members of an object being put in order
 }
 
-// member is one object key in the input.
+// member is one object member: where its key is in the input, and where
+// the member (key, ':' and value) was written in the output.
 type member struct {
-	prefix uint64 // first 8 bytes of the decoded key, big-endian, zero-padded
-	key    int32  // offset of the key's opening quote
-	end    int32  // offset just past its closing quote
-	child  int32  // 1 + index in objects of the value, if it is a reordered object
-	vend   int32  // if the value needs no rewriting: the offset just past it; else 0
-	esc    bool   // the key contains backslash escapes
+	prefix    uint64 // first 8 bytes of the decoded key, big-endian, zero-padded
+	key       int32  // offset of the key's opening quote
+	end       int32  // offset just past its closing quote
+	out, oend int    // the member's text is out[out:oend] (when writing)
+	esc       bool   // the key contains backslash escapes
 }
 
-// reordered records an object whose members must be written in a different
-// order from the input's.
-type reordered struct {
-	start, end int32 // offsets of '{' and just past '}'
-	first, n   int32 // its sorted keys are perm[first : first+n]
-}
-
-// Canonicalize appends the canonical form of the JSON text src to dst. On
-// error dst is returned unchanged together with a *[JSONError]. Input that
-// is already canonical is validated in one pass and copied as it is.
+// Canonicalize appends the canonical form of the JSON text src to dst, in
+// one pass over src. On error dst is returned unchanged (its spare
+// capacity may have been written) together with a *[JSONError]. Input
+// that is already canonical is validated and copied as it is.
 func (c *Canonicalizer) Canonicalize(dst, src []byte) ([]byte, error) {
-	err := c.scan(src)
-	defer c.release()
-	if err != nil {
+	out, edited, err := c.canonical(dst, src)
+	switch {
+	case err != nil:
 		return dst, err
-	}
-	if c.edits == 0 {
+	case !edited:
 		return append(dst, src...), nil
 	}
-	dst = slices.Grow(dst, len(src))
-	dst, _ = c.emit(dst, 0)
-	return dst, nil
+	return out, nil
+}
+
+// canonical runs one pass over src writing into dst. edited is false when
+// src is canonical as it stands: then nothing was written and out is dst.
+func (c *Canonicalizer) canonical(dst, src []byte) (out []byte, edited bool, err error) {
+	err = c.scan(src, dst, true)
+	out, edited = c.out, c.edits > 0
+	c.release()
+	return out, edited, err
 }
 
 // IsCanonical reports whether src is valid JSON already in canonical form,
 // in one pass over it.
 func (c *Canonicalizer) IsCanonical(src []byte) bool {
-	err := c.scan(src)
+	err := c.scan(src, nil, false)
 	c.release()
 	return err == nil && c.edits == 0
 }
 
 // Validate checks src as Canonicalize would, without producing output.
 func (c *Canonicalizer) Validate(src []byte) error {
-	err := c.scan(src)
+	err := c.scan(src, nil, false)
 	c.release()
 	return err
 }
 
-// release drops the reference to the caller's input.
-func (c *Canonicalizer) release() { c.src = nil }
+// release drops the references to the caller's input and output.
+func (c *Canonicalizer) release() { c.src, c.out = nil, nil }
 
 // canonPool holds strict Canonicalizers for the package-level functions.
 var canonPool = sync.Pool{New: func() any { return new(Canonicalizer) }}
 
-// maxPooledScratch bounds the scratch (in keys) a pooled Canonicalizer may
-// keep, so one huge input does not pin memory forever.
-const maxPooledScratch = 1 << 14
+// maxPooledScratch (keys of the open objects) and maxPooledScratchBytes
+// (the members of an object being put in order) bound the scratch a pooled
+// Canonicalizer may keep, so one huge input does not pin memory forever.
+const (
+	maxPooledScratch      = 1 << 14
+	maxPooledScratchBytes = 256 << 10
+)
 
 func getCanonicalizer(lenient bool) *Canonicalizer {
 	c := canonPool.Get().(*Canonicalizer)
@@ -142,10 +152,10 @@ func getCanonicalizer(lenient bool) *Canonicalizer {
 }
 
 func putCanonicalizer(c *Canonicalizer) {
-	if cap(c.members) > maxPooledScratch || cap(c.perm) > maxPooledScratch || cap(c.objects) > maxPooledScratch || cap(c.byStart) > maxPooledScratch {
+	if cap(c.members) > maxPooledScratch || cap(c.scratch) > maxPooledScratchBytes {
 		*c = Canonicalizer{}
 	}
-	c.src = nil
+	c.release()
 	canonPool.Put(c)
 }
 
@@ -177,11 +187,11 @@ func IsCanonical(src []byte) bool {
 	return ok
 }
 
-// ---- pass 1: validate, note whether the input is canonical, sort keys ----
+// ---- one pass: validate, note differences, write the canonical form ----
 
-func (c *Canonicalizer) scan(src []byte) error {
-	c.src, c.edits = src, 0
-	c.members, c.objects, c.byStart, c.perm = c.members[:0], c.objects[:0], c.byStart[:0], c.perm[:0]
+func (c *Canonicalizer) scan(src, dst []byte, write bool) error {
+	c.src, c.edits, c.write, c.grown, c.out, c.pend = src, 0, write, false, dst, 0
+	c.members = c.members[:0]
 	if len(src) > math.MaxInt32 {
 		return errAt(0, "input larger than 2 GiB")
 	}
@@ -196,26 +206,52 @@ func (c *Canonicalizer) scan(src []byte) error {
 	if i = c.ws(i); i != len(src) {
 		return errAt(i, "unexpected data after the JSON value")
 	}
-	if len(c.objects) > 0 {
-		// objects are recorded as they close (post-order); emit looks up
-		// the ones it meets outside a reordered parent by start offset.
-		for k := range c.objects {
-			c.byStart = append(c.byStart, int32(k))
-		}
-		slices.SortFunc(c.byStart, func(a, b int32) int { return int(c.objects[a].start - c.objects[b].start) })
+	if c.edits > 0 && write {
+		c.flush(len(src))
 	}
 	return nil
 }
 
+// flush copies the canonical stretch src[pend:i] to the output. Every
+// place where the output differs from the input flushes up to it, writes
+// its canonical form and moves pend past it.
+func (c *Canonicalizer) flush(i int) {
+	if !c.grown {
+		c.out = slices.Grow(c.out, len(c.src))
+		c.grown = true
+	}
+	c.out = append(c.out, c.src[c.pend:i]...)
+	c.pend = i
+}
+
+// outAt is the offset in the output at which the input at i (not yet
+// flushed) is written.
+func (c *Canonicalizer) outAt(i int) int { return len(c.out) + i - c.pend }
+
 // ws skips JSON whitespace; any whitespace makes the input non-canonical.
+// Canonical input has none, so the check for it is small enough to inline.
 func (c *Canonicalizer) ws(i int) int {
+	if i < len(c.src) && c.src[i] > ' ' {
+		return i
+	}
+	return c.skipBlanks(i)
+}
+
+func (c *Canonicalizer) skipBlanks(i int) int {
 	src := c.src
 	j := i
-	for j < len(src) && (src[j] == ' ' || src[j] == '\n' || src[j] == '\r' || src[j] == '\t') {
+	for j < len(src) {
+		if b := src[j]; b > ' ' || (b != ' ' && b != '\n' && b != '\r' && b != '\t') {
+			break
+		}
 		j++
 	}
 	if j != i {
 		c.edits++
+		if c.write {
+			c.flush(i)
+			c.pend = j
+		}
 	}
 	return j
 }
@@ -282,12 +318,41 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		if i >= len(src) || src[i] != '"' {
 			return i, c.unexpected(i, "a string key")
 		}
-		j, esc, err := c.str(i)
-		if err != nil {
-			return j, err
+		m := member{key: int32(i), out: c.outAt(i)}
+		var j int
+		if i+17 <= len(src) {
+			// Most keys are short and plain ("body", "type"): when the
+			// closing quote is among the next sixteen bytes with nothing
+			// before it to look at, those bytes are the key and the
+			// first eight, masked, its sort prefix; str is not needed.
+			v := binary.LittleEndian.Uint64(src[i+1 : i+9])
+			if stop := swarStop(v); stop != 0 {
+				if k := bits.TrailingZeros64(stop) >> 3; v&((stop&-stop)-1)&msb == 0 && src[i+1+k] == '"' {
+					j = i + 2 + k
+					m.prefix = bits.ReverseBytes64(v) & (^uint64(0) << (64 - 8*k))
+				}
+			} else if v&msb == 0 {
+				w := binary.LittleEndian.Uint64(src[i+9 : i+17])
+				if stop := swarStop(w); stop != 0 && w&((stop&-stop)-1)&msb == 0 {
+					if k := bits.TrailingZeros64(stop) >> 3; src[i+9+k] == '"' {
+						j = i + 10 + k
+						m.prefix = bits.ReverseBytes64(v)
+					}
+				}
+			}
 		}
-		m := member{key: int32(i), end: int32(j), esc: esc}
-		m.prefix = keyPrefix(src[i+1:j], esc)
+		if j == 0 {
+			var err error
+			if j, m.esc, err = c.str(i); err != nil {
+				return j, err
+			}
+			if n := j - i - 2; !m.esc && i+9 <= len(src) {
+				m.prefix = binary.BigEndian.Uint64(src[i+1:i+9]) & (^uint64(0) << (64 - 8*min(n, 8)))
+			} else {
+				m.prefix = keyPrefix(src, i, j, m.esc)
+			}
+		}
+		m.end = int32(j)
 		if len(c.members) > base {
 			prev := &c.members[len(c.members)-1]
 			cmp := -1 // prefixes decide most comparisons without a call
@@ -308,17 +373,16 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 		if i >= len(src) || src[i] != ':' {
 			return i, c.unexpected(i, "':'")
 		}
-		vs := c.ws(i + 1)
-		nobj, edits := len(c.objects), c.edits
-		if i, err = c.value(vs, depth); err != nil {
+		var err error
+		if i = c.ws(i + 1); i < len(src) && src[i] == '"' {
+			i, _, err = c.str(i) // most values are strings: no dispatch
+		} else {
+			i, err = c.value(i, depth)
+		}
+		if err != nil {
 			return i, err
 		}
-		switch {
-		case c.edits == edits:
-			m.vend = int32(i) // emit copies the value as it is
-		case len(c.objects) > nobj && c.objects[len(c.objects)-1].start == int32(vs):
-			m.child = int32(len(c.objects))
-		}
+		m.oend = c.outAt(i)
 		// Appended after the value: nested objects use the stack above
 		// base and leave it as they found it.
 		c.members = append(c.members, m)
@@ -335,6 +399,7 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 	}
 	if !sorted {
 		ms := c.members[base:]
+		lo, hi := ms[0].out, ms[len(ms)-1].oend // in input order
 		if k := c.sortMembers(ms); k > 0 {
 			later := ms[k]
 			if ms[k-1].key > later.key {
@@ -342,9 +407,10 @@ func (c *Canonicalizer) object(start, depth int) (int, error) {
 			}
 			return int(later.key), c.duplicate(later)
 		}
-		first := len(c.perm)
-		c.perm = append(c.perm, ms...)
-		c.objects = append(c.objects, reordered{start: int32(start), end: int32(i), first: int32(first), n: int32(len(ms))})
+		if c.write {
+			c.flush(i)
+			c.putInOrder(ms, lo, hi)
+		}
 	}
 	c.members = c.members[:base]
 	return i, nil
@@ -358,6 +424,22 @@ func (c *Canonicalizer) duplicate(m member) *JSONError {
 	return errAt(int(m.key), fmt.Sprintf("duplicate key %q", key))
 }
 
+// putInOrder rewrites the members of an object just written out to
+// out[lo:hi] (in input order, without blanks: member, ',', member, ...)
+// in the order of ms, which holds them sorted. The object keeps its size,
+// so the offsets its enclosing objects noted stay true.
+func (c *Canonicalizer) putInOrder(ms []member, lo, hi int) {
+	c.scratch = append(c.scratch[:0], c.out[lo:hi]...)
+	w := lo
+	for k, m := range ms {
+		if k > 0 {
+			c.out[w] = ','
+			w++
+		}
+		w += copy(c.out[w:], c.scratch[m.out-lo:m.oend-lo])
+	}
+}
+
 func (c *Canonicalizer) array(start, depth int) (int, error) {
 	if depth > MaxJSONDepth {
 		return start, errAt(start, "nesting deeper than "+strconv.Itoa(MaxJSONDepth)+" levels")
@@ -369,7 +451,12 @@ func (c *Canonicalizer) array(start, depth int) (int, error) {
 	}
 	for {
 		var err error
-		if i, err = c.value(i, depth); err != nil {
+		if i < len(src) && src[i] == '"' {
+			i, _, err = c.str(i)
+		} else {
+			i, err = c.value(i, depth)
+		}
+		if err != nil {
 			return i, err
 		}
 		i = c.ws(i)
@@ -399,36 +486,73 @@ const (
 	msb = 0x8080808080808080
 )
 
-// swarSpecial marks the bytes of v (eight input bytes, little-endian)
-// that are not plain: below 0x20, '"', '\' or non-ASCII. The result has
+// swarStop marks the bytes of v (eight input bytes, little-endian) that
+// end a run of string text: '"', '\' and bytes below 0x20. The result has
 // the top bit of such bytes set; borrows may also mark bytes after the
-// first marked one, never before it, so the lowest mark is exact.
-func swarSpecial(v uint64) uint64 {
-	ctl := (v - lsb*0x20) &^ v
-	quote := v ^ (lsb * '"')
-	quote = (quote - lsb) &^ quote
+// first marked one, never before it, so the lowest mark is exact. Bytes
+// of 0x80 and above are never marked: runs are checked for UTF-8 whole.
+//
+// Flipping bit 1 of every byte turns '"' (0x22) into 0x20 and leaves the
+// bytes below 0x20 below it while moving ' ' and '!' up, so one
+// less-than test finds both.
+func swarStop(v uint64) uint64 {
+	x := v ^ (lsb * 0x02)
+	quoteOrCtl := (x - lsb*0x21) &^ x
 	bs := v ^ (lsb * '\\')
 	bs = (bs - lsb) &^ bs
-	return (ctl | quote | bs | v) & msb
+	return (quoteOrCtl | bs) & msb
 }
 
 // str validates the string starting at the quote at start and returns the
 // offset just past its closing quote and whether it contains escapes.
+// Text between escapes is found eight bytes at a time and checked for
+// UTF-8 in one call when it has a byte of 0x80 or above.
 func (c *Canonicalizer) str(start int) (int, bool, error) {
 	src := c.src
 	n := len(src)
 	j := start + 1
 	esc := false
 	for {
-		for j+8 <= n {
-			if m := swarSpecial(binary.LittleEndian.Uint64(src[j:])); m != 0 {
-				j += bits.TrailingZeros64(m) >> 3 // the first special byte
-				break
+		run := j
+		var hi uint64   // bytes of the run ORed together, for their top bits
+		for j+16 <= n { // sixteen bytes a round, one bounds check
+			w := src[j : j+16 : j+16]
+			v, u := binary.LittleEndian.Uint64(w), binary.LittleEndian.Uint64(w[8:])
+			m, l := swarStop(v), swarStop(u)
+			if m|l != 0 {
+				if m == 0 {
+					hi |= v
+					j += 8
+					v, m = u, l
+				}
+				hi |= v & ((m & -m) - 1) // the bytes before the first stop
+				j += bits.TrailingZeros64(m) >> 3
+				goto stop
 			}
+			hi |= v | u
+			j += 16
+		}
+		if j+8 <= n {
+			v := binary.LittleEndian.Uint64(src[j : j+8])
+			if m := swarStop(v); m != 0 {
+				hi |= v & ((m & -m) - 1)
+				j += bits.TrailingZeros64(m) >> 3
+				goto stop
+			}
+			hi |= v
 			j += 8
 		}
-		for j < n && strPlain[src[j]] {
+		for j < n {
+			b := src[j]
+			if b == '"' || b == '\\' || b < 0x20 {
+				break
+			}
+			hi |= uint64(b)
 			j++
+		}
+	stop:
+		if hi&msb != 0 && !utf8.Valid(src[run:j]) {
+			return j, esc, c.invalidUTF8(run)
 		}
 		if j >= n {
 			return j, esc, errAt(start, "unterminated string")
@@ -438,24 +562,89 @@ func (c *Canonicalizer) str(start int) (int, bool, error) {
 			return j + 1, esc, nil
 		case b == '\\':
 			esc = true
-			k, canonical, err := c.escape(j)
-			if err != nil {
-				return k, esc, err
+			var err error
+			if j, err = c.escapes(j); err != nil {
+				return j, esc, err
 			}
-			if !canonical {
-				c.edits++
-			}
-			j = k
-		case b < 0x20:
-			return j, esc, errAt(j, fmt.Sprintf("unescaped control character U+%04X in a string", b))
 		default:
-			size := utf8Seq(src[j:])
-			if size == 0 {
-				return j, esc, errAt(j, "invalid UTF-8 in a string")
-			}
-			j += size
+			return j, esc, errAt(j, fmt.Sprintf("unescaped control character U+%04X in a string", b))
 		}
 	}
+}
+
+// escapes validates the escape sequences in a row at j (\uXXXX\uXXXX...
+// needs no text run between them), writes the canonical form of those
+// that are not canonical, and returns the offset after them.
+func (c *Canonicalizer) escapes(j int) (int, error) {
+	src := c.src
+	for {
+		// Most escapes outside canonical JSON are \uXXXX of a character
+		// outside the surrogates (Python's ensure_ascii for everything
+		// from U+0080, Go's for <, > and &): decoded and written here,
+		// the rest by escape.
+		if j+6 <= len(src) && src[j+1] == 'u' {
+			h := src[j+2 : j+6 : j+6] // hex4, inlined
+			a, b, x, y := hexVal[h[0]], hexVal[h[1]], hexVal[h[2]], hexVal[h[3]]
+			u := uint16(a)<<12 | uint16(b)<<8 | uint16(x)<<4 | uint16(y)
+			if (a|b|x|y)&0x10 == 0 && (u < 0xd800 || u >= 0xe000) {
+				if u >= 0x20 || shortEscape(rune(u)) != 0 || !lowerHex00(src[j+2:j+6], u) {
+					c.edits++
+					if c.write {
+						c.flush(j)
+						switch {
+						case u >= 0x800:
+							c.out = append(c.out, 0xe0|byte(u>>12), 0x80|byte(u>>6)&0x3f, 0x80|byte(u)&0x3f)
+						case u >= 0x80:
+							c.out = append(c.out, 0xc0|byte(u>>6), 0x80|byte(u)&0x3f)
+						default:
+							c.out = appendEscapedRune(c.out, rune(u))
+						}
+						c.pend = j + 6
+					}
+				}
+				if j += 6; j >= len(src) || src[j] != '\\' {
+					return j, nil
+				}
+				continue
+			}
+		}
+		k, r, err := c.escape(j)
+		if err != nil {
+			return k, err
+		}
+		if r >= 0 {
+			c.edits++
+			if c.write {
+				c.flush(j)
+				c.out = appendEscapedRune(c.out, r)
+				c.pend = k
+			}
+		}
+		if k >= len(src) || src[k] != '\\' {
+			return k, nil
+		}
+		j = k
+	}
+}
+
+// invalidUTF8 reports the first invalid UTF-8 sequence at or after i.
+func (c *Canonicalizer) invalidUTF8(i int) *JSONError {
+	src := c.src
+	for i < len(src) && src[i] < utf8.RuneSelf {
+		i++
+	}
+	for i < len(src) {
+		if src[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		size := utf8Seq(src[i:])
+		if size == 0 {
+			break
+		}
+		i += size
+	}
+	return errAt(i, "invalid UTF-8 in a string")
 }
 
 // utf8Seq returns the length of the valid multi-byte UTF-8 sequence at the
@@ -481,44 +670,50 @@ func utf8Seq(s []byte) int {
 	return 0
 }
 
-// escape validates the escape sequence at the backslash at j, returning the
-// offset after it and whether it is already in canonical form.
-func (c *Canonicalizer) escape(j int) (int, bool, error) {
+// escape validates the escape sequence at the backslash at j, decoding it
+// once: it returns the offset after it and, when the sequence is not how
+// canonical JSON writes that character, the character (else -1).
+func (c *Canonicalizer) escape(j int) (int, rune, error) {
 	src := c.src
 	if j+1 >= len(src) {
-		return j, false, errAt(j, "unterminated escape sequence")
+		return j, -1, errAt(j, "unterminated escape sequence")
 	}
 	switch src[j+1] {
 	case '"', '\\', 'b', 'f', 'n', 'r', 't':
-		return j + 2, true, nil
+		return j + 2, -1, nil
 	case '/':
-		return j + 2, false, nil
+		return j + 2, '/', nil
 	case 'u':
 		u, ok := hex4(src, j+2)
 		if !ok {
-			return j, false, errAt(j, "invalid \\u escape")
+			return j, -1, errAt(j, "invalid \\u escape")
 		}
 		switch {
 		case u >= 0xd800 && u < 0xdc00:
 			if j+12 > len(src) || src[j+6] != '\\' || src[j+7] != 'u' {
-				return j, false, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
+				return j, -1, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
 			}
-			if lo, ok := hex4(src, j+8); !ok || lo < 0xdc00 || lo >= 0xe000 {
-				return j, false, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
+			lo, ok := hex4(src, j+8)
+			if !ok || lo < 0xdc00 || lo >= 0xe000 {
+				return j, -1, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
 			}
-			return j + 12, false, nil
+			return j + 12, 0x10000 + (rune(u)-0xd800)<<10 + (rune(lo) - 0xdc00), nil
 		case u >= 0xdc00 && u < 0xe000:
-			return j, false, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
-		case u < 0x20 && shortEscape(rune(u)) == 0:
-			const hexdig = "0123456789abcdef"
-			canonical := src[j+2] == '0' && src[j+3] == '0' && src[j+4] == hexdig[u>>4] && src[j+5] == hexdig[u&0xf]
-			return j + 6, canonical, nil
-		default:
-			return j + 6, false, nil
+			return j, -1, errAt(j, fmt.Sprintf("lone surrogate \\u%04x", u))
+		case u < 0x20 && shortEscape(rune(u)) == 0 && lowerHex00(src[j+2:j+6], u):
+			return j + 6, -1, nil
 		}
+		return j + 6, rune(u), nil
 	default:
-		return j, false, errAt(j, "invalid escape sequence")
+		return j, -1, errAt(j, "invalid escape sequence")
 	}
+}
+
+// lowerHex00 reports whether the four hex digits h of u (< 0x20) are
+// written as canonical JSON writes them: "00" and lower case.
+func lowerHex00(h []byte, u uint16) bool {
+	const hexdig = "0123456789abcdef"
+	return h[0] == '0' && h[1] == '0' && h[2] == hexdig[u>>4] && h[3] == hexdig[u&0xf]
 }
 
 // hex4 decodes the four hex digits at src[i:i+4].
@@ -526,7 +721,8 @@ func hex4(src []byte, i int) (uint16, bool) {
 	if i+4 > len(src) {
 		return 0, false
 	}
-	a, b, c, d := hexVal[src[i]], hexVal[src[i+1]], hexVal[src[i+2]], hexVal[src[i+3]]
+	h := src[i : i+4 : i+4]
+	a, b, c, d := hexVal[h[0]], hexVal[h[1]], hexVal[h[2]], hexVal[h[3]]
 	if (a|b|c|d)&0x10 != 0 {
 		return 0, false
 	}
@@ -616,8 +812,13 @@ func (c *Canonicalizer) number(start int) (int, error) {
 	if plain {
 		digits := src[intStart:intEnd]
 		if len(digits) == 1 && digits[0] == '0' {
-			if intStart != start {
-				c.edits++ // -0
+			if intStart != start { // -0
+				c.edits++
+				if c.write {
+					c.flush(start)
+					c.out = append(c.out, '0')
+					c.pend = i
+				}
 			}
 			return i, nil
 		}
@@ -627,8 +828,17 @@ func (c *Canonicalizer) number(start int) (int, error) {
 		return i, nil
 	}
 	c.edits++
-	if _, _, reason := integralValue(src[start:i]); reason != "" {
+	neg, v, reason := integralValue(src[start:i])
+	if reason != "" {
 		return i, errAt(start, reason)
+	}
+	if c.write {
+		c.flush(start)
+		if neg && v != 0 {
+			c.out = append(c.out, '-')
+		}
+		c.out = strconv.AppendUint(c.out, v, 10)
+		c.pend = i
 	}
 	return i, nil
 }
@@ -728,18 +938,20 @@ func integralValue(tok []byte) (neg bool, v uint64, reason string) {
 }
 
 // keyPrefix returns the first eight bytes of a validated key's decoded
-// value as a big-endian number, zero-padded. body runs from after the
-// opening quote to after the closing one. Comparing prefixes orders keys
+// value as a big-endian number, zero-padded. The key's quotes are at
+// src[i] and src[j-1]. Comparing prefixes orders keys
 // correctly whenever the prefixes differ: a zero pad only ever compares
 // against a real byte when one key is a proper prefix of the other, and a
 // key containing U+0000 only makes two prefixes equal, never wrongly
 // ordered.
-func keyPrefix(body []byte, esc bool) uint64 {
+func keyPrefix(src []byte, i, j int, esc bool) uint64 {
+	body := src[i+1 : j]
 	if !esc {
 		n := len(body) - 1 // without the closing quote
-		if len(body) >= 8 {
-			// Load eight bytes and keep the key's: no loop for short keys.
-			return binary.BigEndian.Uint64(body) & (^uint64(0) << (64 - 8*min(n, 8)))
+		if i+9 <= len(src) {
+			// Load eight bytes (of the key and what follows it, when
+			// it is shorter) and keep the key's: no loop.
+			return binary.BigEndian.Uint64(src[i+1:]) & (^uint64(0) << (64 - 8*min(n, 8)))
 		}
 		var p uint64
 		for i, b := range body[:n] {
@@ -775,8 +987,16 @@ func (c *Canonicalizer) sortMembers(ms []member) int {
 		}
 		return 0
 	}
+	// A leading run of strictly falling prefixes (members in reverse
+	// order: insertion sort's worst case) is reversed instead: its keys
+	// are distinct, so neither order nor duplicates change.
+	r := 1
+	for r < len(ms) && ms[r].prefix < ms[r-1].prefix {
+		r++
+	}
+	slices.Reverse(ms[:r])
 	dup := -1
-	for i := 1; i < len(ms); i++ {
+	for i := r; i < len(ms); i++ {
 		m := ms[i]
 		j := i
 		for ; j > 0; j-- {
@@ -898,152 +1118,6 @@ func decodeEscape(s []byte) (rune, int) {
 	return rune(s[1]), 2 // '"', '\\', '/'
 }
 
-// ---- pass 2: write the canonical form of validated input ----
-
-func skipWS(src []byte, i int) int {
-	for i < len(src) && (src[i] == ' ' || src[i] == '\n' || src[i] == '\r' || src[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-func (c *Canonicalizer) emit(dst []byte, i int) ([]byte, int) {
-	src := c.src
-	i = skipWS(src, i)
-	switch src[i] {
-	case '"':
-		return c.emitString(dst, i)
-	case '{':
-		return c.emitObject(dst, i)
-	case '[':
-		dst = append(dst, '[')
-		i = skipWS(src, i+1)
-		if src[i] == ']' {
-			return append(dst, ']'), i + 1
-		}
-		for {
-			dst, i = c.emit(dst, i)
-			i = skipWS(src, i)
-			if src[i] == ']' {
-				return append(dst, ']'), i + 1
-			}
-			dst = append(dst, ',')
-			i++
-		}
-	case 't':
-		return append(dst, "true"...), i + 4
-	case 'f':
-		return append(dst, "false"...), i + 5
-	case 'n':
-		return append(dst, "null"...), i + 4
-	default:
-		return c.emitNumber(dst, i)
-	}
-}
-
-func (c *Canonicalizer) emitObject(dst []byte, i int) ([]byte, int) {
-	src := c.src
-	if r, found := c.reorderedAt(int32(i)); found {
-		return c.emitReordered(dst, r)
-	}
-	dst = append(dst, '{')
-	i = skipWS(src, i+1)
-	if src[i] == '}' {
-		return append(dst, '}'), i + 1
-	}
-	for {
-		dst, i = c.emitString(dst, i)
-		dst = append(dst, ':')
-		dst, i = c.emit(dst, skipWS(src, i)+1)
-		i = skipWS(src, i)
-		if src[i] == '}' {
-			return append(dst, '}'), i + 1
-		}
-		dst = append(dst, ',')
-		i = skipWS(src, i+1)
-	}
-}
-
-// emitReordered writes an object whose members are out of order.
-func (c *Canonicalizer) emitReordered(dst []byte, r reordered) ([]byte, int) {
-	src := c.src
-	dst = append(dst, '{')
-	for n, m := range c.perm[r.first : r.first+r.n] {
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		if m.esc {
-			dst, _ = c.emitString(dst, int(m.key))
-		} else {
-			dst = append(dst, src[m.key:m.end]...)
-		}
-		dst = append(dst, ':')
-		vs := skipWS(src, skipWS(src, int(m.end))+1)
-		switch {
-		case m.vend != 0:
-			dst = append(dst, src[vs:m.vend]...)
-		case m.child != 0:
-			dst, _ = c.emitReordered(dst, c.objects[m.child-1])
-		default:
-			dst, _ = c.emit(dst, vs)
-		}
-	}
-	return append(dst, '}'), int(r.end)
-}
-
-// reorderedAt finds the reordered object starting at offset start.
-func (c *Canonicalizer) reorderedAt(start int32) (reordered, bool) {
-	lo, hi := 0, len(c.byStart)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		switch s := c.objects[c.byStart[mid]].start; {
-		case s == start:
-			return c.objects[c.byStart[mid]], true
-		case s < start:
-			lo = mid + 1
-		default:
-			hi = mid
-		}
-	}
-	return reordered{}, false
-}
-
-// quoteOrBackslash returns the offset of the first '"' or '\' at or after
-// j; validated input always has one.
-func quoteOrBackslash(src []byte, j int) int {
-	for ; j+8 <= len(src); j += 8 {
-		v := binary.LittleEndian.Uint64(src[j:])
-		q := v ^ (lsb * '"')
-		q = (q - lsb) &^ q
-		bs := v ^ (lsb * '\\')
-		bs = (bs - lsb) &^ bs
-		if m := (q | bs) & msb; m != 0 {
-			return j + bits.TrailingZeros64(m)>>3 // the lowest mark is exact
-		}
-	}
-	for src[j] != '"' && src[j] != '\\' {
-		j++
-	}
-	return j
-}
-
-// emitString writes the validated string at i in canonical form.
-func (c *Canonicalizer) emitString(dst []byte, i int) ([]byte, int) {
-	src := c.src
-	seg := i // src[seg:j] is validated and still to be copied
-	for j := i + 1; ; {
-		j = quoteOrBackslash(src, j)
-		if src[j] == '"' {
-			return append(dst, src[seg:j+1]...), j + 1
-		}
-		dst = append(dst, src[seg:j]...)
-		r, size := decodeEscape(src[j:])
-		dst = appendEscapedRune(dst, r)
-		j += size
-		seg = j
-	}
-}
-
 // appendEscapedRune appends r as it appears inside a canonical JSON string.
 func appendEscapedRune(dst []byte, r rune) []byte {
 	switch {
@@ -1059,32 +1133,4 @@ func appendEscapedRune(dst []byte, r rune) []byte {
 		return append(dst, byte(r))
 	}
 	return utf8.AppendRune(dst, r)
-}
-
-func (c *Canonicalizer) emitNumber(dst []byte, i int) ([]byte, int) {
-	src := c.src
-	j, plain := i, true
-	for ; j < len(src); j++ {
-		b := src[j]
-		if isDigit(b) || b == '-' {
-			continue
-		}
-		if b == '.' || b == 'e' || b == 'E' || b == '+' {
-			plain = false
-			continue
-		}
-		break
-	}
-	tok := src[i:j]
-	if plain {
-		if len(tok) == 2 && tok[0] == '-' && tok[1] == '0' {
-			return append(dst, '0'), j
-		}
-		return append(dst, tok...), j
-	}
-	neg, v, _ := integralValue(tok)
-	if neg && v != 0 {
-		dst = append(dst, '-')
-	}
-	return strconv.AppendUint(dst, v, 10), j
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -269,5 +271,44 @@ func TestMarshal(t *testing.T) {
 		if got, err := Marshal(bad); err == nil {
 			t.Errorf("Marshal(%#v) = %s, want an error", bad, got)
 		}
+	}
+}
+
+// TestSwarStop: the lowest byte swarStop marks is the first '"', '\' or
+// control byte, for every byte value at every position (behind plain
+// text and with anything after it) and for random words.
+func TestSwarStop(t *testing.T) {
+	t.Parallel()
+	first := func(v uint64) int {
+		for k := range 8 {
+			if b := byte(v >> (8 * k)); b == '"' || b == '\\' || b < 0x20 {
+				return k
+			}
+		}
+		return 8
+	}
+	lowest := func(m uint64) int {
+		if m == 0 {
+			return 8
+		}
+		return bits.TrailingZeros64(m) >> 3
+	}
+	check := func(v uint64) {
+		if got, want := lowest(swarStop(v)), first(v); got != want {
+			t.Fatalf("swarStop(%#016x) marks byte %d first, want %d", v, got, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for b := range 256 {
+		for k := range 8 {
+			for _, fill := range []uint64{lsb * 'a', lsb * 0xe9, lsb * 0x21, lsb * 0x23, lsb * 0x20, lsb * 0x80, lsb * 0xff} {
+				v := fill&^(0xff<<(8*k)) | uint64(b)<<(8*k)
+				check(v)
+				check(v&(1<<(8*k+8)-1) | rng.Uint64()<<(8*k+8)) // anything after it
+			}
+		}
+	}
+	for range 1 << 20 {
+		check(rng.Uint64())
 	}
 }

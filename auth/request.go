@@ -2,7 +2,6 @@ package auth
 
 import (
 	"crypto/ed25519"
-	"slices"
 	"sync"
 
 	"github.com/fedgate/fedgate/internal/servername"
@@ -35,7 +34,7 @@ const (
 func requestMessage(dst []byte, method, uri, origin, destination string, body []byte, form int) ([]byte, error) {
 	dst = append(dst, '{')
 	if len(body) > 0 {
-		dst = append(dst, `"content":`...)
+		dst = append(dst, contentHead[1:]...)
 		if form == bodyCanonical {
 			dst = append(dst, body...)
 		} else {
@@ -47,6 +46,20 @@ func requestMessage(dst []byte, method, uri, origin, destination string, body []
 		}
 		dst = append(dst, ',')
 	}
+	return requestFields(dst, method, uri, origin, destination)
+}
+
+// The signed object with content is contentHead, the content, ',' and
+// requestFields; without, '{' and requestFields.
+var (
+	contentHead = []byte(`{"content":`)
+	comma       = []byte{','}
+	openBrace   = []byte{'{'}
+)
+
+// requestFields appends the members of the signed object after "content"
+// and the closing brace.
+func requestFields(dst []byte, method, uri, origin, destination string) ([]byte, error) {
 	var err error
 	fields := [...]struct{ name, prefix, value string }{
 		{"destination", `"destination":`, destination},
@@ -137,7 +150,8 @@ func CanonicalizeContent(dst, body []byte) ([]byte, error) {
 // "content", like [CanonicalizeContent], but without copying in the common
 // case: a body that is already canonical (Synapse sends canonical JSON) is
 // checked in one pass and returned itself, so the signature is verified
-// over the received bytes; any other acceptable body is written out anew.
+// over the received bytes; any other acceptable body is written out in
+// canonical form by the same pass.
 // The result may share memory with body. Errors are *[JSONError]. It is
 // safe for concurrent use.
 func ContentOf(body []byte) ([]byte, error) {
@@ -151,17 +165,15 @@ func ContentOf(body []byte) ([]byte, error) {
 // replacement's). It is safe for concurrent use on distinct buffers.
 func ContentOfInto(dst, body []byte) ([]byte, error) {
 	c := getCanonicalizer(true)
-	defer putCanonicalizer(c)
-	err := c.scan(body)
-	defer c.release()
-	if err != nil {
+	out, edited, err := c.canonical(dst[:0], body)
+	putCanonicalizer(c)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if c.edits == 0 {
+	case !edited:
 		return body, nil
 	}
-	dst, _ = c.emit(slices.Grow(dst[:0], len(body)), 0)
-	return dst, nil
+	return out, nil
 }
 
 // VerifyRequestContent is [VerifyRequest] for a body already turned into
@@ -194,16 +206,31 @@ func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, f
 	}
 	bp := msgPool.Get().(*[]byte)
 	defer putMsg(bp)
-	msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, form)
-	*bp = msg
-	if err != nil {
-		return err
-	}
 	var ok bool
-	if key != nil {
-		ok = key.Verify(msg, x.Sig)
+	if key != nil && form == bodyCanonical {
+		// The signed object is hashed in parts, the content where it
+		// is: no copy of the body.
+		fields, err := requestFields((*bp)[:0], method, requestURI, x.Origin, ourName)
+		*bp = fields
+		if err != nil {
+			return err
+		}
+		if len(body) > 0 {
+			ok = key.key.VerifyParts(x.Sig, contentHead, body, comma, fields)
+		} else {
+			ok = key.key.VerifyParts(x.Sig, openBrace, fields)
+		}
 	} else {
-		ok = ed25519.Verify(pub, msg, x.Sig)
+		msg, err := requestMessage((*bp)[:0], method, requestURI, x.Origin, ourName, body, form)
+		*bp = msg
+		if err != nil {
+			return err
+		}
+		if key != nil {
+			ok = key.Verify(msg, x.Sig)
+		} else {
+			ok = ed25519.Verify(pub, msg, x.Sig)
+		}
 	}
 	if !ok {
 		return &Error{Kind: KindBadSignature, Msg: "Invalid X-Matrix signature"}

@@ -151,12 +151,27 @@ func TestVerifyRequestWithMatchesVerifyRequestContent(t *testing.T) {
 		{"/_matrix/federation/v1/send/2", "gw.test", body},
 		{"/_matrix/federation/v1/send/1", "other.test", body},
 		{"/_matrix/federation/v1/send/1", "gw.test", []byte(`{"a":2}`)},
+		{"/_matrix/federation/v1/send/1", "gw.test", nil}, // no content
+		{"/_matrix/federation/v1/send/1", "gw.test", []byte(`{"a":1} `)},
 	} {
 		a := VerifyRequestContent(x, "PUT", tt.uri, tt.dest, tt.body, key.Public())
 		b := VerifyRequestWith(x, "PUT", tt.uri, tt.dest, tt.body, v)
 		if KindOf(a) != KindOf(b) || (a == nil) != (b == nil) {
 			t.Fatalf("%+v: %v vs %v", tt, a, b)
 		}
+	}
+	// A request without a body (the object has no "content"), both ways.
+	get, err := SignRequest(key, "GET", "/_matrix/federation/v1/query/profile?user_id=%40a%3Agw.test", "origin.test", "gw.test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, content := range [][]byte{nil, {}} {
+		if err := VerifyRequestWith(get, "GET", "/_matrix/federation/v1/query/profile?user_id=%40a%3Agw.test", "gw.test", content, v); err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+	}
+	if err := VerifyRequestWith(get, "GET", "/_matrix/federation/v1/query/profile?user_id=%40a%3Agw.test", "gw.test", []byte(`{}`), v); KindOf(err) != KindBadSignature {
+		t.Fatalf("GET checked with content: %v", err)
 	}
 	if err := VerifyRequestWith(x, "PUT", "/_matrix/federation/v1/send/1", "gw.test", body, nil); KindOf(err) != KindUnknownKey {
 		t.Fatalf("nil key: %v", err)

@@ -29,6 +29,15 @@ func same(t testing.TB, pub, msg, sig []byte) bool {
 		if got := k.Verify(msg, sig); got != want {
 			t.Fatalf("pub %x msg %x sig %x: got %v, crypto/ed25519 says %v (table %v)", pub, msg, sig, got, want, k.Precomputed())
 		}
+		// The message in parts: cut in three (some parts empty when it
+		// is short), and as no parts at all when it is empty.
+		a, b := len(msg)/3, 2*len(msg)/3
+		if got := k.VerifyParts(sig, msg[:a], nil, msg[a:b], msg[b:]); got != want {
+			t.Fatalf("pub %x msg %x sig %x: VerifyParts got %v, crypto/ed25519 says %v", pub, msg, sig, got, want)
+		}
+		if len(msg) == 0 && k.VerifyParts(sig) != want {
+			t.Fatalf("pub %x sig %x: VerifyParts without parts disagrees", pub, sig)
+		}
 	}
 	return want
 }

@@ -697,7 +697,14 @@ func (v *validator) log() {
 	default:
 		v.fail("log.format", "must be json or console, not %q", l.Format)
 	}
+	if l.AccessBuffer < 0 || l.AccessBuffer > maxAccessBuffer {
+		v.fail("log.access_buffer", "must be between 0 (off) and 16MiB")
+	}
 }
+
+// maxAccessBuffer bounds log.access_buffer: a second of lines at a rate no
+// single instance reaches fits in far less.
+const maxAccessBuffer = 16 << 20
 
 func (v *validator) admin() {
 	a := v.c.Admin

@@ -125,7 +125,15 @@ func writeSummary(w io.Writer, c *config.Config, keys string) {
 	} else {
 		row("egress", "off (no listen.egress)")
 	}
-	row("log", "%s, %s, access log %v", c.Log.Level, c.Log.Format, c.Log.Access)
+	access := "off"
+	switch {
+	case c.Log.Access && c.Log.AccessBuffer > 0:
+		size, _ := c.Log.AccessBuffer.MarshalText()
+		access = fmt.Sprintf("on, buffered (%s, written at least once a second)", size)
+	case c.Log.Access:
+		access = "on"
+	}
+	row("log", "%s, %s, access log %s", c.Log.Level, c.Log.Format, access)
 	if c.Cluster.Enabled() {
 		row("cluster", "redis %s; prefix %q; node %s; timeout %v", redactURL(c.Cluster.Redis), c.Cluster.Prefix, orNone(c.Cluster.Node), c.Cluster.Timeout.D())
 	} else {

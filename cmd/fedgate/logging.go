@@ -17,22 +17,32 @@ import (
 // w, at the configured level, in the encoding every fedgate log shares
 // (gateway.LogEncoder). Sampling keeps a flood of identical messages
 // (remote junk) from swamping the log, except for the access log: it
-// promises one line per request, so its lines are never sampled.
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+// promises one line per request, so its lines are never sampled. With
+// log.access_buffer the access lines are collected and written together
+// at least once a second; stop writes what is still collected and ends
+// that, and must be called once the logger is no longer used.
+func newLogger(c config.Log, w io.Writer) (log *zap.Logger, stop func(), err error) {
 	var level zapcore.Level
 	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
+		return nil, nil, fmt.Errorf("log level: %w", err)
 	}
 	out := zapcore.Lock(zapcore.AddSync(w))
 	core := zapcore.NewCore(gateway.LogEncoder(c.Format), out, level)
 	// The access log is written at info level even when log.level is
-	// higher: log.access is its own switch.
-	access := zapcore.NewCore(gateway.LogEncoder(c.Format), out, zapcore.InfoLevel)
+	// higher: log.access is its own switch. Its buffer writes through the
+	// same lock as every other line, so no write of one splits a line of
+	// the other.
+	accessOut, stop := out, func() {}
+	if c.AccessBuffer > 0 {
+		buffered := &zapcore.BufferedWriteSyncer{WS: out, Size: int(c.AccessBuffer), FlushInterval: time.Second}
+		accessOut, stop = buffered, func() { _ = buffered.Stop() }
+	}
+	access := zapcore.NewCore(gateway.LogEncoder(c.Format), accessOut, zapcore.InfoLevel)
 	return zap.New(&splitCore{
 		Core:    zapcore.NewSamplerWithOptions(core, time.Second, 100, 100),
 		exempt:  access,
 		loggers: []string{"access"},
-	}, zap.ErrorOutput(out)), nil
+	}, zap.ErrorOutput(out)), stop, nil
 }
 
 // splitCore samples every entry except those of the named loggers, which go

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/fedgate/fedgate/config"
 )
@@ -14,7 +16,7 @@ import (
 // messages are sampled.
 func TestAccessLogNeverSampled(t *testing.T) {
 	var buf bytes.Buffer
-	log, err := newLogger(config.Log{Level: "warn", Format: "json"}, &buf)
+	log, _, err := newLogger(config.Log{Level: "warn", Format: "json"}, &buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +47,78 @@ func TestAccessLogNeverSampled(t *testing.T) {
 	if counts["hidden at warn"] != 0 {
 		t.Errorf("info lines written at level warn")
 	}
-	if _, err := newLogger(config.Log{Level: "loud"}, &buf); err == nil {
+	if _, _, err := newLogger(config.Log{Level: "loud"}, &buf); err == nil {
 		t.Error("bad level accepted")
 	}
 }
 
 func TestConsoleFormat(t *testing.T) {
 	var buf bytes.Buffer
-	log, _ := newLogger(config.Log{Level: "info", Format: "console"}, &buf)
+	log, _, _ := newLogger(config.Log{Level: "info", Format: "console"}, &buf)
 	log.With().Named("access").Info("request")
 	if !strings.Contains(buf.String(), "INFO\taccess\trequest") {
 		t.Fatalf("console line %q", buf.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the buffered access log's flusher may
+// write to while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+}
+
+// TestAccessLogBuffered: with log.access_buffer the access lines wait in
+// memory while other lines are written at once; they come out whole,
+// within about a second, and all of them by the time the logger stops.
+func TestAccessLogBuffered(t *testing.T) {
+	var out lockedBuffer
+	log, stop, err := newLogger(config.Log{Level: "info", Format: "json", AccessBuffer: 64 << 10}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := log.Named("access")
+	for range 100 {
+		access.Info("request")
+	}
+	log.Named("gateway").Warn("at once")
+	if got := out.lines(); len(got) != 1 || !strings.Contains(got[0], `"at once"`) {
+		t.Fatalf("before the flush the log holds %q, want only the warning", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(out.lines()) < 101 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(out.lines()); n != 101 {
+		t.Fatalf("%d lines after the flush interval, want 101", n)
+	}
+	for range 10 {
+		access.Info("request")
+	}
+	stop()
+	lines := out.lines()
+	if len(lines) != 111 {
+		t.Fatalf("%d lines after stop, want 111", len(lines))
+	}
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a whole JSON line: %q", line)
+		}
 	}
 }

@@ -34,11 +34,12 @@ func cmdRun(env *environment, args []string) int {
 		printConfigError(env.stderr, err)
 		return exitFailure
 	}
-	log, err := newLogger(c.Log, env.stderr)
+	log, stopLog, err := newLogger(c.Log, env.stderr)
 	if err != nil {
 		fmt.Fprintf(env.stderr, "fedgate: %v\n", err)
 		return exitFailure
 	}
+	defer stopLog()
 	defer log.Sync()
 
 	signals := make(chan os.Signal, 4)

@@ -21,7 +21,7 @@ type benchOptions struct {
 	spec                  loadSpec
 	rounds                int
 	scenarios             []string
-	accessLog             string // "off", "on" or "both"
+	accessLog             string // "off", "on", "buffered", "both", "all" or a list
 	halfPeak              bool
 	idleConns             int
 	cluster               bool
@@ -45,7 +45,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.spec.conns, "conns", 32, "concurrent keep-alive connections")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the table shows medians")
 	fs.StringVar(&scen, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios")
-	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on", or "both" (one fedgate process each; nginx and Caddy run without one)`)
+	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on" (a write per line), "buffered" (log.access_buffer = \"64KiB\"), "both" (off,on), "all", or a comma-separated list (one fedgate process each; nginx and Caddy run without one)`)
 	fs.BoolVar(&o.halfPeak, "half-peak", true, "also measure latency at half of fedgate's peak rate")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "measure each proxy's RSS holding this many idle keep-alive connections (0: skip)")
 	fs.BoolVar(&o.cluster, "cluster", false, "also run fedgate in cluster mode (target fedgate+redis) against a redis-server fedload starts, and report what [cluster] adds per request")
@@ -85,12 +85,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	targets := []*target{{name: "direct", base: "http://" + e.upstream.addr}}
 	for _, b := range bins {
-		for _, logOn := range logModes {
-			name := b.label
-			if logOn {
-				name += "+log"
-			}
-			t, _, err := e.startFedgate(name, b.path, logOn)
+		for _, mode := range logModes {
+			t, _, err := e.startFedgate(b.label+mode.suffix(), b.path, mode)
 			if err != nil {
 				return err
 			}
@@ -110,10 +106,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		defer redis.stop()
-		o.clusterBase = bins[0].label
-		if logModes[0] {
-			o.clusterBase += "+log"
-		}
+		o.clusterBase = bins[0].label + logModes[0].suffix()
 		ct, err := e.startFedgateCluster(o.clusterBase+"+redis", bins[0].path, logModes[0], redis)
 		if err != nil {
 			return err
@@ -361,7 +354,7 @@ func primaryFedgate(targets []*target) *target {
 		if !t.fedgate {
 			continue
 		}
-		if !t.accessLog {
+		if t.logMode == logOff {
 			return t
 		}
 		if first == nil {

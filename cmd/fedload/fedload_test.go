@@ -37,12 +37,15 @@ func TestScenariosThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fedgate.toml")
-	if err := os.WriteFile(path, []byte(e.fedgateTOML("fedgate", 0, 0, true, "")), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(e.fedgateTOML("fedgate", 0, 0, logBuffered, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatalf("fedload's configuration: %v", err)
+	}
+	if !cfg.Log.Access || cfg.Log.AccessBuffer != 64<<10 {
+		t.Fatalf("access log %v, buffer %d: not what -access-log buffered asks for", cfg.Log.Access, cfg.Log.AccessBuffer)
 	}
 	cert, err := tls.LoadX509KeyPair(e.certFile, e.keyFile)
 	if err != nil {
@@ -193,12 +196,14 @@ func TestFedgateBinariesFlag(t *testing.T) {
 	if bins, err := fedgateBinaries("none"); err != nil || bins != nil {
 		t.Fatalf("none: %v %v", bins, err)
 	}
-	for _, v := range []string{"on", "off", "both", "true", "false"} {
+	for _, v := range []string{"on", "off", "both", "true", "false", "buffered", "all", "off,buffered"} {
 		if _, err := accessLogModes(v); err != nil {
 			t.Errorf("%s: %v", v, err)
 		}
 	}
-	if _, err := accessLogModes("maybe"); err == nil {
-		t.Error("maybe accepted")
+	for _, bad := range []string{"maybe", "on,maybe", ""} {
+		if _, err := accessLogModes(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -57,17 +57,58 @@ func validLabel(s string) bool {
 	return true
 }
 
-// accessLogModes turns -access-log into the settings to run fedgate with.
-func accessLogModes(v string) ([]bool, error) {
-	switch v {
-	case "off", "false":
-		return []bool{false}, nil
-	case "on", "true":
-		return []bool{true}, nil
-	case "both":
-		return []bool{false, true}, nil
+// logMode is how a fedgate target writes its access log.
+type logMode string
+
+const (
+	logOff      logMode = "off"      // log.access = false
+	logOn       logMode = "on"       // one write per line
+	logBuffered logMode = "buffered" // log.access_buffer = "64KiB"
+)
+
+// suffix is what the mode adds to a target's name.
+func (m logMode) suffix() string {
+	switch m {
+	case logOn:
+		return "+log"
+	case logBuffered:
+		return "+buflog"
 	}
-	return nil, fmt.Errorf("-access-log: %q is not off, on or both", v)
+	return ""
+}
+
+// accessBuffer is the log.access_buffer the mode runs fedgate with.
+func (m logMode) accessBuffer() string {
+	if m == logBuffered {
+		return "64KiB"
+	}
+	return "0"
+}
+
+// accessLogModes turns -access-log into the settings to run fedgate with:
+// "both" is off and on, "all" adds buffered, and a comma-separated list
+// names modes one by one.
+func accessLogModes(v string) ([]logMode, error) {
+	switch v {
+	case "both":
+		return []logMode{logOff, logOn}, nil
+	case "all":
+		return []logMode{logOff, logOn, logBuffered}, nil
+	}
+	var modes []logMode
+	for _, part := range strings.Split(v, ",") {
+		switch m := strings.TrimSpace(part); m {
+		case "off", "false":
+			modes = append(modes, logOff)
+		case "on", "true":
+			modes = append(modes, logOn)
+		case "buffered":
+			modes = append(modes, logBuffered)
+		default:
+			return nil, fmt.Errorf("-access-log: %q is not off, on, buffered, both or all", m)
+		}
+	}
+	return modes, nil
 }
 
 // Issue 14's targets, per request in the same run.
@@ -126,11 +167,7 @@ func printOwnWork(out io.Writer, targets []*target, scenarios []scenario, med ma
 			}
 			rc, mc := ratio(c, ownWorkVsCaddy)
 			rn, mn := ratio(n, ownWorkVsNginx)
-			logState := "off"
-			if t.accessLog {
-				logState = "on"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.name, t.name, logState,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.name, t.name, t.logMode,
 				fmtMicros(f.cpuPerReq()), fmtMicros(verify), fmtMicros(own), fmtMicros(cpuOf(c)), rc, mc, fmtMicros(cpuOf(n)), rn, mn)
 		}
 	}

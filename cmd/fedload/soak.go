@@ -54,7 +54,7 @@ func cmdSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	t, admin, err := e.startFedgate("fedgate", path, true)
+	t, admin, err := e.startFedgate("fedgate", path, logOn)
 	if err != nil {
 		return err
 	}

@@ -30,10 +30,12 @@ type target struct {
 	name string
 	base string // "https://127.0.0.1:port" or "http://..."
 	pid  int    // 0: no process of its own (direct)
-	// fedgate marks fedgate processes; accessLog whether theirs is on.
-	fedgate, accessLog bool
-	cmd                *exec.Cmd
-	log                *os.File
+	// fedgate marks fedgate processes; logMode is how theirs writes its
+	// access log.
+	fedgate bool
+	logMode logMode
+	cmd     *exec.Cmd
+	log     *os.File
 	// exited is closed when the process has ended.
 	exited chan struct{}
 	// side are processes the target depends on whose CPU is counted
@@ -116,7 +118,7 @@ func (e *env) close() {
 // fedgateTOML is the configuration fedload gives fedgate: its upstream,
 // the origins through [outbound.overrides] with fedload's CA, and limits
 // high enough that one loopback peer can load it.
-func (e *env) fedgateTOML(name string, port, adminPort int, accessLog bool, clusterTOML string) string {
+func (e *env) fedgateTOML(name string, port, adminPort int, mode logMode, clusterTOML string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by fedload for one load run.
 server_name = %q
@@ -145,6 +147,7 @@ generate = true
 [log]
 level = "warn"
 access = %t
+access_buffer = %q
 
 [rate_limit]
 per_ip = { rate = "10000000/s", burst = 10000000 }
@@ -156,7 +159,7 @@ ca_file = %q
 
 [outbound.overrides]
 `, serverName, filepath.Join(e.dir, name+"-data"), e.upstream.addr, port, adminPort, e.certFile, e.keyFile, serverName,
-		filepath.Join(e.dir, "fedgate-data", "signing.key"), accessLog, e.caFile)
+		filepath.Join(e.dir, "fedgate-data", "signing.key"), mode != logOff, mode.accessBuffer(), e.caFile)
 	for _, o := range e.origins {
 		fmt.Fprintf(&b, "%q = %q\n", o.name, o.addr)
 	}
@@ -167,7 +170,7 @@ ca_file = %q
 // startFedgate runs "fedgate run" on a generated configuration, as the
 // target called name (its configuration is name.toml, its data folder
 // name-data; the signing key in fedgate-data is shared).
-func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, error) {
+func (e *env) startFedgate(name, bin string, mode logMode) (*target, int, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, 0, err
@@ -180,12 +183,12 @@ func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, erro
 		return nil, 0, err
 	}
 	cfg := filepath.Join(e.dir, name+".toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, "")), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, mode, "")), 0o600); err != nil {
 		return nil, 0, err
 	}
 	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
 	if t != nil {
-		t.fedgate, t.accessLog = true, accessLog
+		t.fedgate, t.logMode = true, mode
 	}
 	return t, admin, err
 }
@@ -193,7 +196,7 @@ func (e *env) startFedgate(name, bin string, accessLog bool) (*target, int, erro
 // startFedgateCluster runs a second fedgate with [cluster] pointing at
 // redis (a redis-server fedload started), as target name (the base target's name + "+redis");
 // redis-server's CPU is counted as the target's side CPU.
-func (e *env) startFedgateCluster(name, bin string, accessLog bool, redis *redisServer) (*target, error) {
+func (e *env) startFedgateCluster(name, bin string, mode logMode, redis *redisServer) (*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -204,14 +207,14 @@ func (e *env) startFedgateCluster(name, bin string, accessLog bool, redis *redis
 	}
 	cluster := fmt.Sprintf("\n[cluster]\nredis = \"redis://%s/0\"\nprefix = \"fedload:\"\nnode = \"fedload\"\n", redis.addr)
 	cfg := filepath.Join(e.dir, name+".toml")
-	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, accessLog, cluster)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(e.fedgateTOML(name, port, admin, mode, cluster)), 0o600); err != nil {
 		return nil, err
 	}
 	t, err := e.spawn(name, port, bin, "run", "-config", cfg)
 	if err != nil {
 		return nil, err
 	}
-	t.fedgate, t.accessLog = true, accessLog
+	t.fedgate, t.logMode = true, mode
 	t.side = []int{redis.cmd.Process.Pid}
 	return t, nil
 }

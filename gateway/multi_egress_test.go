@@ -87,13 +87,19 @@ func TestMultiEgressSignsAsEachServer(t *testing.T) {
 	resp = through(url.UserPassword("synapse", "secret-a.test"), env.signAs("b.test", "GET", target, "remote.test", ""))
 	egressError(t, resp, 401, "M_UNAUTHORIZED", "error")
 
-	var lines int
-	for _, l := range env.accessLines("egress") {
-		if l["server"] == "b.test" && l["decision"] == "forwarded" {
-			lines++
+	// The egress writes its access line after the response, so the last
+	// one may still be on its way.
+	forwardedAsB := func() int {
+		var lines int
+		for _, l := range env.accessLines("egress") {
+			if l["server"] == "b.test" && l["decision"] == "forwarded" {
+				lines++
+			}
 		}
+		return lines
 	}
-	if lines != 2 {
+	waitFor(t, "two egress lines naming b.test as the sender", func() bool { return forwardedAsB() >= 2 })
+	if lines := forwardedAsB(); lines != 2 {
 		t.Errorf("%d egress lines name b.test as the sender, want 2", lines)
 	}
 }
@@ -205,19 +211,21 @@ func TestMultiHostedFederation(t *testing.T) {
 	if len(B.Requests()) != 0 {
 		t.Fatal("b's policy let a's request through")
 	}
-	// Both sides logged it: a's egress line and b's inbound line.
+	// Both sides logged it: a's egress line and b's inbound line (each
+	// written once its response is, so they may lag the answer).
 	var egressLine, inboundLine bool
-	for _, l := range env.accessLines("egress") {
-		if l["server"] == "a.test" && l["destination"] == "b.test" && l["endpoint"] == "send" && l["decision"] == "forwarded" {
-			egressLine = true
+	logged := func() bool {
+		for _, l := range env.accessLines("egress") {
+			if l["server"] == "a.test" && l["destination"] == "b.test" && l["endpoint"] == "send" && l["decision"] == "forwarded" {
+				egressLine = true
+			}
 		}
-	}
-	for _, l := range env.accessLines("inbound") {
-		if l["server"] == "b.test" && l["origin"] == "a.test" && l["endpoint"] == "send" && l["decision"] == "forwarded" {
-			inboundLine = true
+		for _, l := range env.accessLines("inbound") {
+			if l["server"] == "b.test" && l["origin"] == "a.test" && l["endpoint"] == "send" && l["decision"] == "forwarded" {
+				inboundLine = true
+			}
 		}
+		return egressLine && inboundLine
 	}
-	if !egressLine || !inboundLine {
-		t.Errorf("access lines: egress %v, inbound %v", egressLine, inboundLine)
-	}
+	waitFor(t, "a's egress line and b's inbound line", logged)
 }

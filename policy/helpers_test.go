@@ -1,14 +1,12 @@
 package policy_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,30 +40,12 @@ func newClock() *fedtest.Clock {
 	return fedtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is an engine under test with its clock, log and folder.
 type env struct {
 	t      testing.TB
 	dir    string
 	clock  *fedtest.Clock
-	log    *syncBuffer
+	log    *fedtest.SyncBuffer
 	engine *policy.Engine
 }
 
@@ -84,7 +64,7 @@ func (e *env) optionsFor(c *config.Config) policy.Options {
 // in the folder, to write list files.
 func newEnv(t testing.TB, extra string, setup ...func(dir string)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: newClock(), log: &syncBuffer{}}
+	e := &env{t: t, dir: t.TempDir(), clock: newClock(), log: &fedtest.SyncBuffer{}}
 	for _, f := range setup {
 		f(e.dir)
 	}

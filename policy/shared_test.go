@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedgate/fedgate/internal/fedtest"
 	"github.com/fedgate/fedgate/policy"
 )
 
@@ -31,7 +32,7 @@ func (r *recordingShared) Take(_ context.Context, b []policy.SharedBucket) (int,
 
 func newSharedEnv(t *testing.T, extra string, shared policy.SharedLimiter) *policy.Limiters {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: newClock(), log: &syncBuffer{}}
+	e := &env{t: t, dir: t.TempDir(), clock: newClock(), log: &fedtest.SyncBuffer{}}
 	o := e.optionsFor(loadConfig(t, e.dir, extra))
 	o.Shared = shared
 	eng, err := policy.New(o)

@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,31 +26,14 @@ type env struct {
 	hs     *fedtest.CSServer
 	engine *policy.Engine
 	dir    string
-	log    *syncLog
-}
-
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log    *fedtest.SyncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	hs := fedtest.StartCSServer(t)
 	hs.AddUser(bot, botToken)
-	e := &env{t: t, hs: hs, dir: t.TempDir(), log: &syncLog{}}
+	e := &env{t: t, hs: hs, dir: t.TempDir(), log: &fedtest.SyncBuffer{}}
 	e.engine = newEngine(t, time.Now)
 	if err := os.WriteFile(filepath.Join(e.dir, "token"), []byte(botToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,28 +47,9 @@ func engine(t testing.TB, clock *fedtest.Clock) *policy.Engine {
 	return e
 }
 
-func logger(t testing.TB) (*slog.Logger, *lockedBuilder) {
-	b := &lockedBuilder{}
+func logger(t testing.TB) (*slog.Logger, *fedtest.SyncBuffer) {
+	b := &fedtest.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
-}
-
-// lockedBuilder collects log output; safe for a source and a test to
-// share.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedBuilder) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedBuilder) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func writeFile(t testing.TB, path, content string, mtime time.Time) {

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // TestAccessLogNeverSampled: the access log keeps its promise of one line
@@ -61,33 +61,11 @@ func TestConsoleFormat(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer the buffered access log's flusher may
-// write to while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() == 0 {
-		return nil
-	}
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
-
 // TestAccessLogBuffered: with log.access_buffer the access lines wait in
 // memory while other lines are written at once; they come out whole,
 // within about a second, and all of them by the time the logger stops.
 func TestAccessLogBuffered(t *testing.T) {
-	var out lockedBuffer
+	var out fedtest.SyncBuffer
 	log, stop, err := newLogger(config.Log{Level: "info", Format: "json", AccessBuffer: 64 << 10}, &out)
 	if err != nil {
 		t.Fatal(err)
@@ -97,21 +75,21 @@ func TestAccessLogBuffered(t *testing.T) {
 		access.Info("request")
 	}
 	log.Named("gateway").Warn("at once")
-	if got := out.lines(); len(got) != 1 || !strings.Contains(got[0], `"at once"`) {
+	if got := out.Lines(); len(got) != 1 || !strings.Contains(got[0], `"at once"`) {
 		t.Fatalf("before the flush the log holds %q, want only the warning", got)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(out.lines()) < 101 && time.Now().Before(deadline) {
+	for len(out.Lines()) < 101 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := len(out.lines()); n != 101 {
+	if n := len(out.Lines()); n != 101 {
 		t.Fatalf("%d lines after the flush interval, want 101", n)
 	}
 	for range 10 {
 		access.Info("request")
 	}
 	stop()
-	lines := out.lines()
+	lines := out.Lines()
 	if len(lines) != 111 {
 		t.Fatalf("%d lines after stop, want 111", len(lines))
 	}

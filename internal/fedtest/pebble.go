@@ -1,7 +1,6 @@
 package fedtest
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 )
@@ -78,24 +76,6 @@ type Pebble struct {
 	IssuerRoots *x509.CertPool
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // StartPebble runs Pebble until the test ends and returns once its API
 // answers. Validation is immediate (PEBBLE_VA_NOSLEEP), good nonces are
 // never rejected, and authorizations are never reused, so every order,
@@ -143,7 +123,7 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		"PEBBLE_WFE_NONCEREJECT=0", // never reject a good nonce
 		"PEBBLE_AUTHZREUSE=0",      // every order validates again
 	)
-	out := &lockedBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting pebble: %v", err)

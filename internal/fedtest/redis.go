@@ -66,14 +66,14 @@ type Redis struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *lockedBuffer
+	out    *SyncBuffer
 }
 
 // StartRedis runs redis-server until the test ends and returns once it
 // answers PING. Its output is logged if the test fails.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &lockedBuffer{}}
+	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
 	r.Addr = freeLoopbackAddr(t)
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Start()

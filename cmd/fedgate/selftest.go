@@ -548,10 +548,11 @@ func versionName(body []byte) (string, error) {
 	if err := json.Unmarshal(body, &v); err != nil {
 		return "", fmt.Errorf("not the version JSON: %w", err)
 	}
-	if v.Server.Name == "" {
+	name := strings.TrimSpace(v.Server.Name)
+	if name == "" {
 		return "", errors.New("no server.name in the version JSON")
 	}
-	return strings.TrimSpace(v.Server.Name + " " + v.Server.Version), nil
+	return strings.TrimSpace(name + " " + strings.TrimSpace(v.Server.Version)), nil
 }
 
 // matrixError reads a Matrix error body; Synapse's worker proxy protocol

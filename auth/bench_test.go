@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -70,13 +71,34 @@ func sendBody(tb testing.TB, size int) []byte {
 	}
 }
 
-// reencode writes canonical JSON back out as other encoders would: compact,
-// keys in a fixed pseudo-random order (so nearly every object must be
-// reordered) and, with htmlEscape, <>& as \u escapes (Go's encoding/json,
-// which Dendrite uses for request bodies) or, with asciiOnly, every
-// non-ASCII character as a \u escape (Python's json with ensure_ascii).
-// Synapse itself sends canonical JSON (encode_canonical_json).
-func reencode(tb testing.TB, canon []byte, htmlEscape, asciiOnly bool) []byte {
+// jsonStyle is how another encoder writes JSON, for reencode. Synapse
+// itself sends canonical JSON (encode_canonical_json); the others differ.
+type jsonStyle struct {
+	reversed   bool // members in falling key order; otherwise a fixed pseudo-random order
+	html       bool // <, > and & as \u escapes
+	escapeFrom rune // every character from this one up as \u escapes (0: none)
+	spaces     bool // ", " and ": " separators instead of compact ones
+}
+
+var (
+	// goJSON is Go's encoding/json, which Dendrite uses for request
+	// bodies: compact, <>& escaped.
+	goJSON = jsonStyle{html: true}
+	// asciiJSON is compact JSON with every non-ASCII character escaped.
+	asciiJSON = jsonStyle{escapeFrom: utf8.RuneSelf}
+	// pythonJSON is Python's json.dumps with its defaults (ensure_ascii,
+	// ", " and ": " separators).
+	pythonJSON = jsonStyle{escapeFrom: utf8.RuneSelf, spaces: true}
+	// fedloadJSON is what fedload's put-send-16k-nc scenario (and the
+	// gateway's non-canonical benchmark) sends: every object's members in
+	// reverse order, Python's separators, every character outside
+	// printable ASCII as \uXXXX.
+	fedloadJSON = jsonStyle{reversed: true, escapeFrom: 0x7f, spaces: true}
+)
+
+// reencode writes canonical JSON back out in style: nearly every object
+// must then be reordered and some strings unescaped to canonicalise it.
+func reencode(tb testing.TB, canon []byte, style jsonStyle) []byte {
 	tb.Helper()
 	d := json.NewDecoder(bytes.NewReader(canon))
 	d.UseNumber()
@@ -84,25 +106,48 @@ func reencode(tb testing.TB, canon []byte, htmlEscape, asciiOnly bool) []byte {
 	if err := d.Decode(&v); err != nil {
 		tb.Fatal(err)
 	}
+	itemSep, keySep := ",", ":"
+	if style.spaces {
+		itemSep, keySep = ", ", ": "
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var out []byte
+	str := func(s string) {
+		out = append(out, '"')
+		for _, r := range s {
+			switch {
+			case r == '"' || r == '\\':
+				out = append(out, '\\', byte(r))
+			case r < 0x20 || (style.escapeFrom > 0 && r >= style.escapeFrom) || (style.html && (r == '<' || r == '>' || r == '&')):
+				if r > 0xffff {
+					r -= 0x10000
+					out = fmt.Appendf(out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+				} else {
+					out = fmt.Appendf(out, `\u%04x`, r)
+				}
+			default:
+				out = utf8.AppendRune(out, r)
+			}
+		}
+		out = append(out, '"')
+	}
 	var enc func(v any)
 	enc = func(v any) {
 		switch v := v.(type) {
 		case map[string]any:
-			keys := make([]string, 0, len(v))
-			for k := range v {
-				keys = append(keys, k)
+			keys := slices.Sorted(maps.Keys(v))
+			if style.reversed {
+				slices.Reverse(keys)
+			} else {
+				rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 			}
-			slices.Sort(keys)
-			rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
 			out = append(out, '{')
 			for i, k := range keys {
 				if i > 0 {
-					out = append(out, ',')
+					out = append(out, itemSep...)
 				}
-				enc(k)
-				out = append(out, ':')
+				str(k)
+				out = append(out, keySep...)
 				enc(v[k])
 			}
 			out = append(out, '}')
@@ -110,29 +155,13 @@ func reencode(tb testing.TB, canon []byte, htmlEscape, asciiOnly bool) []byte {
 			out = append(out, '[')
 			for i, e := range v {
 				if i > 0 {
-					out = append(out, ',')
+					out = append(out, itemSep...)
 				}
 				enc(e)
 			}
 			out = append(out, ']')
 		case string:
-			out = append(out, '"')
-			for _, r := range v {
-				switch {
-				case r == '"' || r == '\\':
-					out = append(out, '\\', byte(r))
-				case r < 0x20 || (asciiOnly && r >= utf8.RuneSelf) || (htmlEscape && (r == '<' || r == '>' || r == '&')):
-					if r > 0xffff {
-						r -= 0x10000
-						out = fmt.Appendf(out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-					} else {
-						out = fmt.Appendf(out, `\u%04x`, r)
-					}
-				default:
-					out = utf8.AppendRune(out, r)
-				}
-			}
-			out = append(out, '"')
+			str(v)
 		default:
 			b, _ := json.Marshal(v)
 			out = append(out, b...)
@@ -149,7 +178,7 @@ func TestBenchBodies(t *testing.T) {
 		if !IsCanonical(canon) {
 			t.Fatal("sendBody is not canonical")
 		}
-		for _, in := range [][]byte{reencode(t, canon, true, false), reencode(t, canon, false, true)} {
+		for _, in := range [][]byte{reencode(t, canon, goJSON), reencode(t, canon, asciiJSON)} {
 			if IsCanonical(in) {
 				t.Fatal("re-encoded body is canonical")
 			}
@@ -174,11 +203,11 @@ func benchSizes() []struct {
 func BenchmarkCanonicalize(b *testing.B) {
 	for _, s := range benchSizes() {
 		canon := sendBody(b, s.size)
-		unsorted := reencode(b, canon, true, false)
+		unsorted := reencode(b, canon, goJSON)
 		for _, in := range []struct {
 			name string
 			body []byte
-		}{{"canonical", canon}, {"unsorted", unsorted}, {"unsorted-ascii", reencode(b, canon, false, true)}} {
+		}{{"canonical", canon}, {"unsorted", unsorted}, {"unsorted-ascii", reencode(b, canon, asciiJSON)}} {
 			b.Run(s.name+"/"+in.name, func(b *testing.B) {
 				var c Canonicalizer
 				dst := make([]byte, 0, 2*len(in.body))
@@ -235,7 +264,7 @@ func BenchmarkVerifyRequest(b *testing.B) {
 		if s.size > 0 {
 			body = sendBody(b, s.size)
 			if s.unsorted {
-				body = reencode(b, body, true, false)
+				body = reencode(b, body, goJSON)
 			}
 			method = "PUT"
 		}
@@ -303,76 +332,4 @@ func BenchmarkKeyringVerifyKeyHit(b *testing.B) {
 			}
 		}
 	})
-}
-
-// fedloadStyle re-encodes canonical JSON exactly as fedload's
-// put-send-16k-nc scenario does (and the gateway's non-canonical
-// benchmark): every object's members in reverse order, ", " and ": "
-// separators, every character outside printable ASCII as \uXXXX.
-func fedloadStyle(tb testing.TB, canon []byte) []byte {
-	tb.Helper()
-	d := json.NewDecoder(bytes.NewReader(canon))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		tb.Fatal(err)
-	}
-	var out []byte
-	var enc func(v any)
-	str := func(s string) {
-		out = append(out, '"')
-		for _, r := range s {
-			switch {
-			case r == '"' || r == '\\':
-				out = append(out, '\\', byte(r))
-			case r < 0x20 || r >= 0x7f:
-				if r > 0xffff {
-					r -= 0x10000
-					out = fmt.Appendf(out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-				} else {
-					out = fmt.Appendf(out, `\u%04x`, r)
-				}
-			default:
-				out = append(out, byte(r))
-			}
-		}
-		out = append(out, '"')
-	}
-	enc = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			keys := make([]string, 0, len(v))
-			for k := range v {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			slices.Reverse(keys)
-			out = append(out, '{')
-			for i, k := range keys {
-				if i > 0 {
-					out = append(out, ", "...)
-				}
-				str(k)
-				out = append(out, ": "...)
-				enc(v[k])
-			}
-			out = append(out, '}')
-		case []any:
-			out = append(out, '[')
-			for i, e := range v {
-				if i > 0 {
-					out = append(out, ", "...)
-				}
-				enc(e)
-			}
-			out = append(out, ']')
-		case string:
-			str(v)
-		default:
-			b, _ := json.Marshal(v)
-			out = append(out, b...)
-		}
-	}
-	enc(v)
-	return out
 }

@@ -89,10 +89,10 @@ func BenchmarkContentOfNonCanonical(b *testing.B) {
 		name string
 		body []byte
 	}{
-		{"unsorted-html", reencode(b, canon, true, false)},
-		{"unsorted-ascii", reencode(b, canon, false, true)},
-		{"python", pythonStyle(b, canon)},
-		{"reversed-python", fedloadStyle(b, canon)},
+		{"unsorted-html", reencode(b, canon, goJSON)},
+		{"unsorted-ascii", reencode(b, canon, asciiJSON)},
+		{"python", reencode(b, canon, pythonJSON)},
+		{"reversed-python", reencode(b, canon, fedloadJSON)},
 	} {
 		b.Run(in.name, func(b *testing.B) {
 			b.SetBytes(int64(len(in.body)))

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
-	"github.com/fedgate/fedgate/internal/glob"
 	"github.com/fedgate/fedgate/internal/servername"
 )
 
@@ -139,33 +137,10 @@ const MaxBanEntityLength = servername.MaxLength
 var ErrTooBroad = errors.New("the glob matches every server name")
 
 func compileBanPattern(s string) (pattern, error) {
-	if s == "" {
-		return pattern{}, errEmptyPattern
-	}
 	if len(s) > MaxBanEntityLength {
 		return pattern{}, fmt.Errorf("entity is %d bytes long, more than %d", len(s), MaxBanEntityLength)
 	}
-	g, err := glob.CompileServerName(s)
-	if err != nil {
-		return pattern{}, fmt.Errorf("bad glob: %w", err)
-	}
-	if !g.IsLiteral() {
-		if strings.Trim(s, "*?.:") == "" {
-			return pattern{}, ErrTooBroad
-		}
-		return pattern{kind: kindGlob, glob: g, withPort: globHasPort(s)}, nil
-	}
-	n, err := servername.Parse(s)
-	if err != nil {
-		return pattern{}, fmt.Errorf("%q is not a valid server name: %w", s, err)
-	}
-	p := pattern{kind: kindExact, withPort: n.Port != 0, port: uint16(n.Port)}
-	if n.IsIP() {
-		p.ip = n.IP
-	} else {
-		p.exact = strings.ToLower(s)
-	}
-	return p, nil
+	return compileNamePattern(s, true)
 }
 
 // compileExternal compiles x under name. Bad entries are skipped and

@@ -69,6 +69,13 @@ func compilePattern(s string) (pattern, error) {
 		}
 		return pattern{kind: kindRegexp, re: re}, nil
 	}
+	return compileNamePattern(s, false)
+}
+
+// compileNamePattern compiles a glob or an exact server name (s is not a
+// regular expression). With refuseBroad, a glob that matches every server
+// name is refused with ErrTooBroad.
+func compileNamePattern(s string, refuseBroad bool) (pattern, error) {
 	if s == "" {
 		return pattern{}, errEmptyPattern
 	}
@@ -77,6 +84,9 @@ func compilePattern(s string) (pattern, error) {
 		return pattern{}, fmt.Errorf("bad glob: %w", err)
 	}
 	if !g.IsLiteral() {
+		if refuseBroad && strings.Trim(s, "*?.:") == "" {
+			return pattern{}, ErrTooBroad
+		}
 		return pattern{kind: kindGlob, glob: g, withPort: globHasPort(s)}, nil
 	}
 	n, err := servername.Parse(s)

@@ -229,7 +229,19 @@ func TestClusterRedisKilledUnderLoad(t *testing.T) {
 			t.Fatalf("instance %d not ready while Redis is down: %+v", i, checks)
 		}
 	}
+	sentDown := sent.Load()
+	fallbacksDown := [2]uint64{p.nodes[0].Stats().Fallbacks["rate_limit"], p.nodes[1].Stats().Fallbacks["rate_limit"]}
 	time.Sleep(400 * time.Millisecond)
+	// "No request fails" means something only if requests were served
+	// while Redis was gone, by both instances from their local buckets.
+	if n := sent.Load() - sentDown; n == 0 {
+		t.Fatal("no requests were served while Redis was down")
+	}
+	for i, node := range p.nodes {
+		if node.Stats().Fallbacks["rate_limit"] == fallbacksDown[i] {
+			t.Fatalf("instance %d made no local rate-limit decision while Redis was down", i)
+		}
+	}
 	p.redis.Start()
 	waitFor(t, "both instances to reconnect", func() bool { return p.nodes[0].Up() && p.nodes[1].Up() })
 	time.Sleep(400 * time.Millisecond)

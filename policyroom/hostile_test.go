@@ -77,4 +77,15 @@ func TestHostileRoom(t *testing.T) {
 	if d := e.engine.Snapshot().CheckOrigin("keyed.example"); d.Reason == policy.ReasonOriginBanned && len(d.Rule) > 1000 {
 		t.Errorf("rule text of %d bytes", len(d.Rule))
 	}
+	// Past max_rules the keyed rule above is not in force, which leaves
+	// that check nothing to look at: check it again in a room of its own,
+	// where the rule must apply.
+	keyed := newEnv(t)
+	keyed.hs.CreateRoom(room1, false, bot)
+	keyed.hs.SendState(room1, policyroom.TypeServerRule, hugeKey, ban("keyed.example", hugeReason))
+	keyed.run(keyed.options(room1))
+	keyed.waitReason("keyed.example", policy.ReasonOriginBanned)
+	if d := keyed.engine.Snapshot().CheckOrigin("keyed.example"); len(d.Rule) > 1000 {
+		t.Errorf("rule text of %d bytes for a 60000-byte state key and a 100000-byte reason", len(d.Rule))
+	}
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
@@ -40,6 +43,38 @@ func TestRunClusterMode(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// fedgate_cluster_redis_up is 1 from the start, before any round trip,
+	// so it does not show that fedgate reached Redis: Redis itself must
+	// count the instance's subscription to the shared backoff channel.
+	subscribers := func() string {
+		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+		if err != nil {
+			return err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(c, "PUBSUB NUMSUB proctest:backoff\r\n")
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return err.Error()
+			}
+			if strings.HasPrefix(line, ":") || strings.HasPrefix(line, "-") {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got := subscribers()
+		if got == ":1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis counts %s subscribers of proctest:backoff, want fedgate's one:\n%s", got, p.log())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	writeProcessConfig(t, cfg, hs.URL, certFileOf(t, cfg), keyFileOf(t, cfg), strings.Replace(extra, `"p1"`, `"p2"`, 1))
 	p.signal(syscall.SIGHUP)

@@ -251,7 +251,7 @@ func TestClusterRedisKilledUnderLoad(t *testing.T) {
 func TestClusterEgressBackoffShared(t *testing.T) {
 	t.Parallel()
 	r := fedtest.StartRedis(t)
-	down := freeAddr(t)
+	down := fedtest.FreeAddr(t)
 	a := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "a")})
 	b := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "b")})
 	const target = "/_matrix/federation/v1/version"

@@ -134,7 +134,7 @@ func startConsole(t *testing.T, s consoleSetup) *consoleEnv {
 	t.Cleanup(slow.Close)
 	overrides := fmt.Sprintf("%q = %q\n%q = %q\n%q = %q\n%q = %q\n%q = %q\n",
 		"good.test", env.good.addr(), "busy.test", env.busy.addr(), "evil.test", env.evil.addr(),
-		"down.test", freeAddr(t), "slow.test", slow.Listener.Addr().String())
+		"down.test", fedtest.FreeAddr(t), "slow.test", slow.Listener.Addr().String())
 
 	// A certificate that expires in ten days, served by certs in files
 	// mode as "fedgate run" would.
@@ -566,8 +566,8 @@ func TestConsoleCluster(t *testing.T) {
 // their encodings.
 func TestConsoleNeverShowsSecrets(t *testing.T) {
 	for _, redis := range []struct{ name, url, passwordFile string }{
-		{"password in the Redis URL", "redis://fedgate:redis-url-s3cret-do-not-show@" + freeAddr(t) + "/0", ""},
-		{"password in password_file", "redis://fedgate@" + freeAddr(t) + "/0", "redis-file-s3cret-do-not-show"},
+		{"password in the Redis URL", "redis://fedgate:redis-url-s3cret-do-not-show@" + fedtest.FreeAddr(t) + "/0", ""},
+		{"password in password_file", "redis://fedgate@" + fedtest.FreeAddr(t) + "/0", "redis-file-s3cret-do-not-show"},
 	} {
 		t.Run(redis.name, func(t *testing.T) {
 			env := startConsole(t, consoleSetup{hashNames: true, token: consoleTokenValue, second: true, room: true,
@@ -717,7 +717,7 @@ func TestConsoleTokenRequired(t *testing.T) {
 // TestConsoleStatusJSONMatchesDocs: every field status.json has after real
 // traffic is documented in docs/console.md with its type.
 func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
-	env := startConsole(t, consoleSetup{second: true, room: true, redisURL: "redis://" + freeAddr(t) + "/0"})
+	env := startConsole(t, consoleSetup{second: true, room: true, redisURL: "redis://" + fedtest.FreeAddr(t) + "/0"})
 	env.seed()
 	documented := consoleSchemaDoc(t)
 	seen := map[string]string{}

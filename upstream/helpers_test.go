@@ -68,18 +68,6 @@ func keepAliveServer(t testing.TB, answer func(c net.Conn, head string)) string 
 	})
 }
 
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // readRequestHead reads one request head (up to the blank line) and, when
 // it has a Content-Length, the body; it returns both as text.
 func readRequestHead(br *bufio.Reader) (head string, body []byte, err error) {

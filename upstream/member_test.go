@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // TestRequestWrittenAsGiven: the homeserver receives the method, the
@@ -288,7 +290,7 @@ func TestErrorKinds(t *testing.T) {
 		body    Kind // of reading the body, when the head arrived
 		timeout bool
 	}{
-		{name: "connection refused", addr: freeAddr(t), kind: NotSent},
+		{name: "connection refused", addr: fedtest.FreeAddr(t), kind: NotSent},
 		{name: "closed without an answer", addr: serve(func(c net.Conn) {}), kind: NoResponse},
 		{name: "reset without an answer", addr: serve(func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) }), kind: NoResponse},
 		{name: "no answer in time", addr: serve(hold), kind: HeaderTimeout, timeout: true},

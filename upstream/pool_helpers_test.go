@@ -82,7 +82,7 @@ func call(t testing.TB, s *Set, ep *endpoints.Endpoint, origin, method, target, 
 // deadURL is an http URL on loopback that refuses connections.
 func deadURL(t testing.TB) string {
 	t.Helper()
-	return "http://" + freeAddr(t)
+	return "http://" + fedtest.FreeAddr(t)
 }
 
 // scripted is a raw TCP server that hands each connection to serve; it

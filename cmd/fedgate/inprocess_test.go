@@ -151,22 +151,11 @@ func startPebbleForRun(t *testing.T, names ...string) (p *fedtest.Pebble, httpAd
 		records = append(records, n+". 60 IN A 127.0.0.1")
 	}
 	dns := fedtest.StartDNS(t, records...)
-	httpAddr, tlsAddr = freeAddr(t), freeAddr(t)
+	httpAddr, tlsAddr = fedtest.FreeAddr(t), fedtest.FreeAddr(t)
 	_, httpPort, _ := net.SplitHostPort(httpAddr)
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	hp, _ := strconv.Atoi(httpPort)
 	tp, _ := strconv.Atoi(tlsPort)
 	p = fedtest.StartPebble(t, fedtest.PebbleOptions{Binary: bin, DNS: dns, HTTPPort: hp, TLSPort: tp})
 	return p, httpAddr, tlsAddr
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

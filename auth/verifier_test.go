@@ -66,10 +66,7 @@ func TestKeyringPrecomputedBudget(t *testing.T) {
 	if err != nil || !v.Precomputed() {
 		t.Fatalf("after an eviction: %v, precomputed %v", err, v != nil && v.Precomputed())
 	}
-	env.ring.mu.Lock()
-	n := env.ring.precomputed
-	env.ring.mu.Unlock()
-	if n != 2 {
+	if n := precomputedTables(env.ring); n != 2 {
 		t.Fatalf("%d tables counted, want 2", n)
 	}
 }
@@ -93,10 +90,7 @@ func TestKeyringRotationReplacesPreparedKey(t *testing.T) {
 	if err != nil || v2 == v1 || !v2.PublicKey().Equal(replaced.key.Public()) {
 		t.Fatalf("%v: got the old key", err)
 	}
-	env.ring.mu.Lock()
-	n := env.ring.precomputed
-	env.ring.mu.Unlock()
-	if n != 1 {
+	if n := precomputedTables(env.ring); n != 1 {
 		t.Fatalf("%d tables counted after the replacement, want 1", n)
 	}
 }
@@ -120,10 +114,7 @@ func TestKeyringPreparesConcurrently(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	env.ring.mu.Lock()
-	n := env.ring.precomputed
-	env.ring.mu.Unlock()
-	if n != 1 {
+	if n := precomputedTables(env.ring); n != 1 {
 		t.Fatalf("%d tables counted, want 1", n)
 	}
 }
@@ -176,4 +167,11 @@ func TestVerifyRequestWithMatchesVerifyRequestContent(t *testing.T) {
 	if err := VerifyRequestWith(x, "PUT", "/_matrix/federation/v1/send/1", "gw.test", body, nil); KindOf(err) != KindUnknownKey {
 		t.Fatalf("nil key: %v", err)
 	}
+}
+
+// precomputedTables is how many precomputed tables k counts.
+func precomputedTables(k *Keyring) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.precomputed
 }

@@ -1,7 +1,6 @@
 package certs_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -81,17 +80,7 @@ func TestACMEClusterOneCertificate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			cl.Run(ctx)
-		}()
-		t.Cleanup(func() {
-			cancel()
-			<-done
-			cl.Close()
-		})
+		fedtest.RunUntilCleanup(t, cl.Run, cl.Close)
 		logger, logs := observedLogger()
 		httpLn, tlsLn := listen(t), listen(t)
 		m, err := certs.New(certs.Options{

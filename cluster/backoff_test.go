@@ -31,16 +31,7 @@ func (s *seen) get(dest string) (cluster.BackoffEntry, bool) {
 
 func runBackoff(t *testing.T, b *cluster.Backoff) *seen {
 	s := &seen{m: map[string]cluster.BackoffEntry{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Run(ctx, s.apply)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	fedtest.RunUntilCleanup(t, func(ctx context.Context) { b.Run(ctx, s.apply) })
 	return s
 }
 

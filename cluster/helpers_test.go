@@ -1,7 +1,6 @@
 package cluster_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -14,21 +13,17 @@ import (
 // newClient starts a client on r and its health loop, until the test ends.
 func newClient(t testing.TB, r *fedtest.Redis, node string) *cluster.Client {
 	t.Helper()
-	c, err := cluster.New(cluster.Options{URL: r.URL, Node: node, Prefix: "test:", Timeout: 200 * time.Millisecond, Logger: zaptest.NewLogger(t)})
+	return startClient(t, cluster.Options{URL: r.URL, Node: node, Prefix: "test:", Timeout: 200 * time.Millisecond, Logger: zaptest.NewLogger(t)})
+}
+
+// startClient is newClient for a test that needs its own options.
+func startClient(t testing.TB, o cluster.Options) *cluster.Client {
+	t.Helper()
+	c, err := cluster.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.Close()
-	})
+	fedtest.RunUntilCleanup(t, c.Run, c.Close)
 	return c
 }
 

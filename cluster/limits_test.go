@@ -200,21 +200,8 @@ func TestLimiterConcurrentCallers(t *testing.T) {
 func TestLimiterFallsBackWhenRedisIsSlow(t *testing.T) {
 	t.Parallel()
 	r := fedtest.StartRedis(t)
-	c, err := cluster.New(cluster.Options{URL: r.URL, Node: "slow", Prefix: "test:", Timeout: 250 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.Close()
-	})
+	c := startClient(t, cluster.Options{URL: r.URL, Node: "slow", Prefix: "test:", Timeout: 250 * time.Millisecond})
+	ctx := context.Background()
 	l := c.Limiter("ns")
 	b := []policy.SharedBucket{{Limiter: "per_origin", Key: "o.example", Rate: 100, Burst: 100}}
 	if _, _, err := l.Take(ctx, b); err != nil {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,17 +30,7 @@ func startClusterClient(t testing.TB, r *fedtest.Redis, prefix, node string) *cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.Close()
-	})
+	fedtest.RunUntilCleanup(t, c.Run, c.Close)
 	return c
 }
 
@@ -274,7 +263,7 @@ func TestClusterRedisKilledUnderLoad(t *testing.T) {
 func TestClusterEgressBackoffShared(t *testing.T) {
 	t.Parallel()
 	r := fedtest.StartRedis(t)
-	down := freeAddr(t)
+	down := fedtest.FreeAddr(t)
 	a := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "a")})
 	b := startEgress(t, egressOptions{overrides: map[string]string{"down.test": down}, cluster: startClusterClient(t, r, "fgeg:", "b")})
 	const target = "/_matrix/federation/v1/version"

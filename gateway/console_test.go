@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -135,7 +134,7 @@ func startConsole(t *testing.T, s consoleSetup) *consoleEnv {
 	t.Cleanup(slow.Close)
 	overrides := fmt.Sprintf("%q = %q\n%q = %q\n%q = %q\n%q = %q\n%q = %q\n",
 		"good.test", env.good.addr(), "busy.test", env.busy.addr(), "evil.test", env.evil.addr(),
-		"down.test", freeAddr(t), "slow.test", slow.Listener.Addr().String())
+		"down.test", fedtest.FreeAddr(t), "slow.test", slow.Listener.Addr().String())
 
 	// A certificate that expires in ten days, served by certs in files
 	// mode as "fedgate run" would.
@@ -257,17 +256,7 @@ func startConsoleCluster(t *testing.T, redisURL, password string) *cluster.Clien
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		c.Close()
-	})
+	fedtest.RunUntilCleanup(t, c.Run, c.Close)
 	return c
 }
 
@@ -577,8 +566,8 @@ func TestConsoleCluster(t *testing.T) {
 // their encodings.
 func TestConsoleNeverShowsSecrets(t *testing.T) {
 	for _, redis := range []struct{ name, url, passwordFile string }{
-		{"password in the Redis URL", "redis://fedgate:redis-url-s3cret-do-not-show@" + freeAddr(t) + "/0", ""},
-		{"password in password_file", "redis://fedgate@" + freeAddr(t) + "/0", "redis-file-s3cret-do-not-show"},
+		{"password in the Redis URL", "redis://fedgate:redis-url-s3cret-do-not-show@" + fedtest.FreeAddr(t) + "/0", ""},
+		{"password in password_file", "redis://fedgate@" + fedtest.FreeAddr(t) + "/0", "redis-file-s3cret-do-not-show"},
 	} {
 		t.Run(redis.name, func(t *testing.T) {
 			env := startConsole(t, consoleSetup{hashNames: true, token: consoleTokenValue, second: true, room: true,
@@ -728,7 +717,7 @@ func TestConsoleTokenRequired(t *testing.T) {
 // TestConsoleStatusJSONMatchesDocs: every field status.json has after real
 // traffic is documented in docs/console.md with its type.
 func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
-	env := startConsole(t, consoleSetup{second: true, room: true, redisURL: "redis://" + freeAddr(t) + "/0"})
+	env := startConsole(t, consoleSetup{second: true, room: true, redisURL: "redis://" + fedtest.FreeAddr(t) + "/0"})
 	env.seed()
 	documented := consoleSchemaDoc(t)
 	seen := map[string]string{}

@@ -148,29 +148,8 @@ func startEgress(t testing.TB, o egressOptions) *egressEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Tests cannot bind 443 or 8448: the federation client dials the test
-	// remote instead, after discovery and the SSRF guard have run as usual.
-	dopts, err := DiscoveryOptions(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dopts.PortMap = map[uint16]uint16{443: env.remote.port, 8448: env.remote.port}
-	r, err := discovery.NewResolver(dopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.fedClient.Store(discovery.NewClient(r))
 	gw.egress.now = env.clock.Now
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	startAgainstRemote(t, gw, cfg, env.remote.port)
 	env.gw = gw
 	env.egressAddr = gw.Addrs(ListenerEgress)[0].String()
 	env.fedAddr = gw.Addrs(ListenerFederation)[0].String()
@@ -180,6 +159,34 @@ func startEgress(t testing.TB, o egressOptions) *egressEnv {
 		env.egressCA.AppendCertsFromPEM(pemBytes)
 	}
 	return env
+}
+
+// startAgainstRemote starts gw with its federation client dialling
+// remotePort for ports 443 and 8448 (tests cannot bind them), after
+// discovery and the SSRF guard have run as usual, and shuts gw down when
+// the test ends.
+func startAgainstRemote(t testing.TB, gw *Gateway, cfg *config.Config, remotePort uint16) {
+	t.Helper()
+	dopts, err := DiscoveryOptions(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dopts.PortMap = map[uint16]uint16{443: remotePort, 8448: remotePort}
+	r, err := discovery.NewResolver(dopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.fedClient.Store(discovery.NewClient(r))
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
 }
 
 // sign returns the Authorization header line the homeserver would send:

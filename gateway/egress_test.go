@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 func TestEgressStageOrder(t *testing.T) {
@@ -277,7 +278,7 @@ func TestEgressDestinationPolicy(t *testing.T) {
 // JSON with "err"; further requests are answered at once while its
 // backoff lasts, and tried again after.
 func TestEgressRemoteDown(t *testing.T) {
-	env := startEgress(t, egressOptions{overrides: map[string]string{"down.test": freeAddr(t)}})
+	env := startEgress(t, egressOptions{overrides: map[string]string{"down.test": fedtest.FreeAddr(t)}})
 	const target = "/_matrix/federation/v1/version"
 	m := egressError(t, env.worker("GET", "down.test", target, "", bearer(testSecret)), http.StatusBadGateway, CodeUnknown, "err")
 	if !strings.Contains(m["err"].(string), "remote_unreachable") {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // TestForwardKeepsRequestTargetBytes sends unauthenticated requests whose
@@ -169,7 +171,7 @@ func TestBodyLimits(t *testing.T) {
 
 func TestUpstreamFailures(t *testing.T) {
 	t.Run("down", func(t *testing.T) {
-		tg := startGatewayTo(t, nil, "http://"+freeAddr(t), "")
+		tg := startGatewayTo(t, nil, "http://"+fedtest.FreeAddr(t), "")
 		resp := tg.do("GET", "/_matrix/federation/v1/version", "")
 		matrixError(t, resp, http.StatusBadGateway, CodeUnknown)
 	})

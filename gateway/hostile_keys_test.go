@@ -195,7 +195,7 @@ func TestHostileKeyServers(t *testing.T) {
 	}
 	e, origins := startHostile(t, "", map[string]string{
 		"silent.test": silent,
-		"dead.test":   freeAddr(t),
+		"dead.test":   fedtest.FreeAddr(t),
 	}, makers...)
 
 	const target = "/_matrix/federation/v1/query/profile?user_id=%40bob%3Agw.test"

@@ -2,20 +2,13 @@ package gateway
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-
 	"github.com/fedgate/fedgate/auth"
-	"github.com/fedgate/fedgate/config"
 )
 
 // BenchmarkMultiServers compares the per-request cost with 1 and with 50
@@ -86,12 +79,7 @@ type multiBench struct {
 // io.Discard.
 func newMultiBench(b *testing.B, n int) *multiBench {
 	b.Helper()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{}`)
-	}))
-	b.Cleanup(up.Close)
+	upURL := startBenchUpstream(b)
 	dir := b.TempDir()
 	origin, _ := auth.GenerateSigningKey("o_1")
 	var t strings.Builder
@@ -113,24 +101,10 @@ func newMultiBench(b *testing.B, n int) *multiBench {
 			fmt.Fprintf(&t, "\n[[servers]]\nserver_name = %q\n", name)
 		}
 		fmt.Fprintf(&t, "%s\nurl = %q\n%s\nsigning_key = %q\n%s\nserver = \"fed%d.test:443\"\n",
-			section("upstream"), up.URL, section("keys"), keyFile, section("well_known"), i)
+			section("upstream"), upURL, section("keys"), keyFile, section("well_known"), i)
 		e.dest = name
 	}
-	path := filepath.Join(dir, "gateway.toml")
-	if err := os.WriteFile(path, []byte(t.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		b.Fatalf("%v\n%s", err, t.String())
-	}
-	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	g, err := New(Options{Config: cfg, Logger: logger})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { closeUpstreams(g.rt.Load().servers); g.keyring.Close() })
-	e.g = g
+	e.g = loadBenchGateway(b, dir, t.String())
 	return e
 }
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
-	"github.com/fedgate/fedgate/discovery"
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
@@ -125,28 +123,7 @@ func startMulti(t *testing.T, o multiOptions) *multiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The federation client dials the remote for port 8448 (tests cannot
-	// bind it), after discovery and the SSRF guard ran as usual.
-	dopts, err := DiscoveryOptions(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dopts.PortMap = map[uint16]uint16{8448: env.remote.port, 443: env.remote.port}
-	r, err := discovery.NewResolver(dopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw.fedClient.Store(discovery.NewClient(r))
-	if err := gw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	startAgainstRemote(t, gw, cfg, env.remote.port)
 	env.gw = gw
 	env.addr = gw.Addrs(ListenerFederation)[0].String()
 	env.egress = gw.Addrs(ListenerEgress)[0].String()

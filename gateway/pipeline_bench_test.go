@@ -41,12 +41,12 @@ type benchEnv struct {
 // the access log encoded as in production, to io.Discard.
 func newBenchEnv(b *testing.B, extraTOML ...string) *benchEnv {
 	b.Helper()
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{}`)
-	}))
-	b.Cleanup(up.Close)
+	return newBenchEnvUpstream(b, fmt.Sprintf("url = %q\n", startBenchUpstream(b)), extraTOML...)
+}
+
+// newBenchEnvUpstream is newBenchEnv with the given [upstream] keys.
+func newBenchEnvUpstream(b *testing.B, upstreamTOML string, extraTOML ...string) *benchEnv {
+	b.Helper()
 	dir := b.TempDir()
 	gwKey, _ := auth.GenerateSigningKey("gw_1")
 	keyFile := filepath.Join(dir, "signing.key")
@@ -56,8 +56,6 @@ func newBenchEnv(b *testing.B, extraTOML ...string) *benchEnv {
 	origin, _ := auth.GenerateSigningKey("o_1")
 	toml := fmt.Sprintf(`server_name = "gw.test"
 data_dir = %q
-[upstream]
-url = %q
 [listen]
 federation = ["127.0.0.1:0"]
 [well_known]
@@ -71,14 +69,37 @@ signing_key = %q
 server_name = "origin.test"
 key_id = "ed25519:o_1"
 public_key = %q
-`, filepath.Join(dir, "data"), up.URL, keyFile, auth.EncodeBase64(origin.Public())) + strings.Join(extraTOML, "\n")
+[upstream]
+%s`, filepath.Join(dir, "data"), keyFile, auth.EncodeBase64(origin.Public()), upstreamTOML) + strings.Join(extraTOML, "\n")
+	return &benchEnv{g: loadBenchGateway(b, dir, toml), origin: origin}
+}
+
+// startBenchUpstream starts the cheapest upstream that still reads the
+// request and answers like a homeserver, until the benchmark ends, and
+// returns its URL.
+func startBenchUpstream(b *testing.B) string {
+	b.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{}`)
+	}))
+	b.Cleanup(up.Close)
+	return up.URL
+}
+
+// loadBenchGateway writes toml to dir/gateway.toml and builds a Gateway
+// from it, with the access log encoded as in production to io.Discard,
+// closed when the benchmark ends.
+func loadBenchGateway(b *testing.B, dir, toml string) *Gateway {
+	b.Helper()
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		b.Fatal(err)
+		b.Fatalf("%v\n%s", err, toml)
 	}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
 	g, err := New(Options{Config: cfg, Logger: logger})
@@ -86,7 +107,7 @@ public_key = %q
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { closeUpstreams(g.rt.Load().servers); g.keyring.Close() })
-	return &benchEnv{g: g, origin: origin}
+	return g
 }
 
 // benchRequest is one pre-signed request.
@@ -162,6 +183,23 @@ func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.status = code }
 func (w *discardWriter) Flush()                      {}
 
+// serveLoop serves reqs in turn through the whole handler for as long as
+// b.Loop runs, and fails on any answer but 200.
+func (e *benchEnv) serveLoop(b *testing.B, reqs []benchRequest) {
+	w := &discardWriter{h: http.Header{}}
+	i := 0
+	for b.Loop() {
+		r := &reqs[i%len(reqs)]
+		i++
+		clear(w.h)
+		w.status = 0
+		e.g.serveFederation(w, r.newRequest())
+		if w.status != 0 && w.status != http.StatusOK {
+			b.Fatalf("%s %s: status %d", r.method, r.target, w.status)
+		}
+	}
+}
+
 func (e *benchEnv) cases(b *testing.B) []struct {
 	name string
 	reqs []benchRequest
@@ -199,18 +237,7 @@ func BenchmarkInbound(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.reqs[0].body)))
 			b.ReportAllocs()
-			w := &discardWriter{h: http.Header{}}
-			i := 0
-			for b.Loop() {
-				r := &c.reqs[i%len(c.reqs)]
-				i++
-				clear(w.h)
-				w.status = 0
-				e.g.serveFederation(w, r.newRequest())
-				if w.status != 0 && w.status != http.StatusOK {
-					b.Fatalf("%s %s: status %d", r.method, r.target, w.status)
-				}
-			}
+			e.serveLoop(b, c.reqs)
 		})
 	}
 }
@@ -224,18 +251,7 @@ func BenchmarkInboundAccessLog(b *testing.B) {
 		c := e.cases(b)[0] // GET-profile
 		b.Run(fmt.Sprintf("access=%t", access), func(b *testing.B) {
 			b.ReportAllocs()
-			w := &discardWriter{h: http.Header{}}
-			i := 0
-			for b.Loop() {
-				r := &c.reqs[i%len(c.reqs)]
-				i++
-				clear(w.h)
-				w.status = 0
-				e.g.serveFederation(w, r.newRequest())
-				if w.status != 0 && w.status != http.StatusOK {
-					b.Fatalf("status %d", w.status)
-				}
-			}
+			e.serveLoop(b, c.reqs)
 		})
 	}
 }

@@ -112,7 +112,7 @@ func TestFailoverNoResponse(t *testing.T) {
 				t.Fatalf("the crashing member saw %d requests", broken.Load())
 			}
 			if !tt.repeatable {
-				if errKind(err) != NoResponse {
+				if kindOf(err) != NoResponse {
 					t.Fatalf("non-repeatable request: %v %+v", err, x)
 				}
 				return
@@ -135,12 +135,12 @@ func TestNoFailoverAfterHead(t *testing.T) {
 	_, urls := startWorkers(t, 1)
 	var slowSeen atomic.Int32
 	slow := scripted(t, func(c net.Conn) {
-		readHead(c)
+		readRequestHead(bufio.NewReader(c))
 		slowSeen.Add(1)
 		time.Sleep(time.Second)
 	})
 	garbage := scripted(t, func(c net.Conn) {
-		readHead(c)
+		readRequestHead(bufio.NewReader(c))
 		io.WriteString(c, "SSH-2.0-OpenSSH\r\n\r\n")
 	})
 	get := endpoint(t, "version", "GET")
@@ -155,7 +155,7 @@ func TestNoFailoverAfterHead(t *testing.T) {
 			for i := 0; i < 4 && err == nil; i++ {
 				_, _, err = call(t, s, get, "", "GET", "/_matrix/federation/v1/version", "")
 			}
-			if errKind(err) != tt.kind {
+			if kindOf(err) != tt.kind {
 				t.Fatalf("error %v, want %v", err, tt.kind)
 			}
 			if st := s.Status()[0].Members[0]; st.State != Down || st.Failovers != 0 {
@@ -234,7 +234,7 @@ func TestFailedExchangeNamesMember(t *testing.T) {
 	}}, nil)
 	ep := endpoint(t, "send", "PUT")
 	x, _, err := call(t, s, ep, "origin.test", "PUT", "/_matrix/federation/v1/send/t1", `{"pdus":[]}`)
-	if errKind(err) != NotSent {
+	if kindOf(err) != NotSent {
 		t.Fatalf("err %v", err)
 	}
 	if x.Pool != "senders" || !x.Failover || x.Response != nil {

@@ -15,7 +15,7 @@ import (
 
 // rawServer accepts connections on loopback and hands each to serve, on
 // its own goroutine. It returns the address.
-func rawServer(t *testing.T, serve func(c net.Conn)) string {
+func rawServer(t testing.TB, serve func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,6 +49,23 @@ func rawServer(t *testing.T, serve func(c net.Conn)) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// keepAliveServer is rawServer for a homeserver that keeps connections
+// open: answer gets each request head read from c in turn, until the
+// client closes the connection. It returns the address.
+func keepAliveServer(t testing.TB, answer func(c net.Conn, head string)) string {
+	t.Helper()
+	return rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			head, _, err := readRequestHead(br)
+			if err != nil {
+				return
+			}
+			answer(c, head)
+		}
+	})
 }
 
 // readRequestHead reads one request head (up to the blank line) and, when

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // TestRequestWrittenAsGiven: the homeserver receives the method, the
@@ -98,16 +100,9 @@ func TestRequestWrittenAsGiven(t *testing.T) {
 func TestEmptyBodies(t *testing.T) {
 	t.Parallel()
 	heads := make(chan string, 2)
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			head, _, err := readRequestHead(br)
-			if err != nil {
-				return
-			}
-			heads <- head
-			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-		}
+	addr := keepAliveServer(t, func(c net.Conn, head string) {
+		heads <- head
+		io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
 	})
 	m := newMember(t, Options{URL: "http://" + addr})
 	for _, method := range []string{"GET", "PUT"} {
@@ -127,19 +122,12 @@ func TestEmptyBodies(t *testing.T) {
 // hop-by-hop fields do not; chunked bodies are decoded.
 func TestResponseHead(t *testing.T) {
 	t.Parallel()
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			head, _, err := readRequestHead(br)
-			if err != nil {
-				return
-			}
-			switch {
-			case strings.Contains(head, "/length"):
-				io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 13\r\n\r\n{\"a\":\"hello\"}")
-			case strings.Contains(head, "/chunked"):
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n")
-			}
+	addr := keepAliveServer(t, func(c net.Conn, head string) {
+		switch {
+		case strings.Contains(head, "/length"):
+			io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 13\r\n\r\n{\"a\":\"hello\"}")
+		case strings.Contains(head, "/chunked"):
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n")
 		}
 	})
 	m := newMember(t, Options{URL: "http://" + addr})
@@ -302,7 +290,7 @@ func TestErrorKinds(t *testing.T) {
 		body    Kind // of reading the body, when the head arrived
 		timeout bool
 	}{
-		{name: "connection refused", addr: freeAddr(t), kind: NotSent},
+		{name: "connection refused", addr: fedtest.FreeAddr(t), kind: NotSent},
 		{name: "closed without an answer", addr: serve(func(c net.Conn) {}), kind: NoResponse},
 		{name: "reset without an answer", addr: serve(func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) }), kind: NoResponse},
 		{name: "no answer in time", addr: serve(hold), kind: HeaderTimeout, timeout: true},
@@ -384,21 +372,14 @@ func TestCallerGoesAway(t *testing.T) {
 func TestStreamToFlushesWhenWaiting(t *testing.T) {
 	t.Parallel()
 	next := make(chan struct{})
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			head, _, err := readRequestHead(br)
-			if err != nil {
-				return
-			}
-			if strings.Contains(head, "/whole") {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-				continue
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-			<-next
-			io.WriteString(c, "6\r\nsecond\r\n0\r\n\r\n")
+	addr := keepAliveServer(t, func(c net.Conn, head string) {
+		if strings.Contains(head, "/whole") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+			return
 		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+		<-next
+		io.WriteString(c, "6\r\nsecond\r\n0\r\n\r\n")
 	})
 	m := newMember(t, Options{URL: "http://" + addr})
 	resp, err := m.RoundTrip(context.Background(), &Request{Method: "GET", Target: "/stream"})
@@ -437,18 +418,11 @@ func TestStreamToFlushesWhenWaiting(t *testing.T) {
 // not, and the connection still serves the next request.
 func TestReadAllLimit(t *testing.T) {
 	t.Parallel()
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			head, _, err := readRequestHead(br)
-			if err != nil {
-				return
-			}
-			if strings.Contains(head, "/announced") {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a")
-			} else {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n0123456789a\r\n0\r\n\r\n")
-			}
+	addr := keepAliveServer(t, func(c net.Conn, head string) {
+		if strings.Contains(head, "/announced") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a")
+		} else {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n0123456789a\r\n0\r\n\r\n")
 		}
 	})
 	m := newMember(t, Options{URL: "http://" + addr})
@@ -601,16 +575,4 @@ func TestProbe(t *testing.T) {
 	if _, err := m.Probe(ctx, "/", "probe"); err == nil {
 		t.Fatal("a cancelled probe succeeded")
 	}
-}
-
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

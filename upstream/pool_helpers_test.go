@@ -2,11 +2,8 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,8 +11,7 @@ import (
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
-// Helpers of the pool tests. They build their own servers rather than
-// sharing member_test.go's, so the two sets of tests can change apart.
+// Helpers of the pool tests, on top of helpers_test.go's.
 
 // startWorkers starts n recording homeservers ("workers") on loopback.
 func startWorkers(t *testing.T, n int) ([]*fedtest.Homeserver, []string) {
@@ -86,71 +82,12 @@ func call(t testing.TB, s *Set, ep *endpoints.Endpoint, origin, method, target, 
 // deadURL is an http URL on loopback that refuses connections.
 func deadURL(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	return "http://" + fedtest.FreeAddr(t)
 }
 
 // scripted is a raw TCP server that hands each connection to serve; it
 // returns its URL.
 func scripted(t testing.TB, serve func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				serve(c)
-			})
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
-// readHead reads a request head from c (up to the blank line).
-func readHead(c net.Conn) string {
-	var b strings.Builder
-	buf := make([]byte, 1)
-	for !strings.HasSuffix(b.String(), "\r\n\r\n") {
-		if _, err := c.Read(buf); err != nil {
-			return b.String()
-		}
-		b.WriteByte(buf[0])
-	}
-	return b.String()
-}
-
-// errKind returns the Kind of the *Error in err, or 0.
-func errKind(err error) Kind {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Kind
-	}
-	return 0
+	return "http://" + rawServer(t, serve)
 }

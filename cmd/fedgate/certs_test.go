@@ -1,19 +1,13 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -160,15 +154,8 @@ func TestReloadCertificates(t *testing.T) {
 // then serves a certificate that verifies against Pebble's root.
 func TestRunACMEWithPebble(t *testing.T) {
 	t.Parallel()
-	bin := fedtest.PebbleBinary(t)
 	const name = "e2e.fedgate.test"
-	dns := fedtest.StartDNS(t, name+". 60 IN A 127.0.0.1")
-	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
-	_, httpPort, _ := net.SplitHostPort(httpAddr)
-	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	hp, _ := strconv.Atoi(httpPort)
-	tp, _ := strconv.Atoi(tlsPort)
-	p := fedtest.StartPebble(t, fedtest.PebbleOptions{Binary: bin, DNS: dns, HTTPPort: hp, TLSPort: tp})
+	p, httpAddr, tlsAddr := startPebbleForRun(t, name)
 
 	dir := t.TempDir()
 	c := parseConfig(t, dir, `server_name = "`+name+`"
@@ -187,53 +174,11 @@ email = "ops@fedgate.test"
 ca = "`+p.DirURL+`"
 ca_root = "`+p.APIRootFile+`"
 `)
-	core, logs := observer.New(zap.InfoLevel)
-	signals := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(c, c.File, zap.New(core), signals) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		signals <- syscall.SIGTERM
-		return <-done
-	}
-	t.Cleanup(func() { stop() })
-
-	client := &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: p.IssuerRoots, ServerName: name},
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, tlsAddr)
-			},
-			ForceAttemptHTTP2: true,
-		},
-	}
-	defer client.CloseIdleConnections()
-	var body []byte
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := client.Get("https://" + name + "/.well-known/matrix/server")
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
-				t.Fatalf("well-known: %s %d %q", resp.Proto, resp.StatusCode, body)
-			}
-			break
-		}
-		select {
-		case err := <-done:
-			stopped = true
-			t.Fatalf("fedgate stopped: %v; logs: %v", err, logs.All())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no certificate after 60s (last error %v); logs: %v", err, logs.All())
-		}
+	r := startRun(t, c, c.File)
+	logs := r.logs
+	resp, body := r.wellKnownOnceCertified(p, tlsAddr, name)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("well-known: %s %d %q", resp.Proto, resp.StatusCode, body)
 	}
 	if string(body) != `{"m.server":"`+name+`:443"}` {
 		t.Fatalf("well-known body %q", body)
@@ -241,18 +186,7 @@ ca_root = "`+p.APIRootFile+`"
 	if logs.FilterMessageSnippet("served key authentication").FilterField(zap.String("challenge", "http-01")).Len() == 0 {
 		t.Error("the HTTP-01 challenge was not answered by the gateway's plain listener")
 	}
-	if err := stop(); err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

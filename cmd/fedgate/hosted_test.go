@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,7 +68,7 @@ func (d *hostedDeployment) write(name, text string) string {
 
 func startHostedDeployment(t *testing.T, names ...string) *hostedDeployment {
 	t.Helper()
-	d := &hostedDeployment{t: t, dir: t.TempDir(), ca: fedtest.NewCA(t), hs: map[string]*fedtest.Homeserver{}, signals: make(chan os.Signal, 1)}
+	d := &hostedDeployment{t: t, dir: t.TempDir(), ca: fedtest.NewCA(t), hs: map[string]*fedtest.Homeserver{}}
 	d.ca.WriteLeafFiles(t, d.dir, hostedDeploymentNames...)
 	key, _ := auth.GenerateSigningKey("k1")
 	if err := auth.WriteKeyFile(filepath.Join(d.dir, "signing.key"), auth.FormatSynapse, []auth.SigningKey{key}); err != nil {
@@ -90,37 +89,10 @@ func startHostedDeployment(t *testing.T, names ...string) *hostedDeployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zap.InfoLevel)
-	d.logs = logs
-	done := make(chan error, 1)
-	go func() { done <- run(c, path, zap.New(core), d.signals) }()
-	t.Cleanup(func() {
-		d.signals <- syscall.SIGTERM
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for d.fedAddr == "" || d.admin == "" || logs.FilterMessage("fedgate ready").Len() == 0 {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fedgate did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-		for _, e := range logs.FilterMessage("listening").All() {
-			addr, _ := e.ContextMap()["addr"].(string)
-			switch e.ContextMap()["listener"] {
-			case "federation":
-				d.fedAddr = addr
-			case "admin":
-				d.admin = addr
-			}
-		}
-	}
+	r := startRun(t, c, path)
+	d.logs, d.signals = r.logs, r.signals
+	addrs := r.waitReady("federation", "admin")
+	d.fedAddr, d.admin = addrs["federation"], addrs["admin"]
 	_, port, _ := net.SplitHostPort(d.fedAddr)
 	for _, n := range hostedDeploymentNames {
 		d.dns.Add(t, "_matrix-fed._tcp."+n+". 300 IN SRV 10 5 "+port+" fed.test.")
@@ -215,15 +187,8 @@ func TestHostedDeployment(t *testing.T) {
 // its own.
 func TestRunACMEWithPebbleTwoServers(t *testing.T) {
 	t.Parallel()
-	bin := fedtest.PebbleBinary(t)
 	names := []string{"a.e2e.test", "b.e2e.test"}
-	dns := fedtest.StartDNS(t, names[0]+". 60 IN A 127.0.0.1", names[1]+". 60 IN A 127.0.0.1")
-	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
-	_, httpPort, _ := net.SplitHostPort(httpAddr)
-	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
-	hp, _ := strconv.Atoi(httpPort)
-	tp, _ := strconv.Atoi(tlsPort)
-	p := fedtest.StartPebble(t, fedtest.PebbleOptions{Binary: bin, DNS: dns, HTTPPort: hp, TLSPort: tp})
+	p, httpAddr, tlsAddr := startPebbleForRun(t, names...)
 
 	dir := t.TempDir()
 	c := parseConfig(t, dir, `server_name = "`+names[0]+`"
@@ -251,49 +216,13 @@ server = "`+names[1]+`:443"
 [servers.keys]
 generate = true
 `)
-	core, logs := observer.New(zap.InfoLevel)
-	signals := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(c, c.File, zap.New(core), signals) }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			signals <- syscall.SIGTERM
-			<-done
-		}
-	})
+	r := startRun(t, c, c.File)
+	logs := r.logs
 	for _, name := range names {
-		client := &http.Client{
-			Timeout: 5 * time.Second,
-			Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: p.IssuerRoots, ServerName: name},
-				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					return (&net.Dialer{}).DialContext(ctx, network, tlsAddr)
-				},
-			},
-		}
-		defer client.CloseIdleConnections()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			resp, err := client.Get("https://" + name + "/.well-known/matrix/server")
-			if err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				leaf := resp.TLS.PeerCertificates[0]
-				if resp.StatusCode != 200 || string(body) != `{"m.server":"`+name+`:443"}` || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != name {
-					t.Fatalf("%s: %d %s, certificate for %v", name, resp.StatusCode, body, leaf.DNSNames)
-				}
-				break
-			}
-			select {
-			case err := <-done:
-				stopped = true
-				t.Fatalf("fedgate stopped: %v; logs: %v", err, logs.All())
-			case <-time.After(50 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no certificate for %s after 60s (last error %v); logs: %v", name, err, logs.All())
-			}
+		resp, body := r.wellKnownOnceCertified(p, tlsAddr, name)
+		leaf := resp.TLS.PeerCertificates[0]
+		if resp.StatusCode != 200 || string(body) != `{"m.server":"`+name+`:443"}` || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != name {
+			t.Fatalf("%s: %d %s, certificate for %v", name, resp.StatusCode, body, leaf.DNSNames)
 		}
 	}
 	if logs.FilterMessageSnippet("served key authentication").FilterField(zap.String("challenge", "http-01")).Len() < 2 {

@@ -9,12 +9,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/config"
@@ -110,41 +106,8 @@ func startDeployment(t *testing.T, s deploymentSetup) *deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, logs := observer.New(zap.InfoLevel)
-	signals := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() { done <- run(c, path, zap.New(core), signals) }()
-	t.Cleanup(func() {
-		signals <- syscall.SIGTERM
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	// Listeners log "listening" from their own goroutines, after Start
-	// returned: wait for the federation and admin ones.
-	deadline := time.Now().Add(20 * time.Second)
-	for d.fedAddr == "" || d.admin == "" || logs.FilterMessage("fedgate ready").Len() == 0 {
-		select {
-		case err := <-done:
-			t.Fatalf("run ended: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("fedgate did not start")
-		}
-		time.Sleep(10 * time.Millisecond)
-		for _, e := range logs.FilterMessage("listening").All() {
-			addr, _ := e.ContextMap()["addr"].(string)
-			switch e.ContextMap()["listener"] {
-			case "federation":
-				d.fedAddr = addr
-			case "admin":
-				d.admin = addr
-			case "egress":
-				d.egress = addr
-			}
-		}
-	}
+	addrs := startRun(t, c, path).waitReady("federation", "admin")
+	d.fedAddr, d.admin, d.egress = addrs["federation"], addrs["admin"], addrs["egress"]
 	_, port, _ := net.SplitHostPort(d.fedAddr)
 	d.dns.Add(t, "_matrix-fed._tcp.example.test. 300 IN SRV 10 5 "+port+" fed.example.test.")
 	return d

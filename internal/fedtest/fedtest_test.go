@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,5 +90,31 @@ func TestCAAndHomeserver(t *testing.T) {
 	got := hs.Requests()
 	if len(got) != 1 || got[0].RequestURI != "/_matrix/federation/v1/send/%21a?b=2&a=1" || string(got[0].Body) != "{}" {
 		t.Fatalf("recorded %+v", got)
+	}
+}
+
+// TestRunUntilCleanup: the loop runs while the test does, and at cleanup
+// it is cancelled and has returned before the closers run, in order.
+func TestRunUntilCleanup(t *testing.T) {
+	var events []string
+	var mu sync.Mutex
+	note := func(s string) {
+		mu.Lock()
+		events = append(events, s)
+		mu.Unlock()
+	}
+	started := make(chan struct{})
+	t.Run("inner", func(t *testing.T) {
+		RunUntilCleanup(t, func(ctx context.Context) {
+			close(started)
+			<-ctx.Done()
+			note("loop returned")
+		}, func() error { note("first closer"); return nil }, func() error { note("second closer"); return nil })
+		<-started
+		note("test body")
+	})
+	want := []string{"test body", "loop returned", "first closer", "second closer"}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("events %q, want %q", events, want)
 	}
 }

@@ -90,7 +90,7 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	ca := NewCA(t)
 	certFile, keyFile := ca.WriteLeafFiles(t, dir, "localhost", "127.0.0.1")
 	apiRoot := ca.WriteCertFile(t, dir)
-	acmeAddr, mgmtAddr := freeLoopbackAddr(t), freeLoopbackAddr(t)
+	acmeAddr, mgmtAddr := FreeAddr(t), FreeAddr(t)
 	conf := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  acmeAddr,
 		"managementListenAddress":        mgmtAddr,
@@ -184,9 +184,10 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	return &Pebble{DirURL: "https://" + acmeAddr + "/dir", APIRootFile: apiRoot, IssuerRoots: pool}
 }
 
-// freeLoopbackAddr returns a 127.0.0.1 address whose port was free a
-// moment ago, for servers that bind their own listeners.
-func freeLoopbackAddr(t testing.TB) string {
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment
+// ago: for servers that bind their own listeners, and for a dial that
+// must be refused.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -74,7 +74,7 @@ type Redis struct {
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
-	r.Addr = freeLoopbackAddr(t)
+	r.Addr = FreeAddr(t)
 	r.URL = "redis://" + r.Addr + "/0"
 	r.Start()
 	t.Cleanup(func() {

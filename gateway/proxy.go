@@ -124,7 +124,10 @@ func (h *homeserver) close() { h.Close() }
 // broke off.
 func (g *Gateway) forward(in *inbound) {
 	in.upstreamStart = time.Now()
-	set := [...]upstream.Field{
+	// The fields live in the pooled request state: the upstream package
+	// keeps the request's contents while it writes them, so a local array
+	// would be moved to the heap on every request.
+	in.setFields = [...]upstream.Field{
 		{Name: "X-Forwarded-For", Value: in.peer.String()},
 		{Name: "X-Forwarded-Proto", Value: "https"},
 		{Name: "X-Request-Id", Value: in.id},
@@ -136,7 +139,7 @@ func (g *Gateway) forward(in *inbound) {
 		Target: in.r.RequestURI,
 		Host:   in.r.Host,
 		Header: in.r.Header,
-		Set:    set[:],
+		Set:    in.setFields[:],
 		Body:   in.body,
 	}
 	ctx := in.r.Context()

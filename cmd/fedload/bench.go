@@ -51,7 +51,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.cluster, "cluster", false, "also run fedgate in cluster mode (target fedgate+redis) against a redis-server fedload starts, and report what [cluster] adds per request")
 	fs.StringVar(&o.redis, "redis", "", `redis-server binary for -cluster ("": PATH)`)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fedload bench [flags]\n\nMeasures fedgate, Caddy and nginx in front of the same upstream, and the\nupstream directly, in interleaved rounds on loopback.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: fedload bench [flags]\n\nMeasures fedgate, Caddy and nginx in front of the same upstream, and the\nupstream directly, in interleaved rounds on loopback. It is fedload's default\nmode; \"fedload soak -h\" describes the other one.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

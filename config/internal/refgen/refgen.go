@@ -174,6 +174,9 @@ func (g *generator) walk(sec *section, prefix string, v, derived reflect.Value, 
 			continue
 		}
 		full := strings.TrimPrefix(prefix+"."+key, ".")
+		if entryKey, ok := strings.CutPrefix(full, "servers[]."); ok && config.TopLevelOnly(entryKey) {
+			continue // a [[servers]] entry may not set it: documented at the top level only
+		}
 		doc := g.docs.fields[t.Name()][f.Name]
 		if doc == "" && f.Type.Kind() == reflect.Struct && !isValueType(f.Type) {
 			doc = g.docs.types[f.Type.Name()] // a section: its type's doc

@@ -207,9 +207,10 @@ func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, f
 	bp := msgPool.Get().(*[]byte)
 	defer putMsg(bp)
 	var ok bool
-	if key != nil && form == bodyCanonical {
-		// The signed object is hashed in parts, the content where it
-		// is: no copy of the body.
+	if key != nil {
+		// A prepared key comes with canonical content only
+		// (VerifyRequestWith): the signed object is hashed in parts, the
+		// content where it is, with no copy of the body.
 		fields, err := requestFields((*bp)[:0], method, requestURI, x.Origin, ourName)
 		*bp = fields
 		if err != nil {
@@ -226,11 +227,7 @@ func verifyRequest(x XMatrix, method, requestURI, ourName string, body []byte, f
 		if err != nil {
 			return err
 		}
-		if key != nil {
-			ok = key.Verify(msg, x.Sig)
-		} else {
-			ok = ed25519.Verify(pub, msg, x.Sig)
-		}
+		ok = ed25519.Verify(pub, msg, x.Sig)
 	}
 	if !ok {
 		return &Error{Kind: KindBadSignature, Msg: "Invalid X-Matrix signature"}

@@ -650,8 +650,8 @@ type Admin struct {
 	// Peers are server names that get their own metric label; every other
 	// server is counted as "other".
 	Peers []string `toml:"peers"`
-	// ReadyWindow: /readyz fails if the homeserver has not been reachable
-	// within this long.
+	// ReadyWindow is how long the homeserver may go unreachable before
+	// /readyz fails.
 	ReadyWindow Duration `toml:"ready_window"`
 	// TokenFile is a file holding the admin token (a string): when set,
 	// the console (GET /) and /status.json on the admin listener answer

@@ -30,6 +30,22 @@ var serverEgressKeys = map[string]bool{"secret": true, "secret_file": true}
 // when it does not set them. names is always the entry's own.
 var inheritedTLSKeys = []string{"mode", "email", "ca", "ca_root", "storage", "cert_file", "key_file"}
 
+// TopLevelOnly reports whether key, a key of a hosted server's sections
+// ("keys.cache_file", "egress.connect"), may be set at the top level only:
+// the keyring's keys and the egress listener's. A [[servers]] entry that
+// sets one is refused.
+func TopLevelOnly(key string) bool {
+	section, sub, _ := strings.Cut(key, ".")
+	sub, _, _ = strings.Cut(sub, ".")
+	switch section {
+	case "keys":
+		return keyringKeys[sub]
+	case "egress":
+		return sub != "" && !serverEgressKeys[sub]
+	}
+	return false
+}
+
 // setDefaults gives a [[servers]] entry the defaults of the sections it
 // holds before the file's keys are decoded into it.
 func (s *HostedServer) setDefaults() {
@@ -240,10 +256,10 @@ func (v *validator) serverEgress() {
 // refuseTopLevelOnly reports keys of a [[servers]] entry that only the top
 // level may set: the keyring's and the egress listener's.
 func (v *validator) refuseTopLevelOnly(prefix string) {
-	check := func(section string, typ reflect.Type, allowed func(string) bool, why string) {
+	check := func(section string, typ reflect.Type, why string) {
 		for i := 0; i < typ.NumField(); i++ {
 			tag := typ.Field(i).Tag.Get("toml")
-			if tag == "" || tag == "-" || allowed(tag) {
+			if tag == "" || tag == "-" || !TopLevelOnly(section+"."+tag) {
 				continue
 			}
 			if key := prefix + "." + section + "." + tag; v.c.isSetRaw(key) {
@@ -251,9 +267,9 @@ func (v *validator) refuseTopLevelOnly(prefix string) {
 			}
 		}
 	}
-	check("keys", reflect.TypeFor[Keys](), func(k string) bool { return !keyringKeys[k] },
+	check("keys", reflect.TypeFor[Keys](),
 		"the keyring of remote keys is shared by every hosted server")
-	check("egress", reflect.TypeFor[Egress](), func(k string) bool { return serverEgressKeys[k] },
+	check("egress", reflect.TypeFor[Egress](),
 		"this configures the egress listener, shared by every hosted server (a [[servers]] entry sets only its secret or secret_file)")
 }
 

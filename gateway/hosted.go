@@ -14,6 +14,7 @@ import (
 	"github.com/fedgate/fedgate/hosting"
 	"github.com/fedgate/fedgate/policy"
 	"github.com/fedgate/fedgate/policysource"
+	"github.com/fedgate/fedgate/upstream"
 )
 
 // Hosted servers: the top-level configuration is the first and every
@@ -32,7 +33,7 @@ type hostedServer struct {
 	cfg      *config.Config // its configuration: per-server sections in place
 	name     string         // server name as configured
 	keys     *signingKeys
-	upstream *homeserver
+	upstream *upstream.Set   // its homeserver's pools: a default pool and its routes
 	egress   *egressSettings // its homeserver's egress secret
 	state    *hostedState    // long-lived, by name
 }
@@ -71,7 +72,7 @@ func (g *Gateway) buildHosted(c *config.Config) ([]*hostedServer, *hosting.Table
 	servers := make([]*hostedServer, 0, len(hosted))
 	fail := func(err error) ([]*hostedServer, *hosting.Table, error) {
 		for _, hs := range servers {
-			hs.upstream.close()
+			hs.upstream.Close()
 		}
 		return nil, nil, err
 	}
@@ -116,10 +117,13 @@ func secretKey(c *config.Config) string {
 	return "egress.secret"
 }
 
-// closeUpstreams releases the idle upstream connections of servers.
+// closeUpstreams retires the pools of servers (after a reload replaced
+// their runtime): idle connections close now, busy ones when their request
+// ends; members' health stays with the gateway's tracker while a newer
+// runtime lists them.
 func closeUpstreams(servers []*hostedServer) {
 	for _, hs := range servers {
-		hs.upstream.close()
+		hs.upstream.Close()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedgate/fedgate/internal/endpoints"
 	"github.com/fedgate/fedgate/policy"
+	"github.com/fedgate/fedgate/upstream"
 )
 
 // inbound is the per-request state of the inbound pipeline: parsed once,
@@ -48,6 +49,7 @@ type inbound struct {
 
 	upstreamStart   time.Time
 	upstreamHeaders time.Time
+	setFields       [5]upstream.Field // the header fields forward sets
 	// pool and member are where forward sent the request (the member
 	// that answered, or the last one tried); failover: a second member.
 	pool     string

@@ -19,20 +19,13 @@ import (
 // answering (transactions), see [Gateway.forward].
 const maxBufferedResponse = 4 << 20
 
-// homeserver is the way to the homeserver a runtime forwards to: the
-// pools built from one [upstream] section (a default pool and its routes;
-// one member when only url is set).
-type homeserver struct {
-	*upstream.Set
-}
-
 // newUpstream builds the pools of one [upstream] section of c (a hosted
 // server's configuration, whose server_name scopes its members' state),
 // their members' health kept in tracker (the gateway's, so that it
 // survives reloads; nil for a throw-away check); errors name the key at
 // fault (section is "upstream", or wherever another section of the same
 // shape lives).
-func newUpstream(c *config.Config, section string, u config.Upstream, tracker *upstream.Tracker) (*homeserver, error) {
+func newUpstream(c *config.Config, section string, u config.Upstream, tracker *upstream.Tracker) (*upstream.Set, error) {
 	set, err := upstream.NewSet(upstreamSetOptions(c, u), tracker)
 	if err != nil {
 		key := section
@@ -59,7 +52,7 @@ func newUpstream(c *config.Config, section string, u config.Upstream, tracker *u
 		}
 		return nil, c.Errorf(key, "%v", err)
 	}
-	return &homeserver{Set: set}, nil
+	return set, nil
 }
 
 // upstreamSetOptions maps one [upstream] section onto the pools' options.
@@ -107,12 +100,6 @@ func upstreamOptions(u config.Upstream) upstream.Options {
 	}
 }
 
-// close retires the pools (after a reload replaced their runtime): idle
-// connections close now, busy ones when their request ends; members'
-// health stays with the gateway's tracker while a newer runtime lists
-// them.
-func (h *homeserver) close() { h.Close() }
-
 // forward relays the request to the homeserver: the method, the
 // request-target, the Authorization header and the body exactly as
 // received (the homeserver checks the X-Matrix signature again), the
@@ -124,7 +111,10 @@ func (h *homeserver) close() { h.Close() }
 // broke off.
 func (g *Gateway) forward(in *inbound) {
 	in.upstreamStart = time.Now()
-	set := [...]upstream.Field{
+	// The fields live in the pooled request state: the upstream package
+	// keeps the request's contents while it writes them, so a local array
+	// would be moved to the heap on every request.
+	in.setFields = [...]upstream.Field{
 		{Name: "X-Forwarded-For", Value: in.peer.String()},
 		{Name: "X-Forwarded-Proto", Value: "https"},
 		{Name: "X-Request-Id", Value: in.id},
@@ -136,7 +126,7 @@ func (g *Gateway) forward(in *inbound) {
 		Target: in.r.RequestURI,
 		Host:   in.r.Host,
 		Header: in.r.Header,
-		Set:    set[:],
+		Set:    in.setFields[:],
 		Body:   in.body,
 	}
 	ctx := in.r.Context()

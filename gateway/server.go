@@ -572,7 +572,7 @@ func Check(c *config.Config) error {
 		if err != nil {
 			return err
 		}
-		up.close()
+		up.Close()
 		if _, err := policy.New(policyOptions(hc, g.log)); err != nil {
 			return hc.Errorf("policy", "%v", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/endpoints"
 )
 
 // Pool is a set of members that can each serve the same requests (one
@@ -79,8 +81,9 @@ func (x *Exchange) Close() error {
 
 // roundTrip sends req to a member chosen by the pool's balance and, when
 // that member could not take it, once more to another member (see the
-// failover rules in retry.go). originHash is used when hashed is true.
-func (p *Pool) roundTrip(ctx context.Context, req *Request, originHash uint64, hashed, repeatable bool) (Exchange, error) {
+// failover rules in retry.go; whether the request to ep is repeatable is
+// only asked then). originHash is used when hashed is true.
+func (p *Pool) roundTrip(ctx context.Context, ep *endpoints.Endpoint, req *Request, originHash uint64, hashed bool) (Exchange, error) {
 	c := clock{fn: p.now}
 	first := p.choose(originHash, hashed, nil, &c)
 	resp, err := p.send(ctx, first, req)
@@ -88,7 +91,7 @@ func (p *Pool) roundTrip(ctx context.Context, req *Request, originHash uint64, h
 		return Exchange{Response: resp, Pool: p.name, Member: first.index, st: first.st}, nil
 	}
 	var ue *Error
-	if !errors.As(err, &ue) || !failoverAllowed(ctx, ue, repeatable) {
+	if !errors.As(err, &ue) || !failoverAllowed(ctx, ue, ep, req.Method) {
 		return Exchange{Pool: p.name, Member: first.index}, err
 	}
 	c.now = 0 // the first attempt may have taken a while

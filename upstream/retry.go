@@ -64,8 +64,8 @@ func Repeatable(ep *endpoints.Endpoint, method string) bool {
 }
 
 // failoverAllowed reports whether err, from a member, allows sending the
-// request to another member.
-func failoverAllowed(ctx context.Context, err *Error, repeatable bool) bool {
+// request to ep with method to another member.
+func failoverAllowed(ctx context.Context, err *Error, ep *endpoints.Endpoint, method string) bool {
 	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 		return false
 	}
@@ -73,7 +73,7 @@ func failoverAllowed(ctx context.Context, err *Error, repeatable bool) bool {
 	case NotSent:
 		return true
 	case NoResponse:
-		return repeatable
+		return Repeatable(ep, method)
 	}
 	return false
 }

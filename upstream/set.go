@@ -284,7 +284,7 @@ func (s *Set) RoundTrip(ctx context.Context, ep *endpoints.Endpoint, origin stri
 	if hashed {
 		h = hashString(origin)
 	}
-	return p.roundTrip(ctx, req, h, hashed, Repeatable(ep, req.Method))
+	return p.roundTrip(ctx, ep, req, h, hashed)
 }
 
 // Pools returns the pools, the default pool first, then the routes' in

@@ -94,7 +94,7 @@ func newFlagSet(env *environment, name, synopsis, description string) *flag.Flag
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "Usage: fedgate %s %s\n\n%s\n", name, synopsis, description)
+		fmt.Fprintf(out, "Usage: %s\n\n%s\n", strings.TrimSpace("fedgate "+name+" "+synopsis), description)
 		hasFlags := false
 		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
 		if hasFlags {

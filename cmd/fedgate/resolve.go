@@ -28,7 +28,7 @@ import (
 const maxKeyDocument = 1 << 20
 
 func cmdResolve(env *environment, args []string) int {
-	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-hosts-file FILE] [-json] [SERVER_NAME]",
+	fs := newFlagSet(env, "resolve", "[-config FILE] [-resolver IP:PORT] [-hosts-file FILE] [-json] [-timeout D] [SERVER_NAME]",
 		"Runs server discovery for SERVER_NAME the way fedgate does and prints each\n"+
 			"step: the well-known document, SRV records, addresses, and the Host header and\n"+
 			"TLS name (SNI) it would use. Then it fetches /_matrix/federation/v1/version and\n"+

@@ -45,13 +45,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.spec.conns, "conns", 32, "concurrent keep-alive connections")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the table shows medians")
 	fs.StringVar(&scen, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios")
-	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on" (a write per line), "buffered" (log.access_buffer = \"64KiB\"), "both" (off,on), "all", or a comma-separated list (one fedgate process each; nginx and Caddy run without one)`)
+	fs.StringVar(&o.accessLog, "access-log", "both", `fedgate's access log: "off", "on" (a write per line), "buffered" (log.access_buffer = "64KiB"), "both" (off,on), "all", or a comma-separated list (one fedgate process each; nginx and Caddy run without one)`)
 	fs.BoolVar(&o.halfPeak, "half-peak", true, "also measure latency at half of fedgate's peak rate")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "measure each proxy's RSS holding this many idle keep-alive connections (0: skip)")
 	fs.BoolVar(&o.cluster, "cluster", false, "also run fedgate in cluster mode (target fedgate+redis) against a redis-server fedload starts, and report what [cluster] adds per request")
 	fs.StringVar(&o.redis, "redis", "", `redis-server binary for -cluster ("": PATH)`)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fedload bench [flags]\n\nMeasures fedgate, Caddy and nginx in front of the same upstream, and the\nupstream directly, in interleaved rounds on loopback.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: fedload bench [flags]\n\nMeasures fedgate, Caddy and nginx in front of the same upstream, and the\nupstream directly, in interleaved rounds on loopback. It is fedload's default\nmode; \"fedload soak -h\" describes the other one.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -39,8 +39,13 @@ const RestartMarker = "needs a restart"
 const configDir = "/CONFIG_DIR"
 
 // minimal is the smallest valid configuration: derived defaults are read
-// from it.
-const minimal = "server_name = \"example.org\"\n[upstream]\nurl = \"http://127.0.0.1:8008\"\n[keys]\ngenerate = true\n"
+// from it, those of a [[servers]] entry from its one entry.
+const minimal = "server_name = \"example.org\"\n[upstream]\nurl = \"http://127.0.0.1:8008\"\n[keys]\ngenerate = true\n" +
+	"[[servers]]\nserver_name = \"" + entryName + "\"\n[servers.upstream]\nurl = \"http://127.0.0.1:8009\"\n[servers.keys]\ngenerate = true\n"
+
+// entryName is the server name of minimal's [[servers]] entry; defaults
+// derived from it are shown with "<server_name>" in its place.
+const entryName = "entry.example"
 
 // docs holds what the Go source says about config's types.
 type docs struct {
@@ -119,7 +124,10 @@ type section struct {
 
 // generator walks the schema.
 type generator struct {
-	docs     *docs
+	docs *docs
+	// elems holds the defaults of the array-of-tables elements that have
+	// some (a [[servers]] entry starts from the top-level defaults).
+	elems    map[reflect.Type]reflect.Value
 	sections []*section
 	problems []string
 }
@@ -135,7 +143,9 @@ func Markdown(configSrc string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the minimal configuration: %w", err)
 	}
-	g := &generator{docs: d}
+	g := &generator{docs: d, elems: map[reflect.Type]reflect.Value{
+		reflect.TypeFor[config.HostedServer](): entryDefaults(derived.Servers[0]),
+	}}
 	def := config.Default()
 	g.walk(&section{}, "", reflect.ValueOf(def), reflect.ValueOf(*derived), false)
 	if len(g.problems) > 0 {
@@ -164,6 +174,9 @@ func (g *generator) walk(sec *section, prefix string, v, derived reflect.Value, 
 			continue
 		}
 		full := strings.TrimPrefix(prefix+"."+key, ".")
+		if entryKey, ok := strings.CutPrefix(full, "servers[]."); ok && config.TopLevelOnly(entryKey) {
+			continue // a [[servers]] entry may not set it: documented at the top level only
+		}
 		doc := g.docs.fields[t.Name()][f.Name]
 		if doc == "" && f.Type.Kind() == reflect.Struct && !isValueType(f.Type) {
 			doc = g.docs.types[f.Type.Name()] // a section: its type's doc
@@ -192,6 +205,10 @@ func (g *generator) walk(sec *section, prefix string, v, derived reflect.Value, 
 			r.def = "none"
 			sec.rows = append(sec.rows, r)
 			sub := &section{header: "[[" + full + "]]", intro: operatorText(g.docs.types[ft.Elem().Name()], ft.Elem(), g.docs)}
+			if e, ok := g.elems[ft.Elem()]; ok {
+				g.walk(sub, full+"[]", e, e, keyRestart)
+				continue
+			}
 			g.walkElem(sub, full+"[]", ft.Elem(), keyRestart)
 			continue
 		case ft.Kind() == reflect.Map && ft.Elem().Kind() == reflect.Struct && !isValueType(ft.Elem()):
@@ -215,6 +232,43 @@ func (g *generator) walkElem(sec *section, prefix string, t reflect.Type, restar
 		if sec.rows[i].def != "required" {
 			sec.rows[i].def = "none"
 		}
+	}
+}
+
+// entryDefaults is what a [[servers]] entry that sets only what minimal's
+// entry sets ends up with, shown as its defaults: keys.generate back to
+// its default (minimal sets it so that the entry is valid) and the
+// entry's name, in derived paths and names, as "<server_name>".
+func entryDefaults(e config.HostedServer) reflect.Value {
+	e.Keys.Generate = config.Default().Keys.Generate
+	v := reflect.New(reflect.TypeOf(e)).Elem()
+	v.Set(reflect.ValueOf(e))
+	replaceStrings(v, entryName, "<server_name>")
+	return v
+}
+
+// replaceStrings replaces old with new in every string v holds (v must be
+// settable); slices are copied first, so that no shared array changes.
+func replaceStrings(v reflect.Value, old, new string) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(strings.ReplaceAll(v.String(), old, new))
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				replaceStrings(v.Field(i), old, new)
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return
+		}
+		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		reflect.Copy(c, v)
+		for i := range c.Len() {
+			replaceStrings(c.Index(i), old, new)
+		}
+		v.Set(c)
 	}
 }
 

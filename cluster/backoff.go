@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/fedgate/fedgate/internal/servername"
 )
 
 // Egress backoff sharing. Every instance keeps its own backoff table and
@@ -283,8 +285,15 @@ func DecodeBackoff(line []byte) (node, dest string, e BackoffEntry, err error) {
 	if len(f[5]) > maxDestination {
 		return "", "", e, errors.New("destination too long")
 	}
+	// The destination is a server name (what discovery resolves), so it
+	// is ASCII and lower-casing keeps its length; anything else another
+	// writer put there is refused, never applied.
+	dest = string(f[5])
+	if !servername.Valid(dest) {
+		return "", "", e, fmt.Errorf("destination %q is not a server name", truncate(f[5], 64))
+	}
 	e = BackoffEntry{Kind: uint8(kind), Failures: failures, Until: time.UnixMilli(until), SetAt: time.UnixMilli(setAt)}
-	return string(f[0]), strings.ToLower(string(f[5])), e, nil
+	return string(f[0]), strings.ToLower(dest), e, nil
 }
 
 // millis is t in Unix milliseconds, 0 for times before 1970 (the zero

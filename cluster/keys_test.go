@@ -130,6 +130,35 @@ func FuzzDecodeKeyRecord(f *testing.F) {
 	})
 }
 
+// TestDecodeBackoff: a line another writer put in Redis is applied only
+// when every field is in range and the destination is a server name.
+func TestDecodeBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		name, line, dest string
+		ok               bool
+	}{
+		{"failing", "node-a 1 3 1700000000000 1699999999000 Remote.Example:8448", "remote.example:8448", true},
+		{"cleared", "node-a 0 0 0 1699999999000 remote.example", "remote.example", true},
+		{"ip literal", "n 1 1 5 3 [::1]:8448", "[::1]:8448", true},
+		{"five fields", "n 1 1 5 3", "", false},
+		{"kind out of range", "n 9 1 5 3 remote.example", "", false},
+		{"negative failures", "n 1 -1 5 3 remote.example", "", false},
+		{"bad time", "n 1 1 x 3 remote.example", "", false},
+		{"not a server name", "n 1 1 5 3 remote..example", "", false},
+		{"port out of range", "n 1 1 5 3 remote.example:99999", "", false},
+		// Invalid UTF-8 grows threefold when lower-cased as text: found by
+		// FuzzDecodeBackoff, refused before it can pass the length bound.
+		{"not ascii", "n 1 1 5 3 r\xa3\xa3mote.example", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, dest, _, err := cluster.DecodeBackoff([]byte(tc.line))
+			if (err == nil) != tc.ok || dest != tc.dest {
+				t.Fatalf("DecodeBackoff(%q) = %q, %v; want %q, ok %v", tc.line, dest, err, tc.dest, tc.ok)
+			}
+		})
+	}
+}
+
 // FuzzDecodeBackoff feeds arbitrary lines to the backoff decoder.
 func FuzzDecodeBackoff(f *testing.F) {
 	f.Add([]byte(cluster.EncodeBackoff("node", "remote.example:8448", cluster.BackoffEntry{Kind: 1, Failures: 2, Until: time.UnixMilli(5), SetAt: time.UnixMilli(3)})))

@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/cluster"
@@ -293,5 +297,101 @@ func TestClusterMultiEgressBackoffShared(t *testing.T) {
 	}
 	if n := delivered.Load(); n != 1 {
 		t.Fatalf("the failing destination got %d requests, want the first only", n)
+	}
+}
+
+// TestClusterMultiNotaryNoSeal: instances seal the key documents they
+// share through Redis with the top-level server's key (a.test). A notary
+// answer is another matter: whichever instance answers, and whether it
+// fetched the origin's keys itself or took them from Redis, b.test's
+// answer carries the origin's signature and b.test's, never a.test's seal
+// (which would tell b.test's peers that a.test is hosted beside it), and
+// a.test's carries the origin's and a.test's.
+func TestClusterMultiNotaryNoSeal(t *testing.T) {
+	t.Parallel()
+	c := startMultiCluster(t, multiOptions{origins: []string{"origin.test"}})
+	o := c.envs[0].origins[0]
+	// Instance 0 fetches origin.test's keys; instance 1 takes them from
+	// Redis, sealed.
+	for inst, dest := range []string{"a.test", "b.test"} {
+		resp := c.envs[inst].signed(o, dest, "GET", profileOf(dest), "")
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("%s on instance %d: %d %s", dest, inst, resp.StatusCode, b)
+		}
+	}
+	if h := keyringEvents(c.envs[1].gw, auth.EventSharedHit); h != 1 || o.fetches.Load() != 1 {
+		t.Fatalf("instance 1 took %v documents from Redis, %d fetches: the test needs one of each", h, o.fetches.Load())
+	}
+	for inst, env := range c.envs {
+		for _, name := range []string{"a.test", "b.test"} {
+			resp := env.do(name, name, "GET", "/_matrix/key/v2/query/origin.test", "")
+			raw, _ := io.ReadAll(resp.Body)
+			var answer struct {
+				ServerKeys []struct {
+					Signatures map[string]map[string]string `json:"signatures"`
+				} `json:"server_keys"`
+			}
+			if err := json.Unmarshal(raw, &answer); err != nil || len(answer.ServerKeys) != 1 {
+				t.Fatalf("instance %d, notary answer of %s: %d %s", inst, name, resp.StatusCode, raw)
+			}
+			signers := slices.Sorted(maps.Keys(answer.ServerKeys[0].Signatures))
+			if want := []string{name, "origin.test"}; !slices.Equal(signers, want) {
+				t.Errorf("instance %d: %s's notary answer for origin.test is signed by %v, want %v", inst, name, signers, want)
+			}
+		}
+	}
+}
+
+// TestClusterDropSignatures: dropSignatures removes the named signers
+// only, keeps the origin's self-signature valid and the document as it
+// was when there is nothing to drop.
+func TestClusterDropSignatures(t *testing.T) {
+	t.Parallel()
+	key := func(id string) auth.SigningKey {
+		k, err := auth.GenerateSigningKey(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	originKey := key("o_1")
+	doc, err := auth.BuildKeyDocument("origin.test", []auth.SigningKey{originKey}, nil, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, signer := range []string{"notary.test", "a.test"} {
+		if doc, err = auth.AddSignature(doc, signer, key("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosted := func(entity string) bool { return entity == "a.test" || entity == "b.test" }
+	for _, tc := range []struct {
+		what string
+		drop func(string) bool
+		want []string
+	}{
+		{"hosted seal dropped, trusted key server kept", hosted, []string{"notary.test", "origin.test"}},
+		{"nothing to drop", func(string) bool { return false }, []string{"a.test", "notary.test", "origin.test"}},
+	} {
+		out, err := dropSignatures(doc, tc.drop)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		var d struct {
+			Signatures map[string]json.RawMessage `json:"signatures"`
+		}
+		if err := json.Unmarshal(out, &d); err != nil {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		if got := slices.Sorted(maps.Keys(d.Signatures)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: signed by %v, want %v", tc.what, got, tc.want)
+		}
+		if _, err := auth.ParseServerKeys(out, "origin.test", time.Now()); err != nil {
+			t.Errorf("%s: the origin's document no longer verifies: %v", tc.what, err)
+		}
+	}
+	if out, _ := dropSignatures(doc, func(string) bool { return false }); &out[0] != &doc[0] {
+		t.Error("a document with nothing to drop was copied")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -116,5 +117,31 @@ func TestRunUntilCleanup(t *testing.T) {
 	want := []string{"test body", "loop returned", "first closer", "second closer"}
 	if fmt.Sprint(events) != fmt.Sprint(want) {
 		t.Fatalf("events %q, want %q", events, want)
+	}
+}
+
+// TestRedisAddressInUse: a redis-server that cannot bind its address is
+// reported as such (StartRedis then tries another), not taken for one
+// that answers.
+func TestRedisAddressInUse(t *testing.T) {
+	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a listener that hangs up, so that PING fails at once
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	r.Addr = ln.Addr().String()
+	t.Cleanup(r.Kill)
+	if err := r.start(); !errors.Is(err, errAddrInUse) {
+		t.Fatalf("start on a taken address: %v, want %v", err, errAddrInUse)
 	}
 }

@@ -2,6 +2,8 @@ package fedtest
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -74,29 +76,49 @@ type Redis struct {
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
-	r.Addr = FreeAddr(t)
-	r.URL = "redis://" + r.Addr + "/0"
-	r.Start()
 	t.Cleanup(func() {
 		r.Kill()
 		if t.Failed() {
 			t.Logf("redis-server output:\n%s", r.out.String())
 		}
 	})
-	return r
+	// FreeAddr's port is free when it returns, but a connection another
+	// test opens meanwhile may take it as its local port before
+	// redis-server binds it: then try another.
+	for attempt := 1; ; attempt++ {
+		r.Addr = FreeAddr(t)
+		r.URL = "redis://" + r.Addr + "/0"
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			t.Fatal(err)
+		}
+	}
 }
+
+// errAddrInUse: redis-server could not bind its address.
+var errAddrInUse = errors.New("address already in use")
 
 // Start starts the server (again, after Kill) and waits until it answers.
 func (r *Redis) Start() {
 	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *Redis) start() error {
 	_, port, _ := net.SplitHostPort(r.Addr)
 	cmd := exec.Command(r.binary,
 		"--port", port, "--bind", "127.0.0.1", "--dir", r.dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "no",
 		"--daemonize", "no", "--loglevel", "warning")
 	cmd.Stdout, cmd.Stderr = r.out, r.out
+	before := len(r.out.String())
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("starting redis-server: %v", err)
+		return fmt.Errorf("starting redis-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -110,14 +132,22 @@ func (r *Redis) Start() {
 	for !r.Ping() {
 		select {
 		case <-exited:
-			r.t.Fatalf("redis-server exited early:\n%s", r.out.String())
+			r.mu.Lock()
+			r.cmd = nil
+			r.mu.Unlock()
+			out := r.out.String()
+			if strings.Contains(out[before:], "Address already in use") {
+				return fmt.Errorf("redis-server on %s: %w", r.Addr, errAddrInUse)
+			}
+			return fmt.Errorf("redis-server exited early:\n%s", out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server did not answer within 15s:\n%s", r.out.String())
+			return fmt.Errorf("redis-server did not answer within 15s:\n%s", r.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }
 
 // Kill stops the server with SIGKILL (no shutdown, as a crash) and waits

@@ -121,27 +121,16 @@ func TestRunUntilCleanup(t *testing.T) {
 }
 
 // TestRedisAddressInUse: a redis-server that cannot bind its address is
-// reported as such (StartRedis then tries another), not taken for one
-// that answers.
+// reported as such (StartRedis then tries another), not taken for the
+// one that answers there, here another test's.
 func TestRedisAddressInUse(t *testing.T) {
-	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() { // a listener that hangs up, so that PING fails at once
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	r.Addr = ln.Addr().String()
+	other := StartRedis(t)
+	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}, Addr: other.Addr}
 	t.Cleanup(r.Kill)
 	if err := r.start(); !errors.Is(err, errAddrInUse) {
-		t.Fatalf("start on a taken address: %v, want %v", err, errAddrInUse)
+		t.Fatalf("start on another redis-server's address: %v, want %v", err, errAddrInUse)
+	}
+	if !other.serves() {
+		t.Fatal("the other redis-server does not answer from its own folder")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,9 +83,9 @@ func StartRedis(t testing.TB) *Redis {
 			t.Logf("redis-server output:\n%s", r.out.String())
 		}
 	})
-	// FreeAddr's port is free when it returns, but a connection another
-	// test opens meanwhile may take it as its local port before
-	// redis-server binds it: then try another.
+	// FreeAddr's port is free when it returns, but another test may take
+	// it before redis-server binds it (as the local port of a connection,
+	// or for its own redis-server): then try another.
 	for attempt := 1; ; attempt++ {
 		r.Addr = FreeAddr(t)
 		r.URL = "redis://" + r.Addr + "/0"
@@ -129,7 +130,7 @@ func (r *Redis) start() error {
 	r.cmd, r.exited = cmd, exited
 	r.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
-	for !r.Ping() {
+	for !r.serves() {
 		select {
 		case <-exited:
 			r.mu.Lock()
@@ -148,6 +149,36 @@ func (r *Redis) start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// serves reports whether the server answering on r.Addr is this one, run
+// in r's folder: when this one could not bind its address, another
+// test's redis-server may be answering there.
+func (r *Redis) serves() bool {
+	dir, err := filepath.EvalSymlinks(r.dir) // redis-server reports its working folder
+	if err != nil {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("CONFIG GET dir\r\n")); err != nil {
+		return false
+	}
+	// *2, $3, dir, $<length>, the folder
+	br := bufio.NewReader(c)
+	var lines [5]string
+	for i := range lines {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		lines[i] = strings.TrimRight(line, "\r\n")
+	}
+	return lines[0] == "*2" && lines[2] == "dir" && lines[4] == dir
 }
 
 // Kill stops the server with SIGKILL (no shutdown, as a crash) and waits

@@ -277,6 +277,11 @@ func TestClusterMultiEgressBackoffShared(t *testing.T) {
 		env := c.envs[inst]
 		return env.worker(env.servers[from].secret, "GET", "down.test", target, "", env.signAs(from, "GET", target, "down.test", ""))
 	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s", clusterState(c.nodes[:]...))
+		}
+	}()
 	resp := send(0, "a.test")
 	if resp.StatusCode != http.StatusInternalServerError {
 		b, _ := io.ReadAll(resp.Body)

@@ -164,6 +164,16 @@ func keyringEvents(gw *Gateway, kind auth.EventKind) float64 {
 	return m.GetCounter().GetValue()
 }
 
+// clusterState describes the nodes' view of Redis, for failure messages.
+func clusterState(nodes ...*cluster.Client) string {
+	var b strings.Builder
+	for i, n := range nodes {
+		st := n.Stats()
+		fmt.Fprintf(&b, "node %d: up %v since %s, %d downs, errors %v, fallbacks %v; ", i, st.Up, st.Since.Format(time.StampMilli), st.Downs, st.Errors, st.Fallbacks)
+	}
+	return b.String()
+}
+
 // fetchOnceAcross sends n requests from o at once, request i by send(i),
 // which spreads them over the two cluster instances gws, while o's key
 // server holds every key fetch. It lets the fetch finish only once one
@@ -183,14 +193,6 @@ func fetchOnceAcross(t *testing.T, gws [2]*Gateway, o *testOrigin, n int, send f
 	o.mu.Lock()
 	o.gate = gate
 	o.mu.Unlock()
-	opened := false
-	open := func() {
-		if !opened {
-			opened = true
-			close(gate)
-		}
-	}
-	defer open() // a failed wait must not leave the requests hanging
 	statuses := make([]int, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -201,6 +203,22 @@ func fetchOnceAcross(t *testing.T, gws [2]*Gateway, o *testOrigin, n int, send f
 			statuses[i], errs[i] = send(i)
 		}()
 	}
+	opened := false
+	release := func() {
+		if !opened {
+			opened = true
+			close(gate)
+			wg.Wait()
+		}
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("%d fetches; shared_wait %v, fetched %v, shared_hit %v; %s", o.fetches.Load()-fetches0,
+				count(auth.EventSharedWait), count(auth.EventFetched), count(auth.EventSharedHit),
+				clusterState(gws[0].opts.Cluster, gws[1].opts.Cluster))
+		}
+		release() // a failed wait must not leave the requests hanging
+	}()
 	waiter := -1
 	waitFor(t, "one instance fetching the key and the other waiting for it", func() bool {
 		waits := count(auth.EventSharedWait)
@@ -211,8 +229,7 @@ func fetchOnceAcross(t *testing.T, gws [2]*Gateway, o *testOrigin, n int, send f
 		}
 		return o.fetches.Load() > fetches0 && waiter >= 0
 	})
-	open()
-	wg.Wait()
+	release()
 	for i, s := range statuses {
 		if s != http.StatusOK {
 			t.Fatalf("request %d: status %d, %v", i, s, errs[i])

@@ -71,6 +71,19 @@ func profileOf(name string) string {
 	return "/_matrix/federation/v1/query/profile?user_id=%40u%3A" + name
 }
 
+// profile sends o's signed profile query for a user of hosted server dest
+// to instance inst and fails the test unless it is answered 200.
+func (c *multiCluster) profile(inst int, o *testOrigin, dest string) {
+	t := c.envs[inst].t
+	t.Helper()
+	resp := c.envs[inst].signed(o, dest, "GET", profileOf(dest), "")
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s to %s on instance %d: %d %s", o.name, dest, inst, resp.StatusCode, b)
+	}
+	resp.Body.Close()
+}
+
 // TestClusterMultiLimitsPerServer: each hosted server's per_origin limit
 // holds cluster-wide in its own namespace. One origin's requests to a.test
 // and b.test, interleaved and spread over both instances, get exactly each
@@ -155,16 +168,11 @@ func TestClusterMultiOneKeyFetch(t *testing.T) {
 	o, busy := c.envs[0].origins[0], c.envs[0].origins[1]
 	gws := [2]*Gateway{c.envs[0].gw, c.envs[1].gw}
 
-	for i, step := range []struct {
+	for _, step := range []struct {
 		inst int
 		dest string
 	}{{0, "a.test"}, {1, "b.test"}, {0, "b.test"}, {1, "a.test"}} {
-		resp := c.envs[step.inst].signed(o, step.dest, "GET", profileOf(step.dest), "")
-		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(resp.Body)
-			t.Fatalf("step %d, %s on instance %d: %d %s", i, step.dest, step.inst, resp.StatusCode, b)
-		}
-		resp.Body.Close()
+		c.profile(step.inst, o, step.dest)
 	}
 	if f := o.fetches.Load(); f != 1 {
 		t.Fatalf("%s's key fetched %d times by two instances hosting two names, want 1", o.name, f)
@@ -241,16 +249,20 @@ func TestClusterMultiDestinationConfusion(t *testing.T) {
 		}
 	}
 	// Each instance refused the confused requests itself, for the reason
-	// its access log names.
+	// its access log names (a line is written after its response).
 	for inst, env := range c.envs {
-		mismatches := 0
-		for _, l := range env.accessLines("inbound") {
-			if l["reason"] == "destination_mismatch" {
-				mismatches++
+		mismatches := func() int {
+			n := 0
+			for _, l := range env.accessLines("inbound") {
+				if l["reason"] == "destination_mismatch" {
+					n++
+				}
 			}
+			return n
 		}
-		if mismatches != 2 {
-			t.Errorf("instance %d logged %d destination_mismatch refusals, want 2", inst, mismatches)
+		waitFor(t, fmt.Sprintf("instance %d's destination_mismatch lines", inst), func() bool { return mismatches() >= 2 })
+		if n := mismatches(); n != 2 {
+			t.Errorf("instance %d logged %d destination_mismatch refusals, want 2", inst, n)
 		}
 	}
 }
@@ -319,11 +331,7 @@ func TestClusterMultiNotaryNoSeal(t *testing.T) {
 	// Instance 0 fetches origin.test's keys; instance 1 takes them from
 	// Redis, sealed.
 	for inst, dest := range []string{"a.test", "b.test"} {
-		resp := c.envs[inst].signed(o, dest, "GET", profileOf(dest), "")
-		if resp.StatusCode != http.StatusOK {
-			b, _ := io.ReadAll(resp.Body)
-			t.Fatalf("%s on instance %d: %d %s", dest, inst, resp.StatusCode, b)
-		}
+		c.profile(inst, o, dest)
 	}
 	if h := keyringEvents(c.envs[1].gw, auth.EventSharedHit); h != 1 || o.fetches.Load() != 1 {
 		t.Fatalf("instance 1 took %v documents from Redis, %d fetches: the test needs one of each", h, o.fetches.Load())

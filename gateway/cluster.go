@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"reflect"
 	"strings"
 
@@ -77,6 +78,44 @@ func (s keySeal) Check(doc []byte) error {
 		keys[k.ID] = k.Key
 	}
 	return auth.CheckNotarySignature(doc, hs.name, keys)
+}
+
+// dropSignatures returns the signed JSON object doc without the
+// signatures of the entities drop names, or doc itself when it has none
+// of them. The keyring keeps a document taken from the shared store as
+// stored, seal included (a signature by the top-level server, possibly
+// by a former one after a reload, or read back from the keyring's cache
+// file); a notary answer relays the document with the origin's
+// signatures, any a trusted key server added, and the answering server's
+// own, never another hosted server's seal.
+func dropSignatures(doc []byte, drop func(entity string) bool) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &obj); err != nil {
+		return nil, err
+	}
+	raw, ok := obj["signatures"]
+	if !ok {
+		return doc, nil
+	}
+	var sigs map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &sigs); err != nil {
+		return nil, err
+	}
+	kept := make(map[string]any, len(sigs))
+	for entity, s := range sigs {
+		if !drop(entity) {
+			kept[entity] = s
+		}
+	}
+	if len(kept) == len(sigs) {
+		return doc, nil
+	}
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		out[k] = v
+	}
+	out["signatures"] = kept
+	return auth.Marshal(out)
 }
 
 // warnClusterRestart logs a reload that changes [cluster]: it applies

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -132,38 +133,16 @@ func TestClusterOriginLimitHoldsAcrossInstances(t *testing.T) {
 }
 
 // TestClusterOneKeyFetchPerOrigin: requests from one origin arriving at
-// both instances at once make one key fetch in all; a failing origin is
-// backed off by both after one failed fetch.
+// both instances at once make one key fetch in all, the other instance
+// waiting for it; a failing origin is backed off by both after one failed
+// fetch.
 func TestClusterOneKeyFetchPerOrigin(t *testing.T) {
 	t.Parallel()
 	p := startClusterPair(t, "", "origin.test", "broken.test")
 	o, broken := p.origins[0], p.origins[1]
-	gate := make(chan struct{})
-	o.mu.Lock()
-	o.gate = gate
-	o.mu.Unlock()
-	const n = 40
-	statuses := make([]int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			statuses[i], _ = p.send(i%2, o, clusterTarget)
-		}()
-	}
-	waitFor(t, "the first key fetch", func() bool { return o.fetches.Load() > 0 })
-	time.Sleep(300 * time.Millisecond) // both instances are waiting now
-	close(gate)
-	wg.Wait()
-	for i, s := range statuses {
-		if s != http.StatusOK {
-			t.Fatalf("request %d: status %d", i, s)
-		}
-	}
-	if f := o.fetches.Load(); f != 1 {
-		t.Fatalf("%d key fetches across two instances, want 1", f)
-	}
+	fetchOnceAcross(t, [2]*Gateway{p.gws[0].gw, p.gws[1].gw}, o, 40, func(i int) (int, error) {
+		return p.send(i%2, o, clusterTarget)
+	})
 
 	broken.handle(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no", http.StatusInternalServerError) })
 	if s, _ := p.send(0, broken, clusterTarget); s != http.StatusUnauthorized {
@@ -174,6 +153,101 @@ func TestClusterOneKeyFetchPerOrigin(t *testing.T) {
 	}
 	if f := broken.fetches.Load(); f != 1 {
 		t.Fatalf("%d fetches of a failing origin, want 1: the other instance shares the backoff", f)
+	}
+}
+
+// keyringEvents returns what gw's fedgate_keyring_events_total counts for
+// kind (requests' fetches, not background refreshes).
+func keyringEvents(gw *Gateway, kind auth.EventKind) float64 {
+	var m dto.Metric
+	_ = gw.metrics.keyringBy[kind][0].Write(&m) // a counter's Write does not fail
+	return m.GetCounter().GetValue()
+}
+
+// clusterState describes the nodes' view of Redis, for failure messages.
+func clusterState(nodes ...*cluster.Client) string {
+	var b strings.Builder
+	for i, n := range nodes {
+		st := n.Stats()
+		fmt.Fprintf(&b, "node %d: up %v since %s, %d downs, errors %v, fallbacks %v; ", i, st.Up, st.Since.Format(time.StampMilli), st.Downs, st.Errors, st.Fallbacks)
+	}
+	return b.String()
+}
+
+// fetchOnceAcross sends n requests from o at once, request i by send(i),
+// which spreads them over the two cluster instances gws, while o's key
+// server holds every key fetch. It lets the fetch finish only once one
+// instance is fetching and the other is seen waiting for that fetch
+// (shared_wait in fedgate_keyring_events_total), so an instance that
+// fetched on its own would never be seen waiting (and would count a
+// second fetch). Then every request must succeed, the key must have been
+// fetched once, by the instance that did not wait, and the waiting one
+// must have taken the document the other stored (shared_hit).
+func fetchOnceAcross(t *testing.T, gws [2]*Gateway, o *testOrigin, n int, send func(i int) (int, error)) {
+	t.Helper()
+	count := func(kind auth.EventKind) [2]float64 {
+		return [2]float64{keyringEvents(gws[0], kind), keyringEvents(gws[1], kind)}
+	}
+	waits0, hits0, fetched0, fetches0 := count(auth.EventSharedWait), count(auth.EventSharedHit), count(auth.EventFetched), o.fetches.Load()
+	gate := make(chan struct{})
+	o.mu.Lock()
+	o.gate = gate
+	o.mu.Unlock()
+	statuses := make([]int, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], errs[i] = send(i)
+		}()
+	}
+	opened := false
+	release := func() {
+		if !opened {
+			opened = true
+			close(gate)
+			wg.Wait()
+		}
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("%d fetches; shared_wait %v, fetched %v, shared_hit %v; %s", o.fetches.Load()-fetches0,
+				count(auth.EventSharedWait), count(auth.EventFetched), count(auth.EventSharedHit),
+				clusterState(gws[0].opts.Cluster, gws[1].opts.Cluster))
+		}
+		release() // a failed wait must not leave the requests hanging
+	}()
+	waiter := -1
+	waitFor(t, "one instance fetching the key and the other waiting for it", func() bool {
+		waits := count(auth.EventSharedWait)
+		for i := range waits {
+			if waits[i] > waits0[i] {
+				waiter = i
+			}
+		}
+		return o.fetches.Load() > fetches0 && waiter >= 0
+	})
+	release()
+	for i, s := range statuses {
+		if s != http.StatusOK {
+			t.Fatalf("request %d: status %d, %v", i, s, errs[i])
+		}
+	}
+	if f := o.fetches.Load() - fetches0; f != 1 {
+		t.Fatalf("%d key fetches across two instances, want 1", f)
+	}
+	fetcher := 1 - waiter
+	waits, hits, fetched := count(auth.EventSharedWait), count(auth.EventSharedHit), count(auth.EventFetched)
+	if d := fetched[fetcher] - fetched0[fetcher]; d != 1 {
+		t.Fatalf("instance %d (not waiting) counted %v fetches, want 1", fetcher, d)
+	}
+	if d := waits[fetcher] - waits0[fetcher]; d != 0 {
+		t.Fatalf("instance %d held the fetch and waited too (%v shared_wait)", fetcher, d)
+	}
+	if d := hits[waiter] - hits0[waiter]; d != 1 {
+		t.Fatalf("instance %d waited, then took %v documents from Redis, want 1", waiter, d)
 	}
 }
 

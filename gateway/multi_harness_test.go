@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fedgate/fedgate/auth"
+	"github.com/fedgate/fedgate/cluster"
 	"github.com/fedgate/fedgate/config"
 	"github.com/fedgate/fedgate/internal/fedtest"
 )
@@ -59,6 +60,10 @@ type multiOptions struct {
 	// upstream returns more of hosted server i's [upstream] table (keys,
 	// then route tables: see routeHeader); url and timeout are set.
 	upstream func(i int) string
+	// cluster runs the gateway in cluster mode with this client.
+	cluster *cluster.Client
+	// egressNow replaces the egress's clock (backoff windows) when set.
+	egressNow func() time.Time
 }
 
 // routeHeader is the header of an [[upstream.route]] table of hosted
@@ -104,6 +109,15 @@ func startMulti(t *testing.T, o multiOptions) *multiEnv {
 	}
 	env.remote = startMultiRemote(t, env.ca)
 	env.dns = fedtest.StartDNS(t, "remote.test. 300 IN A 127.0.0.1")
+	env.launch(o)
+	return env
+}
+
+// launch writes env's configuration for o into env.dir and starts its
+// gateway.
+func (env *multiEnv) launch(o multiOptions) {
+	t := env.t
+	t.Helper()
 	if err := os.MkdirAll(filepath.Join(env.dir, "data"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -119,15 +133,18 @@ func startMulti(t *testing.T, o multiOptions) *multiEnv {
 		Logger:    log,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12},
 		Version:   "test",
+		Cluster:   o.cluster,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.egressNow != nil {
+		gw.egress.now = o.egressNow
 	}
 	startAgainstRemote(t, gw, cfg, env.remote.port)
 	env.gw = gw
 	env.addr = gw.Addrs(ListenerFederation)[0].String()
 	env.egress = gw.Addrs(ListenerEgress)[0].String()
-	return env
 }
 
 // writeConfig writes the configuration for o's names (creating the key
@@ -244,9 +261,21 @@ func (env *multiEnv) client(sni string) *http.Client {
 // host and the raw request-target, body and header lines.
 func (env *multiEnv) do(sni, host, method, target, body string, headers ...string) *http.Response {
 	env.t.Helper()
+	resp, err := env.roundTrip(sni, host, method, target, body, headers...)
+	if err != nil {
+		env.t.Fatalf("%s %s (Host %s): %v", method, target, host, err)
+	}
+	env.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// roundTrip sends the request do sends and returns what came back; it
+// does not touch the test, so any goroutine may call it (the caller
+// closes the body).
+func (env *multiEnv) roundTrip(sni, host, method, target, body string, headers ...string) (*http.Response, error) {
 	req, err := http.NewRequest(method, "https://"+env.addr+"/", strings.NewReader(body))
 	if err != nil {
-		env.t.Fatal(err)
+		return nil, err
 	}
 	path, query, hasQuery := strings.Cut(target, "?")
 	req.URL.Opaque, req.URL.RawQuery, req.URL.ForceQuery = path, query, hasQuery && query == ""
@@ -258,12 +287,7 @@ func (env *multiEnv) do(sni, host, method, target, body string, headers ...strin
 		k, v, _ := strings.Cut(h, ": ")
 		req.Header.Add(k, v)
 	}
-	resp, err := env.client(sni).Do(req)
-	if err != nil {
-		env.t.Fatalf("%s %s (Host %s): %v", method, target, host, err)
-	}
-	env.t.Cleanup(func() { resp.Body.Close() })
-	return resp
+	return env.client(sni).Do(req)
 }
 
 // signed sends a request from origin o to hosted server dest, over a

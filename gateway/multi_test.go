@@ -38,25 +38,7 @@ func TestMultiKeyDocumentsAndWellKnown(t *testing.T) {
 			for i, name := range hostedNames(n) {
 				ht := env.servers[name]
 				for _, host := range []string{name, name + ":8448", fmt.Sprintf("fed%d.test:443", i)} {
-					resp := env.do(name, host, "GET", "/_matrix/key/v2/server", "")
-					raw, _ := io.ReadAll(resp.Body)
-					if resp.StatusCode != 200 {
-						t.Fatalf("key document for Host %s: %d %s", host, resp.StatusCode, raw)
-					}
-					keys, err := auth.ParseServerKeys(raw, name, time.Now())
-					if err != nil {
-						t.Fatalf("key document for Host %s: %v", host, err)
-					}
-					if len(keys.VerifyKeys) != 1 || !keys.VerifyKeys[ht.key.ID].Equal(ht.key.Public()) {
-						t.Fatalf("%s publishes %v", name, keys.VerifyKeys)
-					}
-					var doc struct {
-						Signatures map[string]map[string]string `json:"signatures"`
-					}
-					json.Unmarshal(raw, &doc)
-					if len(doc.Signatures) != 1 || len(doc.Signatures[name]) != 1 || doc.Signatures[name][string(ht.key.ID)] == "" {
-						t.Fatalf("%s's document is signed by %v, want its own key only", name, doc.Signatures)
-					}
+					wantOwnKeyDocument(t, env.do(name, host, "GET", "/_matrix/key/v2/server", ""), ht, host)
 				}
 				resp := env.do(name, name, "GET", "/.well-known/matrix/server", "")
 				body, _ := io.ReadAll(resp.Body)
@@ -95,6 +77,30 @@ func TestMultiKeyDocumentsAndWellKnown(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wantOwnKeyDocument checks that resp, the answer for Host host, is ht's
+// key document: ht's key only, signed by that key only.
+func wantOwnKeyDocument(t *testing.T, resp *http.Response, ht *hostedTest, host string) {
+	t.Helper()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("key document for Host %s: %d %s", host, resp.StatusCode, raw)
+	}
+	keys, err := auth.ParseServerKeys(raw, ht.name, time.Now())
+	if err != nil {
+		t.Fatalf("key document for Host %s: %v", host, err)
+	}
+	if len(keys.VerifyKeys) != 1 || !keys.VerifyKeys[ht.key.ID].Equal(ht.key.Public()) {
+		t.Fatalf("%s publishes %v for Host %s", ht.name, keys.VerifyKeys, host)
+	}
+	var doc struct {
+		Signatures map[string]map[string]string `json:"signatures"`
+	}
+	json.Unmarshal(raw, &doc)
+	if len(doc.Signatures) != 1 || len(doc.Signatures[ht.name]) != 1 || doc.Signatures[ht.name][string(ht.key.ID)] == "" {
+		t.Fatalf("%s's document is signed by %v, want its own key only", ht.name, doc.Signatures)
 	}
 }
 

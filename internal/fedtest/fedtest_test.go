@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -116,5 +117,20 @@ func TestRunUntilCleanup(t *testing.T) {
 	want := []string{"test body", "loop returned", "first closer", "second closer"}
 	if fmt.Sprint(events) != fmt.Sprint(want) {
 		t.Fatalf("events %q, want %q", events, want)
+	}
+}
+
+// TestRedisAddressInUse: a redis-server that cannot bind its address is
+// reported as such (StartRedis then tries another), not taken for the
+// one that answers there, here another test's.
+func TestRedisAddressInUse(t *testing.T) {
+	other := StartRedis(t)
+	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}, Addr: other.Addr}
+	t.Cleanup(r.Kill)
+	if err := r.start(); !errors.Is(err, errAddrInUse) {
+		t.Fatalf("start on another redis-server's address: %v, want %v", err, errAddrInUse)
+	}
+	if !other.serves() {
+		t.Fatal("the other redis-server does not answer from its own folder")
 	}
 }

@@ -2,9 +2,12 @@ package fedtest
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,29 +77,49 @@ type Redis struct {
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
 	r := &Redis{t: t, binary: RedisBinary(t), dir: t.TempDir(), out: &SyncBuffer{}}
-	r.Addr = FreeAddr(t)
-	r.URL = "redis://" + r.Addr + "/0"
-	r.Start()
 	t.Cleanup(func() {
 		r.Kill()
 		if t.Failed() {
 			t.Logf("redis-server output:\n%s", r.out.String())
 		}
 	})
-	return r
+	// FreeAddr's port is free when it returns, but another test may take
+	// it before redis-server binds it (as the local port of a connection,
+	// or for its own redis-server): then try another.
+	for attempt := 1; ; attempt++ {
+		r.Addr = FreeAddr(t)
+		r.URL = "redis://" + r.Addr + "/0"
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			t.Fatal(err)
+		}
+	}
 }
+
+// errAddrInUse: redis-server could not bind its address.
+var errAddrInUse = errors.New("address already in use")
 
 // Start starts the server (again, after Kill) and waits until it answers.
 func (r *Redis) Start() {
 	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *Redis) start() error {
 	_, port, _ := net.SplitHostPort(r.Addr)
 	cmd := exec.Command(r.binary,
 		"--port", port, "--bind", "127.0.0.1", "--dir", r.dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "no",
 		"--daemonize", "no", "--loglevel", "warning")
 	cmd.Stdout, cmd.Stderr = r.out, r.out
+	before := len(r.out.String())
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("starting redis-server: %v", err)
+		return fmt.Errorf("starting redis-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -107,17 +130,55 @@ func (r *Redis) Start() {
 	r.cmd, r.exited = cmd, exited
 	r.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
-	for !r.Ping() {
+	for !r.serves() {
 		select {
 		case <-exited:
-			r.t.Fatalf("redis-server exited early:\n%s", r.out.String())
+			r.mu.Lock()
+			r.cmd = nil
+			r.mu.Unlock()
+			out := r.out.String()
+			if strings.Contains(out[before:], "Address already in use") {
+				return fmt.Errorf("redis-server on %s: %w", r.Addr, errAddrInUse)
+			}
+			return fmt.Errorf("redis-server exited early:\n%s", out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server did not answer within 15s:\n%s", r.out.String())
+			return fmt.Errorf("redis-server did not answer within 15s:\n%s", r.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
+}
+
+// serves reports whether the server answering on r.Addr is this one, run
+// in r's folder: when this one could not bind its address, another
+// test's redis-server may be answering there.
+func (r *Redis) serves() bool {
+	dir, err := filepath.EvalSymlinks(r.dir) // redis-server reports its working folder
+	if err != nil {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("CONFIG GET dir\r\n")); err != nil {
+		return false
+	}
+	// *2, $3, dir, $<length>, the folder
+	br := bufio.NewReader(c)
+	var lines [5]string
+	for i := range lines {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return false
+		}
+		lines[i] = strings.TrimRight(line, "\r\n")
+	}
+	return lines[0] == "*2" && lines[2] == "dir" && lines[4] == dir
 }
 
 // Kill stops the server with SIGKILL (no shutdown, as a crash) and waits

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -370,6 +371,57 @@ type replyError string
 
 func (e replyError) Error() string { return string(e) }
 func (replyError) RedisError()     {}
+
+// TestLimiterExtremeBuckets: configurations at the edges (a rate so
+// small that 1/rate overflows, a huge burst far into which the bucket
+// already is, so that its expiry would pass what Redis accepts, a rate so
+// large the interval rounds to zero, NaN) still get answers, so they
+// cannot fail the ordinary takes batched with them.
+func TestLimiterExtremeBuckets(t *testing.T) {
+	t.Parallel()
+	r := fedtest.StartRedis(t)
+	c := newClient(t, r, "a")
+	l := c.Limiter("ns")
+	tests := []struct {
+		name   string
+		bucket policy.SharedBucket
+		stored string     // the bucket's value before the batch, if any
+		want   [][2]int64 // the first two takes' answers; wait only as > 0
+	}{
+		{"rate that overflows 1/rate", policy.SharedBucket{Limiter: "per_origin", Key: "tiny.example", Rate: 5e-324, Burst: 1}, "", [][2]int64{{0, 0}, {1, 1}}},
+		{"tiny rate, huge burst, far into it", policy.SharedBucket{Limiter: "per_origin", Key: "huge.example", Rate: 1e-9, Burst: 1 << 40}, "100000000000000000000000000", [][2]int64{{0, 0}, {0, 0}}},
+		{"huge rate", policy.SharedBucket{Limiter: "per_origin", Key: "fast.example", Rate: 1e300, Burst: 1}, "", [][2]int64{{0, 0}, {0, 0}}},
+		{"NaN rate counts as no rate", policy.SharedBucket{Limiter: "per_origin", Key: "nan.example", Rate: math.NaN(), Burst: 1}, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stored != "" {
+				r.Do("SET test:rl:ns:" + tt.bucket.Limiter + ":" + tt.bucket.Key + " " + tt.stored)
+			}
+			ordinary := []policy.SharedBucket{bucket("per_origin", "ordinary.example", 1000)}
+			takes := [][]policy.SharedBucket{{tt.bucket}, {tt.bucket}, ordinary}
+			if tt.want == nil {
+				takes = [][]policy.SharedBucket{ordinary, append([]policy.SharedBucket{tt.bucket}, ordinary...)}
+			}
+			batch := l.BatchForTest(takes...)
+			batch.Exec()
+			got := batch.Results()
+			for i, g := range got {
+				if g.Err != nil {
+					t.Fatalf("take %d: %v", i, g.Err)
+				}
+			}
+			for i, w := range tt.want {
+				if g := got[i].Res; g[0] != w[0] || (w[1] == 0) != (g[1] == 0) {
+					t.Errorf("take %d: got %v, want %v", i, g, w)
+				}
+			}
+			if last := got[len(got)-1].Res; last != [2]int64{} {
+				t.Errorf("the ordinary take got %v", last)
+			}
+		})
+	}
+}
 
 func repeat(take []policy.SharedBucket, n int) [][]policy.SharedBucket {
 	out := make([][]policy.SharedBucket, n)

@@ -34,7 +34,8 @@ import (
 // The script keeps each bucket's TAT in a table as it goes (as Redis would
 // return it, rounded to whole microseconds), reads a key at most once and
 // writes each changed key once at the end, with the expiry the last take
-// gave it (the time until the bucket is full again, plus a second).
+// gave it (the time until the bucket is full again, plus a second; at
+// most 1e15 ms, which Redis still takes for an expiry).
 //
 // It returns two integers per take, in order: {0, 0} when allowed, or
 // {i, wait} where i is the 1-based index, within the take, of its first
@@ -109,7 +110,7 @@ while a <= na do
       local s = string.format('%.0f', tats[j])
       if not value[key] then order[#order + 1] = key end
       value[key] = s
-      ttl[key] = math.ceil((tats[j] - now) / 1000) + 1000
+      ttl[key] = math.min(math.ceil((tats[j] - now) / 1000) + 1000, 1e15)
       state[key] = tonumber(s)
     end
   end
@@ -179,9 +180,9 @@ func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int,
 		c.stats.fallbacks[opRateLimit].Add(1)
 		return -1, 0, errDown
 	}
-	res, err := r.res, r.err
+	res, err, n := r.res, r.err, len(r.keys)
 	putTake(r)
-	if err == nil && (res[0] < 0 || res[0] > int64(len(buckets))) {
+	if err == nil && (res[0] < 0 || res[0] > int64(n)) {
 		err = errBadReply
 	}
 	if err != nil {
@@ -206,10 +207,10 @@ func (l *Limiter) Take(ctx context.Context, buckets []policy.SharedBucket) (int,
 }
 
 // fill puts the keys and script arguments of buckets into r, leaving out
-// buckets without a rate.
+// buckets without a rate (as Take's mapping back does).
 func (l *Limiter) fill(r *takeReq, buckets []policy.SharedBucket) {
 	for _, b := range buckets {
-		if b.Rate <= 0 {
+		if !(b.Rate > 0) {
 			continue
 		}
 		r.keys = append(r.keys, l.ns+b.Limiter+":"+b.Key)
@@ -224,10 +225,17 @@ type bucketKey struct {
 	burst int
 }
 
-// maxCachedArgs bounds the cache of rendered script arguments; the
-// configuration has a handful of distinct limits, so it never fills
-// unless reloads keep changing them.
-const maxCachedArgs = 256
+const (
+	// maxCachedArgs bounds the cache of rendered script arguments; the
+	// configuration has a handful of distinct limits, so it never fills
+	// unless reloads keep changing them.
+	maxCachedArgs = 256
+	// maxInterval bounds a bucket's emission interval, in microseconds:
+	// one token in about 31 years. A slower rate (or one so small that
+	// 1/rate overflows) counts as this one, so the script never sees an
+	// infinite interval, which it refuses with the rest of the batch.
+	maxInterval = 1e15
+)
 
 // bucketArgs returns the script arguments of a bucket configuration: the
 // emission interval in microseconds and the burst, rendered once and
@@ -237,7 +245,7 @@ func (c *Client) bucketArgs(rate float64, burst int) *[2]any {
 	if v, ok := c.args.Load(k); ok {
 		return v.(*[2]any)
 	}
-	a := &[2]any{strconv.FormatFloat(1e6/rate, 'f', 3, 64), strconv.Itoa(k.burst)}
+	a := &[2]any{strconv.FormatFloat(min(1e6/rate, maxInterval), 'f', 3, 64), strconv.Itoa(k.burst)}
 	if c.argsN.Add(1) <= maxCachedArgs {
 		c.args.Store(k, a)
 	}

@@ -31,11 +31,13 @@ import (
 //
 // Later takes see what earlier ones took: the same bucket appears in
 // several takes of a batch when one origin sends several requests at once.
-// The script keeps each bucket's TAT in a table as it goes (as Redis would
-// return it, rounded to whole microseconds), reads a key at most once and
-// writes each changed key once at the end, with the expiry the last take
-// gave it (the time until the bucket is full again, plus a second; at
-// most 1e15 ms, which Redis still takes for an expiry).
+// The script reads every key with one MGET (a key holding another type
+// reads as nil), keeps each bucket's TAT in a table as it goes (as Redis
+// would return it, rounded to whole microseconds) and writes each changed
+// key once at the end, with the expiry the last take gave it (the time
+// until the bucket is full again, plus a second; at most 1e15 ms, which
+// Redis still takes for an expiry). Redis runs a script alone, so the
+// batch is one atomic step, as a single take was.
 //
 // It returns two integers per take, in order: {0, 0} when allowed, or
 // {i, wait} where i is the 1-based index, within the take, of its first
@@ -73,6 +75,8 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local stored = {}
+if nk > 0 then stored = redis.call('MGET', unpack(KEYS)) end
 local state = {}           -- key -> TAT as this call knows it
 local out, tats = {}, {}
 local value, ttl, order = {}, {}, {}
@@ -87,8 +91,8 @@ while a <= na do
     local tat = state[key]
     if not tat then
       tat = now
-      local v = redis.pcall('GET', key)
-      if type(v) == 'string' then
+      local v = stored[k + j]
+      if v then
         local x = tonumber(v)
         if x and x > now then tat = x end
       end

@@ -23,7 +23,8 @@ func bucket(limiter, key string, burst int) policy.SharedBucket {
 // TestLimiterBatchScript sends several takes as one script call and
 // checks each take's answer: later takes see what earlier ones took, a
 // take is all or none, and a refused take writes nothing. The same takes
-// sent one at a time through Take (in another namespace) must get the
+// sent one at a time, through Take and through the one-take script
+// fedgate used before (each in a namespace of its own), must get the
 // same answers: batching changes the cost, not the outcome.
 func TestLimiterBatchScript(t *testing.T) {
 	t.Parallel()
@@ -68,7 +69,7 @@ func TestLimiterBatchScript(t *testing.T) {
 	}}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, way := range []string{"batch", "serial"} {
+			for _, way := range []string{"batch", "serial", "legacy"} {
 				l := c.Limiter(way + strconv.Itoa(i))
 				for _, s := range tt.setup {
 					if _, _, err := l.Take(context.Background(), s); err != nil {
@@ -87,6 +88,16 @@ func TestLimiterBatchScript(t *testing.T) {
 						if res.Res[0] == 0 && res.Res[1] != 0 || res.Res[0] != 0 && res.Res[1] <= 0 {
 							t.Errorf("take %d: answer %v", j, res.Res)
 						}
+					}
+				} else if way == "legacy" {
+					for j, take := range tt.takes {
+						one := l.BatchForTest(take)
+						one.ExecPipelined()
+						res := one.Results()[0]
+						if res.Err != nil {
+							t.Fatalf("take %d: %v", j, res.Err)
+						}
+						got[j] = callerIndex(take, res.Res[0])
 					}
 				} else {
 					for j, take := range tt.takes {
@@ -108,6 +119,41 @@ func TestLimiterBatchScript(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLimiterScriptStoresLikeBefore: the batch script rounds a bucket's
+// new TAT to whole microseconds as the one-take script's %.0f did (half
+// to even), so the values in Redis are the same whichever wrote them. The
+// stored TATs lie far ahead (at 4e15 a double's step is half a
+// microsecond, so ties happen) and the burst is large enough that they
+// are taken as they are.
+func TestLimiterScriptStoresLikeBefore(t *testing.T) {
+	t.Parallel()
+	r := fedtest.StartRedis(t)
+	c := newClient(t, r, "a")
+	for _, stored := range []string{"4000000000000000", "4000000000000001"} {
+		for _, interval := range []string{"0.500", "0.250", "0.750", "1.500", "2.500", "333333.333"} {
+			var got [2]string
+			for i, key := range []string{"test:round:batch", "test:round:legacy"} {
+				r.Do("SET " + key + " " + stored)
+				var err error
+				if i == 0 {
+					_, err = c.EvalRateLimitScriptForTest([]string{key}, 1, interval, "100000000000000000")
+				} else {
+					_, err = c.EvalLegacyScriptForTest([]string{key}, interval, "100000000000000000")
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got[i], err = c.GetForTest(key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got[0] != got[1] {
+				t.Errorf("stored %s, interval %s: batch script wrote %s, one-take script %s", stored, interval, got[0], got[1])
+			}
+		}
 	}
 }
 

@@ -202,3 +202,14 @@ func (b *TakeBatch) ExecLegacyOne() {
 	buf.args = args[:0]
 	b.c.answer(b.reqs, cmd.Val(), err)
 }
+
+// EvalLegacyScriptForTest runs the one-take script fedgate used before
+// batches went as one call, with keys and argv as given.
+func (c *Client) EvalLegacyScriptForTest(keys []string, argv ...any) ([]int64, error) {
+	return legacy.Run(context.Background(), c.fast, keys, argv...).Int64Slice()
+}
+
+// GetForTest reads a string key.
+func (c *Client) GetForTest(key string) (string, error) {
+	return c.fast.Get(context.Background(), key).Result()
+}

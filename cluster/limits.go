@@ -53,10 +53,11 @@ import (
 // Each ARGV string is parsed once, and a TAT is rounded with arithmetic
 // rather than string.format (SET renders the whole number): in Redis 7.0
 // that took the script from 19.5 to 17.5 µs for one take of three keys
-// and from 9 to 7.3 µs per take in a batch of 16 (INFO commandstats). The
-// one-take script it replaced took 15.5 µs: a lone take pays about 2 µs
-// of Redis time for sharing the script with batches, a take in a batch of
-// four or more saves 5-8 µs.
+// and from 10.5 to 8.9 µs per take in a batch of 16 (INFO commandstats;
+// 9 to 7.3 µs when the takes share a per-IP bucket). The one-take script
+// it replaced took 15.5 µs a take: a lone take pays about 2 µs of Redis
+// time for sharing the script with batches, a take in a batch of four or
+// more saves 4.5-8 µs.
 const gcraScript = `
 local nk, na = #KEYS, #ARGV
 if nk > 1024 then

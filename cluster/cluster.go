@@ -94,11 +94,11 @@ type Client struct {
 	closed    atomic.Bool
 	backoffs  *Backoff // made by New; Run and the gateway share it
 
-	// takes queues rate-limit calls; slots admits takeFlushers callers at
-	// a time to flush them in batches (see await); stopped is closed by
-	// Close.
+	// takes queues rate-limit calls; slots holds takeFlushers buffers, and
+	// a caller that receives one flushes the queue in batches with it (see
+	// await); stopped is closed by Close.
 	takes   chan *takeReq
-	slots   chan struct{}
+	slots   chan *takeBuf
 	stopped chan struct{}
 	args    sync.Map // bucketKey -> *[2]any, see bucketArgs
 	argsN   atomic.Int64
@@ -153,8 +153,11 @@ func New(opts Options) (*Client, error) {
 		stats:   newStats(),
 		wake:    make(chan struct{}, 1),
 		takes:   make(chan *takeReq, takeQueue),
-		slots:   make(chan struct{}, takeFlushers),
+		slots:   make(chan *takeBuf, takeFlushers),
 		stopped: make(chan struct{}),
+	}
+	for range takeFlushers {
+		c.slots <- newTakeBuf()
 	}
 	quietRedisLog.Do(func() {
 		// go-redis logs every failed dial through its own global logger;

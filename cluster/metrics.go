@@ -37,7 +37,7 @@ type stats struct {
 func newStats() *stats {
 	return &stats{rtt: prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "fedgate", Subsystem: "cluster", Name: "rate_limit_round_trip_seconds",
-		Help:    "Time of the one Redis round trip a request makes for its rate limits.",
+		Help:    "Time of the Redis round trip of one batch of rate-limit takes (one script call for the requests queued together).",
 		Buckets: rttBuckets,
 	})}
 }
@@ -49,11 +49,18 @@ func (s *stats) observe(start time.Time) { s.rtt.Observe(time.Since(start).Secon
 //
 //	fedgate_cluster_redis_up                      1 while Redis answers, else 0
 //	fedgate_cluster_info{node,prefix}             always 1
-//	fedgate_cluster_redis_calls_total{op}         round trips by operation
+//	fedgate_cluster_redis_calls_total{op}         round trips by operation; for rate_limit, takes (requests)
 //	fedgate_cluster_redis_errors_total{op}        failed round trips by operation
 //	fedgate_cluster_fallbacks_total{op}           answered from local state instead
 //	fedgate_cluster_redis_down_total              times Redis was marked down
-//	fedgate_cluster_rate_limit_round_trip_seconds the request path's round trip
+//	fedgate_cluster_rate_limit_round_trip_seconds the request path's round trip, one per batch of takes
+//
+// The rate_limit calls count the requests that asked for their buckets
+// (one take each), as they did when every take was a command of its own;
+// the takes queued together go in one script call, one round trip, and
+// the histogram's count is the number of those. Its errors count failed
+// round trips (a failed batch once), its fallbacks the takes answered
+// locally.
 func (c *Client) Collector() prometheus.Collector { return &collector{c: c} }
 
 type collector struct{ c *Client }
@@ -61,7 +68,7 @@ type collector struct{ c *Client }
 var (
 	descUp        = prometheus.NewDesc("fedgate_cluster_redis_up", "1 while Redis answers within cluster.timeout, 0 while fedgate uses local state.", nil, nil)
 	descInfo      = prometheus.NewDesc("fedgate_cluster_info", "Cluster mode is on; labels name this instance and the key prefix.", []string{"node", "prefix"}, nil)
-	descCalls     = prometheus.NewDesc("fedgate_cluster_redis_calls_total", "Redis round trips by operation.", []string{"op"}, nil)
+	descCalls     = prometheus.NewDesc("fedgate_cluster_redis_calls_total", "Redis round trips by operation; for op=\"rate_limit\" the requests that took shared buckets (those queued together share one round trip: fedgate_cluster_rate_limit_round_trip_seconds counts round trips).", []string{"op"}, nil)
 	descErrors    = prometheus.NewDesc("fedgate_cluster_redis_errors_total", "Failed Redis round trips (unreachable, slower than cluster.timeout, refused) by operation.", []string{"op"}, nil)
 	descFallbacks = prometheus.NewDesc("fedgate_cluster_fallbacks_total", "Operations answered from this instance's own state because Redis was down, slow or refused, by operation.", []string{"op"}, nil)
 	descDowns     = prometheus.NewDesc("fedgate_cluster_redis_down_total", "Times Redis was marked down.", nil, nil)
@@ -100,14 +107,16 @@ type Stats struct {
 	Since time.Time
 	// Calls, Errors and Fallbacks count round trips, failed round trips
 	// and operations answered from local state, by operation name
-	// ("rate_limit", "keyring", "backoff", "acme", "ping").
+	// ("rate_limit", "keyring", "backoff", "acme", "ping"). For
+	// "rate_limit", Calls counts takes (one per request), several of
+	// which share one round trip; RoundTrip.Count counts round trips.
 	Calls     map[string]uint64
 	Errors    map[string]uint64
 	Fallbacks map[string]uint64
 	// Downs counts the times Redis was marked down.
 	Downs uint64
 	// RoundTrip summarises the request path's rate-limit round trips
-	// since the client was created.
+	// (one per batch of takes) since the client was created.
 	RoundTrip RoundTrip
 }
 

@@ -467,7 +467,9 @@ type ClusterOperation struct {
 	// metrics label op).
 	Name string `json:"name"`
 	// RoundTrips counts round trips, Errors failed ones, Fallbacks the
-	// operations answered from this instance's own state instead.
+	// operations answered from this instance's own state instead. For
+	// "rate_limit" RoundTrips counts requests (takes), which share round
+	// trips in batches: [Cluster.RoundTrip] counts those.
 	RoundTrips uint64 `json:"round_trips"`
 	Errors     uint64 `json:"errors"`
 	Fallbacks  uint64 `json:"fallbacks"`

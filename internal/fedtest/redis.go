@@ -2,12 +2,14 @@ package fedtest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,4 +220,37 @@ func (r *Redis) Do(command string) string {
 		return ""
 	}
 	return strings.TrimRight(line, "\r\n")
+}
+
+// CPU returns the CPU time (user and system) the running server has used,
+// from /proc/<pid>/stat (Linux; a benchmark reports it per operation). The
+// unit is the kernel's clock tick, 10ms, so measure over seconds.
+func (r *Redis) CPU() (time.Duration, error) {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if cmd == nil {
+		return 0, errors.New("redis-server is not running")
+	}
+	path := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading redis-server's CPU time: %w", err)
+	}
+	// Fields follow the command name, which ends at the last ')'; utime
+	// and stime are the 14th and 15th, in clock ticks (USER_HZ, 100).
+	i := bytes.LastIndexByte(b, ')')
+	var f []string
+	if i >= 0 {
+		f = strings.Fields(string(b[i+1:]))
+	}
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%s: unexpected format", path)
+	}
+	user, err1 := strconv.ParseInt(f[11], 10, 64)
+	sys, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%s: unexpected format", path)
+	}
+	return time.Duration(user+sys) * 10 * time.Millisecond, nil
 }

@@ -43,13 +43,16 @@ type SharedKeyStore interface {
 // document with keys of their own. So the instance that stores a document
 // seals it first (the gateway signs it with the server's own signing key,
 // as a notary signs what it relays; every instance of a cluster holds that
-// key), and a document read back is used only if Check accepts its seal.
-// Both must be safe for concurrent use.
+// key), and a document read back is used only if Open accepts its seal.
+// The seal never leaves the keyring: Open returns the document without it,
+// so what the keyring keeps, caches and relays as a notary is what the
+// server (and any notary before us) signed. Both must be safe for
+// concurrent use.
 type SharedSealer interface {
 	// Seal returns doc with the seal added.
 	Seal(doc []byte) ([]byte, error)
-	// Check returns nil if doc carries a valid seal.
-	Check(doc []byte) error
+	// Open checks doc's seal and returns doc without it.
+	Open(doc []byte) ([]byte, error)
 }
 
 // SharedKeys is what a [SharedKeyStore] holds for one server.
@@ -182,11 +185,12 @@ func (k *Keyring) adoptable(st SharedKeys, server string, have time.Time, haveVa
 	if haveValid && !background && now.Sub(st.Checked) >= k.opts.MinRefetchInterval {
 		return nil
 	}
-	if err := k.opts.SharedSealer.Check(st.Document); err != nil {
+	doc, err := k.opts.SharedSealer.Open(st.Document)
+	if err != nil {
 		k.log.Warn("ignoring a shared key document without a valid seal", "server", server, "error", err)
 		return nil
 	}
-	keys, err := ParseServerKeys(st.Document, server, st.Checked)
+	keys, err := ParseServerKeys(doc, server, st.Checked)
 	if err != nil {
 		k.log.Warn("ignoring a shared key document that fails its checks", "server", server, "error", err)
 		return nil

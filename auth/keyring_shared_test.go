@@ -63,8 +63,11 @@ func (s *memStore) Publish(_ context.Context, server string, sk SharedKeys) erro
 type testSealer struct{ key SigningKey }
 
 func (s testSealer) Seal(doc []byte) ([]byte, error) { return AddSignature(doc, "gw.example", s.key) }
-func (s testSealer) Check(doc []byte) error {
-	return CheckNotarySignature(doc, "gw.example", map[KeyID]ed25519.PublicKey{s.key.ID: s.key.Public()})
+func (s testSealer) Open(doc []byte) ([]byte, error) {
+	if err := CheckNotarySignature(doc, "gw.example", map[KeyID]ed25519.PublicKey{s.key.ID: s.key.Public()}); err != nil {
+		return nil, err
+	}
+	return RemoveSignatures(doc, "gw.example")
 }
 
 func sharedOpts(t testing.TB, store SharedKeyStore) (func(*KeyringOptions), testSealer) {
@@ -140,7 +143,10 @@ func TestKeyringSharedUntrusted(t *testing.T) {
 			env.ring.Close() // waits for the fetch goroutine, which publishes
 			store.mu.Lock()
 			defer store.mu.Unlock()
-			if len(store.published) != 1 || sealer.Check(store.published[0].Document) != nil {
+			if len(store.published) != 1 {
+				t.Fatalf("published %+v, want the fetched document, sealed", store.published)
+			}
+			if _, err := sealer.Open(store.published[0].Document); err != nil {
 				t.Fatalf("published %+v, want the fetched document, sealed", store.published)
 			}
 		})

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"crypto/ed25519"
-	"encoding/json"
 	"reflect"
 	"strings"
 
@@ -68,7 +67,11 @@ func (s keySeal) Seal(doc []byte) ([]byte, error) {
 	return auth.AddSignature(doc, hs.name, hs.keys.request)
 }
 
-func (s keySeal) Check(doc []byte) error {
+// Open checks the seal and removes it: the keyring keeps (and a notary
+// answer relays) the document as its server signed it, never with the
+// cluster's seal, which would name the top-level server to every peer of
+// another hosted server.
+func (s keySeal) Open(doc []byte) ([]byte, error) {
 	hs := s.g.rt.Load().primary()
 	keys := make(map[auth.KeyID]ed25519.PublicKey, len(hs.keys.current)+len(hs.keys.old))
 	for _, k := range hs.keys.current {
@@ -77,45 +80,10 @@ func (s keySeal) Check(doc []byte) error {
 	for _, k := range hs.keys.old {
 		keys[k.ID] = k.Key
 	}
-	return auth.CheckNotarySignature(doc, hs.name, keys)
-}
-
-// dropSignatures returns the signed JSON object doc without the
-// signatures of the entities drop names, or doc itself when it has none
-// of them. The keyring keeps a document taken from the shared store as
-// stored, seal included (a signature by the top-level server, possibly
-// by a former one after a reload, or read back from the keyring's cache
-// file); a notary answer relays the document with the origin's
-// signatures, any a trusted key server added, and the answering server's
-// own, never another hosted server's seal.
-func dropSignatures(doc []byte, drop func(entity string) bool) ([]byte, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(doc, &obj); err != nil {
+	if err := auth.CheckNotarySignature(doc, hs.name, keys); err != nil {
 		return nil, err
 	}
-	raw, ok := obj["signatures"]
-	if !ok {
-		return doc, nil
-	}
-	var sigs map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &sigs); err != nil {
-		return nil, err
-	}
-	kept := make(map[string]any, len(sigs))
-	for entity, s := range sigs {
-		if !drop(entity) {
-			kept[entity] = s
-		}
-	}
-	if len(kept) == len(sigs) {
-		return doc, nil
-	}
-	out := make(map[string]any, len(obj))
-	for k, v := range obj {
-		out[k] = v
-	}
-	out["signatures"] = kept
-	return auth.Marshal(out)
+	return auth.RemoveSignatures(doc, hs.name)
 }
 
 // warnClusterRestart logs a reload that changes [cluster]: it applies

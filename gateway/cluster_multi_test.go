@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/fedgate/fedgate/auth"
 	"github.com/fedgate/fedgate/cluster"
@@ -353,58 +352,5 @@ func TestClusterMultiNotaryNoSeal(t *testing.T) {
 				t.Errorf("instance %d: %s's notary answer for origin.test is signed by %v, want %v", inst, name, signers, want)
 			}
 		}
-	}
-}
-
-// TestClusterDropSignatures: dropSignatures removes the named signers
-// only, keeps the origin's self-signature valid and the document as it
-// was when there is nothing to drop.
-func TestClusterDropSignatures(t *testing.T) {
-	t.Parallel()
-	key := func(id string) auth.SigningKey {
-		k, err := auth.GenerateSigningKey(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	originKey := key("o_1")
-	doc, err := auth.BuildKeyDocument("origin.test", []auth.SigningKey{originKey}, nil, time.Now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, signer := range []string{"notary.test", "a.test"} {
-		if doc, err = auth.AddSignature(doc, signer, key("k")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hosted := func(entity string) bool { return entity == "a.test" || entity == "b.test" }
-	for _, tc := range []struct {
-		what string
-		drop func(string) bool
-		want []string
-	}{
-		{"hosted seal dropped, trusted key server kept", hosted, []string{"notary.test", "origin.test"}},
-		{"nothing to drop", func(string) bool { return false }, []string{"a.test", "notary.test", "origin.test"}},
-	} {
-		out, err := dropSignatures(doc, tc.drop)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.what, err)
-		}
-		var d struct {
-			Signatures map[string]json.RawMessage `json:"signatures"`
-		}
-		if err := json.Unmarshal(out, &d); err != nil {
-			t.Fatalf("%s: %v", tc.what, err)
-		}
-		if got := slices.Sorted(maps.Keys(d.Signatures)); !slices.Equal(got, tc.want) {
-			t.Errorf("%s: signed by %v, want %v", tc.what, got, tc.want)
-		}
-		if _, err := auth.ParseServerKeys(out, "origin.test", time.Now()); err != nil {
-			t.Errorf("%s: the origin's document no longer verifies: %v", tc.what, err)
-		}
-	}
-	if out, _ := dropSignatures(doc, func(string) bool { return false }); &out[0] != &doc[0] {
-		t.Error("a document with nothing to drop was copied")
 	}
 }

@@ -204,14 +204,10 @@ func (g *Gateway) notaryLookup(in *inbound, q notaryQuery) [][]byte {
 	}
 	var out [][]byte
 	for _, sk := range held {
-		// A document taken from the cluster's shared store carries the
-		// seal of the top-level server (keySeal); it is not ours to relay
-		// as another hosted server's answer.
-		doc, err := dropSignatures(sk.Raw, func(entity string) bool { return in.rt.hostedByName(entity) != nil })
-		if err != nil {
-			continue
-		}
-		signed, err := auth.AddSignature(doc, in.hs.name, in.hs.keys.request)
+		// sk.Raw is what the origin (and any notary before us) signed: a
+		// document taken from the cluster's shared store lost its seal
+		// when the keyring opened it (keySeal.Open).
+		signed, err := auth.AddSignature(sk.Raw, in.hs.name, in.hs.keys.request)
 		if err != nil {
 			continue
 		}

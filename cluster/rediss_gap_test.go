@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,15 +25,11 @@ func startTLSRedis(t *testing.T, ca *fedtest.CA, password string) string {
 	bin := fedtest.RedisBinary(t)
 	dir := t.TempDir()
 	certFile, keyFile := ca.WriteLeafFiles(t, dir, "127.0.0.1")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	addr := fedtest.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
 	out := &fedtest.SyncBuffer{}
 	cmd := exec.Command(bin,
-		"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--port", "0", "--tls-port", port, "--bind", "127.0.0.1",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-ca-cert-file", ca.WriteCertFile(t, dir), "--tls-auth-clients", "no",
 		"--requirepass", password, "--dir", dir, "--save", "", "--appendonly", "no",
@@ -55,7 +50,6 @@ func startTLSRedis(t *testing.T, ca *fedtest.CA, password string) string {
 			t.Logf("redis-server output:\n%s", out.String())
 		}
 	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {

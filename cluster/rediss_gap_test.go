@@ -5,7 +5,6 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,29 +26,13 @@ func startTLSRedis(t *testing.T, ca *fedtest.CA, password string) string {
 	certFile, keyFile := ca.WriteLeafFiles(t, dir, "127.0.0.1")
 	addr := fedtest.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	out := &fedtest.SyncBuffer{}
 	cmd := exec.Command(bin,
 		"--port", "0", "--tls-port", port, "--bind", "127.0.0.1",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-ca-cert-file", ca.WriteCertFile(t, dir), "--tls-auth-clients", "no",
 		"--requirepass", password, "--dir", dir, "--save", "", "--appendonly", "no",
 		"--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server with TLS: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			t.Logf("redis-server output:\n%s", out.String())
-		}
-	})
+	out, exited := fedtest.StartProcess(t, "redis-server with TLS", cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {

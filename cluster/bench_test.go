@@ -63,8 +63,9 @@ func BenchmarkLimiterTakeSerial(b *testing.B) {
 // baseline), and "script", the one script call per batch that fedgate
 // sends now; for a batch of one also "one-take-script", the batch path's
 // single command with the old one-take script, which tells what sending a
-// lone take with a script of its own would save. Each take holds three buckets of its own origin (per_ip,
-// per_origin and a class, as a verified request takes them). Besides
+// lone take with a script of its own would save. Each take holds three
+// buckets of its own origin (per_ip, per_origin and a class, as a
+// verified request takes them). Besides
 // ns/op and allocs/op per batch it reports per take: ns/take,
 // allocs/take, cpu-ns/take (this process: fedgate's side) and
 // redis-cpu-ns/take (redis-server's CPU, in 10ms ticks, so trust it only

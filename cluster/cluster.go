@@ -85,10 +85,10 @@ type Client struct {
 	up   atomic.Bool
 	wake chan struct{} // a failure asks Run to probe now
 
-	mu     sync.Mutex // guards downAt and changedAt
-	downAt time.Time  // when Redis was last marked down
+	mu sync.Mutex // guards changedAt
 	// changedAt is when Redis was last marked down or up again; when New
-	// ran until the first change.
+	// ran until the first change. While Redis is down it is when it was
+	// marked down.
 	changedAt time.Time
 	addr      string // the server's address without credentials, see Address
 	closed    atomic.Bool
@@ -205,8 +205,7 @@ func redactURLError(err error, raw string) error {
 // markedDown records when Redis was marked down.
 func (c *Client) markedDown() {
 	c.mu.Lock()
-	c.downAt = time.Now()
-	c.changedAt = c.downAt
+	c.changedAt = time.Now()
 	c.mu.Unlock()
 }
 
@@ -352,7 +351,7 @@ func (c *Client) probe(ctx context.Context) {
 	}
 	if c.up.CompareAndSwap(false, true) {
 		c.mu.Lock()
-		down := time.Since(c.downAt)
+		down := time.Since(c.changedAt)
 		c.changedAt = time.Now()
 		c.mu.Unlock()
 		c.log.Info("redis reachable again: shared limits, keys and backoff resume", zap.Duration("down_for", down.Round(time.Millisecond)))

@@ -23,7 +23,6 @@ func (s *CertStorage) StallForTest(name string) {
 const (
 	MaxTakeKeys  = maxTakeKeys
 	MaxBatchKeys = maxBatchKeys
-	MaxTakeBatch = maxTakeBatch
 )
 
 // HoldFlushForTest takes every flusher slot, so that Takes queue up

@@ -4,9 +4,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,36 +24,15 @@ func startTLSRedis(t *testing.T, ca *fedtest.CA, password string) string {
 	bin := fedtest.RedisBinary(t)
 	dir := t.TempDir()
 	certFile, keyFile := ca.WriteLeafFiles(t, dir, "127.0.0.1")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	out := &fedtest.SyncBuffer{}
+	addr := fedtest.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
 	cmd := exec.Command(bin,
-		"--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--port", "0", "--tls-port", port, "--bind", "127.0.0.1",
 		"--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-ca-cert-file", ca.WriteCertFile(t, dir), "--tls-auth-clients", "no",
 		"--requirepass", password, "--dir", dir, "--save", "", "--appendonly", "no",
 		"--daemonize", "no", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting redis-server with TLS: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-		if t.Failed() {
-			t.Logf("redis-server output:\n%s", out.String())
-		}
-	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	out, exited := fedtest.StartProcess(t, "redis-server with TLS", cmd)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		select {

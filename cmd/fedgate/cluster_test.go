@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,24 +45,13 @@ func TestRunClusterMode(t *testing.T) {
 	// fedgate_cluster_redis_up is 1 from the start, before any round trip,
 	// so it does not show that fedgate reached Redis: Redis itself must
 	// count the instance's subscription to the shared backoff channel.
+	// The reply: *2, $<length>, the channel, :<subscribers>.
 	subscribers := func() string {
-		c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-		if err != nil {
-			return err.Error()
+		lines := r.DoLines("PUBSUB NUMSUB proctest:backoff", 4)
+		if len(lines) < 4 {
+			return "(reply " + strings.Join(lines, " ") + ")"
 		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		io.WriteString(c, "PUBSUB NUMSUB proctest:backoff\r\n")
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return err.Error()
-			}
-			if strings.HasPrefix(line, ":") || strings.HasPrefix(line, "-") {
-				return strings.TrimSpace(line)
-			}
-		}
+		return lines[3]
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		got := subscribers()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,28 @@ func TestRedisAddressInUse(t *testing.T) {
 	}
 	if !other.serves() {
 		t.Fatal("the other redis-server does not answer from its own folder")
+	}
+}
+
+// TestStartProcess: the output is collected and exited closes when the
+// process ends; one still running when the test ends is killed then.
+func TestStartProcess(t *testing.T) {
+	out, exited := StartProcess(t, "sh", exec.Command("sh", "-c", "echo started; exit 3"))
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("exited not closed after the process ended")
+	}
+	if got := out.String(); got != "started\n" {
+		t.Fatalf("output %q", got)
+	}
+	var running <-chan struct{}
+	t.Run("inner", func(t *testing.T) {
+		_, running = StartProcess(t, "sleep", exec.Command("sleep", "60"))
+	})
+	select {
+	case <-running:
+	default:
+		t.Fatal("a process still running when its test ended was not killed and waited for")
 	}
 }

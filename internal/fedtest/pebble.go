@@ -123,23 +123,7 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		"PEBBLE_WFE_NONCEREJECT=0", // never reject a good nonce
 		"PEBBLE_AUTHZREUSE=0",      // every order validates again
 	)
-	out := &SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting pebble: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("pebble output:\n%s", out.String())
-		}
-	})
+	out, exited := StartProcess(t, "pebble", cmd)
 
 	// Ready when the management API answers; it also hands out the root
 	// that issued certificates chain to.

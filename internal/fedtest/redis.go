@@ -161,26 +161,9 @@ func (r *Redis) serves() bool {
 	if err != nil {
 		return false
 	}
-	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("CONFIG GET dir\r\n")); err != nil {
-		return false
-	}
 	// *2, $3, dir, $<length>, the folder
-	br := bufio.NewReader(c)
-	var lines [5]string
-	for i := range lines {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return false
-		}
-		lines[i] = strings.TrimRight(line, "\r\n")
-	}
-	return lines[0] == "*2" && lines[2] == "dir" && lines[4] == dir
+	lines := r.DoLines("CONFIG GET dir", 5)
+	return len(lines) == 5 && lines[0] == "*2" && lines[2] == "dir" && lines[4] == dir
 }
 
 // Kill stops the server with SIGKILL (no shutdown, as a crash) and waits
@@ -206,20 +189,36 @@ func (r *Redis) Ping() bool {
 // first line of the reply ("" if the server does not answer): enough for
 // tests to inspect or flush the server without a client library.
 func (r *Redis) Do(command string) string {
+	if lines := r.DoLines(command, 1); len(lines) == 1 {
+		return lines[0]
+	}
+	return ""
+}
+
+// DoLines sends one inline command as Do does and returns the first n
+// lines of the reply, without their line ends: "*2", "$3", "dir", ... for
+// an array. It returns fewer when the server stops answering (none when
+// it does not answer at all).
+func (r *Redis) DoLines(command string, n int) []string {
 	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
 	if err != nil {
-		return ""
+		return nil
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Write([]byte(command + "\r\n")); err != nil {
-		return ""
+		return nil
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return ""
+	br := bufio.NewReader(c)
+	lines := make([]string, 0, n)
+	for range n {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		lines = append(lines, strings.TrimRight(line, "\r\n"))
 	}
-	return strings.TrimRight(line, "\r\n")
+	return lines
 }
 
 // CPU returns the CPU time (user and system) the running server has used,

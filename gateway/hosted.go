@@ -71,9 +71,7 @@ func (g *Gateway) buildHosted(c *config.Config) ([]*hostedServer, *hosting.Table
 	hosted := c.Hosted()
 	servers := make([]*hostedServer, 0, len(hosted))
 	fail := func(err error) ([]*hostedServer, *hosting.Table, error) {
-		for _, hs := range servers {
-			hs.upstream.Close()
-		}
+		closeUpstreams(servers)
 		return nil, nil, err
 	}
 	pubs := map[string]string{}

@@ -235,13 +235,7 @@ func memberOf(env *multiEnv, name, pool string, member int) upstream.MemberStatu
 	if hs == nil {
 		env.t.Fatalf("no hosted server %s", name)
 	}
-	for _, p := range hs.upstream.Status() {
-		if p.Name == pool {
-			return p.Members[member]
-		}
-	}
-	env.t.Fatalf("%s has no pool %s", name, pool)
-	return upstream.MemberStatus{}
+	return memberStatus(env.t, hs, pool, member)
 }
 
 // TestMultiProbesApart: the one prober probes each hosted server at its

@@ -574,13 +574,8 @@ func TestPoolsMemberKilledAndRestarted(t *testing.T) {
 
 // poolMember is one member's status in the running configuration.
 func poolMember(env *poolEnv, pool string, member int) upstream.MemberStatus {
-	for _, p := range env.gw.rt.Load().primary().upstream.Status() {
-		if p.Name == pool {
-			return p.Members[member]
-		}
-	}
-	env.t.Fatalf("no pool %s", pool)
-	return upstream.MemberStatus{}
+	env.t.Helper()
+	return memberStatus(env.t, env.gw.rt.Load().primary(), pool, member)
 }
 
 // TestPoolsReloadAddsMember: a reload that adds a worker to an origin pool

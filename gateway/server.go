@@ -372,16 +372,9 @@ func (g *Gateway) Start() error {
 	}
 	// The prober decides per round which hosted servers' members need
 	// probing (pools.go): a reload may turn several members on or off.
-	g.bgWG.Add(2)
-	go func() {
-		defer g.bgWG.Done()
-		g.runUpstreamProbe(g.bg)
-	}()
+	g.bgWG.Go(func() { g.runUpstreamProbe(g.bg) })
 	g.startPolicies()
-	go func() {
-		defer g.bgWG.Done()
-		g.keyring.Run(g.bg)
-	}()
+	g.bgWG.Go(func() { g.keyring.Run(g.bg) })
 	g.startCluster()
 	return nil
 }

@@ -148,7 +148,6 @@ func NewSet(opts SetOptions, t *Tracker) (*Set, error) {
 	s.def = def
 	s.pools = append(s.pools, def)
 	names := map[string]bool{DefaultPool: true}
-	routeOf := map[string]int{} // operation -> route index
 	for i, r := range opts.Routes {
 		if r.Name == "" || names[r.Name] {
 			return fail(&SetError{Route: i, Member: -1, Err: fmt.Errorf("pool name %q is empty or used twice", r.Name)})
@@ -167,9 +166,8 @@ func NewSet(opts SetOptions, t *Tracker) (*Set, error) {
 			s.byOp = map[string]*Pool{}
 		}
 		for _, op := range ops {
-			if _, taken := routeOf[op]; !taken {
-				routeOf[op] = i
-				s.byOp[op] = p
+			if _, taken := s.byOp[op]; !taken {
+				s.byOp[op] = p // the first route naming op takes it
 			}
 		}
 	}

@@ -180,3 +180,29 @@ func TestScopesKeepStateApart(t *testing.T) {
 		t.Error("a Set of the same scope did not find the state")
 	}
 }
+
+// TestOriginOnlyForXMatrix: an origin pool hashes the origin only for
+// endpoints that authenticate it with X-Matrix; a request to an
+// unauthenticated endpoint is taken in turn even when the caller passes
+// an origin, since nothing vouches for it.
+func TestOriginOnlyForXMatrix(t *testing.T) {
+	_, urls := startWorkers(t, 2)
+	s := buildSet(t, SetOptions{URLs: urls, Balance: Origin}, nil)
+	count := func(ep *endpoints.Endpoint) map[int]int {
+		got := map[int]int{}
+		for range 10 {
+			x, _, err := call(t, s, ep, "origin.test", ep.Method, ep.Path, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[x.Member]++
+		}
+		return got
+	}
+	if got := count(endpoint(t, "query_profile", "GET")); len(got) != 1 {
+		t.Errorf("an authenticated origin's requests went to several members: %v", got)
+	}
+	if got := count(endpoint(t, "version", "GET")); got[0] != 5 || got[1] != 5 {
+		t.Errorf("unauthenticated requests with an origin: %v, want 5 on each member", got)
+	}
+}

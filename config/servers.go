@@ -175,7 +175,6 @@ func (c *Config) deriveServers(dir string) {
 		if !set("policy") {
 			s.Policy = c.Policy // derived already, its rooms' homeserver the top level's
 		} else {
-			abs(&s.Policy.ListTrust)
 			derivePolicyRooms(s.Policy.Rooms, s.Upstream, abs)
 		}
 		if !set("rate_limit") {
@@ -190,7 +189,7 @@ func (c *Config) deriveServers(dir string) {
 		}
 		for _, p := range []*string{
 			&s.Upstream.CAFile, &s.Keys.SigningKey, &s.TLS.CARoot, &s.TLS.CertFile, &s.TLS.KeyFile,
-			&s.TLS.Storage, &s.Egress.SecretFile, &s.Policy.ListFile,
+			&s.TLS.Storage, &s.Egress.SecretFile, &s.Policy.ListFile, &s.Policy.ListTrust,
 		} {
 			abs(p)
 		}

@@ -172,3 +172,43 @@ generate = true
 		t.Errorf("c's inherited room: %+v", r)
 	}
 }
+
+// TestHostedPolicyPaths: the paths of a [[servers]] entry's own [policy]
+// are made absolute, relative to the configuration file's folder.
+func TestHostedPolicyPaths(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"list.jws", "trust.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "gateway.toml")
+	text := `server_name = "a.example"
+[upstream]
+url = "http://10.0.1.1:8008"
+[keys]
+generate = true
+
+[[servers]]
+server_name = "b.example"
+[servers.upstream]
+url = "http://10.0.2.1:8008"
+[servers.keys]
+generate = true
+[servers.policy]
+list_signature = "jws"
+list_file = "list.jws"
+list_trust = "trust.pem"
+`
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Hosted()[1].Policy
+	if p.ListFile != filepath.Join(dir, "list.jws") || p.ListTrust != filepath.Join(dir, "trust.pem") {
+		t.Errorf("b's list_file %q, list_trust %q: not made absolute", p.ListFile, p.ListTrust)
+	}
+}

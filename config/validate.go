@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -206,14 +207,16 @@ func (v *validator) upstreamRoutes() {
 			var by []string
 			fresh := false
 			for _, op := range ops {
-				if prev, ok := taken[op]; ok {
-					by = appendOnce(by, fmt.Sprintf("%s (line %d)", prev, v.c.Line(prev)))
-				} else if prev := mine[op]; prev != "" {
-					by = appendOnce(by, fmt.Sprintf("%s (line %d)", prev, v.c.Line(prev)))
-				} else {
+				prev := taken[op]
+				if prev == "" {
+					prev = mine[op]
+				}
+				if prev == "" {
 					fresh = true
 					mine[op] = ek
+					continue
 				}
+				by = appendOnce(by, fmt.Sprintf("%s (line %d)", prev, v.c.Line(prev)))
 			}
 			if !fresh {
 				deads = append(deads, deadEntry{ek, n, by})
@@ -251,10 +254,8 @@ func forwardedOps(name string) []string {
 }
 
 func appendOnce(list []string, s string) []string {
-	for _, have := range list {
-		if have == s {
-			return list
-		}
+	if slices.Contains(list, s) {
+		return list
 	}
 	return append(list, s)
 }

@@ -105,8 +105,8 @@ type Plan struct {
 }
 
 // Prepare builds the sources c asks for, reusing running ones whose
-// configuration is unchanged. Nothing is published or started: a plan
-// that is not applied changes nothing: its new sources were never started.
+// configuration is unchanged. Nothing is published or started, so a plan
+// that is not applied changes nothing.
 func (ps *Set) Prepare(c *config.Config) (*Plan, error) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -168,11 +168,7 @@ func (ps *Set) Apply(plan *Plan) {
 	for _, r := range plan.rooms {
 		names[r.room.Name()] = true
 	}
-	old := append([]*runningSource{}, ps.rooms...)
-	if ps.list != nil {
-		old = append(old, ps.list)
-	}
-	for _, r := range old {
+	for _, r := range ps.all() {
 		if keep[r] {
 			continue
 		}
@@ -214,6 +210,8 @@ func (ps *Set) Stop() {
 	}
 }
 
+// all returns the sources in service, in a slice of its own; ps.mu must
+// be held.
 func (ps *Set) all() []*runningSource {
 	out := append([]*runningSource{}, ps.rooms...)
 	if ps.list != nil {

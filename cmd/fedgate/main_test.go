@@ -97,6 +97,51 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
+// TestCheckConfigSummaryPools: the summary shows the default pool's
+// members and balance, each route with its endpoints, members and balance
+// (round_robin when unset), and a buffered access log.
+func TestCheckConfigSummaryPools(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateway.toml")
+	if err := os.WriteFile(path, []byte(`server_name = "a.example"
+[upstream]
+urls = ["http://127.0.0.1:8008", "http://127.0.0.1:8009"]
+balance = "least_busy"
+[[upstream.route]]
+endpoints = ["send"]
+urls = ["http://127.0.0.1:8083", "http://127.0.0.1:8084"]
+balance = "origin"
+[[upstream.route]]
+name = "media"
+endpoints = ["media", "version"]
+urls = ["http://127.0.0.1:8085"]
+[[upstream.route]]
+endpoints = ["backfill"]
+urls = ["http://127.0.0.1:8086", "http://127.0.0.1:8087"]
+[keys]
+generate = true
+[log]
+access = true
+access_buffer = "64KiB"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI("check-config", "-config", path)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		"upstream:     http://127.0.0.1:8008 http://127.0.0.1:8009 (least_busy) (timeout 1m0s); " +
+			"route send: send -> http://127.0.0.1:8083 http://127.0.0.1:8084 (origin); " +
+			"route media: media version -> http://127.0.0.1:8085; " +
+			"route backfill: backfill -> http://127.0.0.1:8086 http://127.0.0.1:8087 (round_robin)\n",
+		"access log on, buffered (64KiB, written at least once a second)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // TestCheckConfigInvalid runs check-config on every invalid test file of the
 // config package: exit 1 and only FILE:LINE: lines on stderr.
 func TestCheckConfigInvalid(t *testing.T) {

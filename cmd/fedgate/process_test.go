@@ -390,3 +390,47 @@ func waitCondition(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestBufferedAccessLogOnSIGTERM: with log.access_buffer a real fedgate
+// process writes every access line by the time it exits, those still in
+// the buffer at SIGTERM included, each a whole JSON line.
+func TestBufferedAccessLogOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	const requests = 50
+	hs := fedtest.StartHomeserver(t)
+	cfg, _, client := processSetup(t, hs.URL, "")
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buffered := strings.Replace(string(text), "access = false", "access = true\naccess_buffer = \"64KiB\"", 1)
+	if err := os.WriteFile(cfg, []byte(buffered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, buildBinary(t), cfg)
+	fed := p.addr("federation")
+	for range requests {
+		resp, err := client.Get("https://" + fed + "/_matrix/federation/v1/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	p.signal(syscall.SIGTERM)
+	p.wait()
+	n := 0
+	for _, line := range strings.Split(p.log(), "\n") {
+		if strings.Contains(line, `"logger":"access"`) {
+			if !strings.HasPrefix(line, "{") || !strings.HasSuffix(line, "}") {
+				t.Errorf("not a whole line: %q", line)
+			}
+			n++
+		}
+	}
+	if n != requests {
+		t.Fatalf("%d access lines after exit, want %d:\n%s", n, requests, p.log())
+	}
+}

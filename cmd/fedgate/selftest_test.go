@@ -414,3 +414,19 @@ func FuzzSelftestResponses(f *testing.F) {
 		}
 	})
 }
+
+// TestUpstreamSetting: a version check's fix names the setting the
+// default pool comes from, url or urls, with its value.
+func TestUpstreamSetting(t *testing.T) {
+	for _, tc := range []struct {
+		u    config.Upstream
+		want string
+	}{
+		{config.Upstream{URL: "http://127.0.0.1:8008"}, "upstream.url (http://127.0.0.1:8008)"},
+		{config.Upstream{URLs: []string{"http://10.0.0.1:8008", "http://10.0.0.2:8008"}}, "upstream.urls (http://10.0.0.1:8008, http://10.0.0.2:8008)"},
+	} {
+		if got := upstreamSetting(tc.u); got != tc.want {
+			t.Errorf("upstreamSetting(%+v) = %q, want %q", tc.u, got, tc.want)
+		}
+	}
+}

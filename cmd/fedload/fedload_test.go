@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,11 @@ func TestFedgateBinariesFlag(t *testing.T) {
 		if _, err := accessLogModes(v); err != nil {
 			t.Errorf("%s: %v", v, err)
 		}
+	}
+	// Each mode is one target named after it: a mode named twice would
+	// start two fedgates on the same configuration file and data folder.
+	if modes, err := accessLogModes("on,true,buffered,on"); err != nil || !slices.Equal(modes, []logMode{logOn, logBuffered}) {
+		t.Errorf("on,true,buffered,on: %v %v", modes, err)
 	}
 	for _, bad := range []string{"maybe", "on,maybe", ""} {
 		if _, err := accessLogModes(bad); err == nil {

@@ -87,7 +87,8 @@ func (m logMode) accessBuffer() string {
 
 // accessLogModes turns -access-log into the settings to run fedgate with:
 // "both" is off and on, "all" adds buffered, and a comma-separated list
-// names modes one by one.
+// names modes one by one. A mode named twice runs once: each mode's target
+// has a name, configuration file and data folder of its own.
 func accessLogModes(v string) ([]logMode, error) {
 	switch v {
 	case "both":
@@ -97,15 +98,19 @@ func accessLogModes(v string) ([]logMode, error) {
 	}
 	var modes []logMode
 	for _, part := range strings.Split(v, ",") {
+		var mode logMode
 		switch m := strings.TrimSpace(part); m {
 		case "off", "false":
-			modes = append(modes, logOff)
+			mode = logOff
 		case "on", "true":
-			modes = append(modes, logOn)
+			mode = logOn
 		case "buffered":
-			modes = append(modes, logBuffered)
+			mode = logBuffered
 		default:
 			return nil, fmt.Errorf("-access-log: %q is not off, on, buffered, both or all", m)
+		}
+		if !slices.Contains(modes, mode) {
+			modes = append(modes, mode)
 		}
 	}
 	return modes, nil

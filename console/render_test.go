@@ -207,7 +207,8 @@ func TestPolicyCard(t *testing.T) {
 		{"file refused", Policy{ListFile: &ListFile{LastError: "bad json"}}, "warn", "1 of 1 degraded", "list file refused"},
 	} {
 		st := &Status{Generated: now, Server: &Server{Name: "a.example"}, Policy: &tt.policy}
-		c, ok := policyCard(st)
+		_, views := hostedViews(st, st.Server.Name)
+		c, ok := policyCard(views, len(st.Servers) > 0)
 		if ok != (tt.state != "") || c.State != tt.state || c.Value != tt.value || c.Detail != tt.detail {
 			t.Errorf("%s: %v %+v", tt.name, ok, c)
 		}

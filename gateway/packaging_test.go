@@ -93,6 +93,78 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 // collector's and the Go runtime's.
 var metricRef = regexp.MustCompile(`\b(?:fedgate|process|go)_[a-z0-9_]+\b`)
 
+// fedgateMetricLabels returns the labels of each fedgate_ metric (with
+// and without [cluster]), from the registrations: a vector with no series
+// yet has its labels only there.
+func fedgateMetricLabels(t *testing.T) map[string][]string {
+	t.Helper()
+	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	collectors := append(newMetrics(newStateCollector(&Gateway{}), "test").own, cl.Collector())
+	desc := regexp.MustCompile(`^Desc\{fqName: "(fedgate_[^"]+)".*, variableLabels: \{([^}]*)\}\}$`)
+	out := map[string][]string{}
+	for _, c := range collectors {
+		ch := make(chan *prometheus.Desc, 256)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			if m := desc.FindStringSubmatch(d.String()); m != nil {
+				out[m[1]] = strings.FieldsFunc(m[2], func(r rune) bool { return r == ',' })
+			}
+		}
+	}
+	if len(out["fedgate_upstream_member_errors_total"]) == 0 || len(out["fedgate_cluster_redis_calls_total"]) == 0 {
+		t.Fatalf("no labels read from the registrations: %v", out)
+	}
+	return out
+}
+
+// promSelector finds a fedgate metric with its label matchers, and
+// promGrouping a by, without, on or ignoring clause.
+var (
+	promSelector = regexp.MustCompile(`\b(fedgate_[a-z0-9_]+)\s*(?:\{([^}]*)\})?`)
+	promMatcher  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	promGrouping = regexp.MustCompile(`\b(?:by|without|on|ignoring)\s*\(([^)]*)\)`)
+)
+
+// unknownLabels lists the labels expr selects or groups by that its
+// fedgate metrics do not have: a selector's matchers must be labels of
+// its metric, a grouping's labels of one of the expression's metrics.
+// Prometheus's own job and instance, and le of a histogram's buckets,
+// are always there.
+func unknownLabels(expr string, labels map[string][]string) []string {
+	var bad []string
+	all := map[string]bool{"job": true, "instance": true, "le": true}
+	for _, sel := range promSelector.FindAllStringSubmatch(expr, -1) {
+		name := sel[1]
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && labels[base] != nil {
+				name = base
+			}
+		}
+		have := map[string]bool{"job": true, "instance": true, "le": name != sel[1]}
+		for _, l := range labels[name] {
+			have[l], all[l] = true, true
+		}
+		for _, m := range promMatcher.FindAllStringSubmatch(sel[2], -1) {
+			if !have[m[1]] {
+				bad = append(bad, sel[1]+"{"+m[1]+"}")
+			}
+		}
+	}
+	for _, g := range promGrouping.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(g[1], ",") {
+			if l = strings.TrimSpace(l); l != "" && !all[l] {
+				bad = append(bad, "("+l+")")
+			}
+		}
+	}
+	return bad
+}
+
 // dashboardExprs returns the PromQL of every panel target and template
 // variable of the dashboard, by where it is.
 func dashboardExprs(t *testing.T) map[string]string {
@@ -166,16 +238,21 @@ func alertRules(t *testing.T) []struct {
 }
 
 // TestDashboardAndAlertsUseExportedMetrics: every metric the dashboard's
-// and the alert rules' PromQL names is one /metrics serves.
+// and the alert rules' PromQL names is one /metrics serves, and every
+// label they select or group by is one of its labels.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	t.Parallel()
 	exported := exportedMetricNames(t)
+	labels := fedgateMetricLabels(t)
 	check := func(where, expr string) int {
 		refs := metricRef.FindAllString(expr, -1)
 		for _, name := range refs {
 			if !exported[name] {
 				t.Errorf("%s uses %s, which fedgate does not export", where, name)
 			}
+		}
+		for _, l := range unknownLabels(expr, labels) {
+			t.Errorf("%s uses the label %s, which its metrics do not have", where, l)
 		}
 		return len(refs)
 	}

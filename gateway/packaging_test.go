@@ -27,24 +27,38 @@ const (
 	alertTestsFile = "../packaging/prometheus/alerts_test.yml"
 )
 
-// exportedMetricNames returns every metric name /metrics can serve:
-// fedgate's own (with _bucket, _sum and _count for histograms) and the Go
-// runtime and process collectors'. A vector with no series yet is absent
-// from a scrape, so the names come from the registrations, not from one
-// scrape.
-func exportedMetricNames(t *testing.T) map[string]bool {
+// exportedMetrics returns every metric name /metrics can serve:
+// fedgate's own (with _bucket, _sum and _count for histograms), cluster
+// mode's and the Go runtime and process collectors'; and the labels of
+// each fedgate_ metric. A vector with no series yet is absent from a
+// scrape, so the names and labels come from the registrations, not from
+// one scrape.
+func exportedMetrics(t *testing.T) (names map[string]bool, labels map[string][]string) {
 	t.Helper()
 	m := newMetrics(newStateCollector(&Gateway{}), "test")
-	names := map[string]bool{}
-	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for _, c := range m.own {
-		ch := make(chan *prometheus.Desc, 64)
+	// Cluster mode's metrics are registered only with [cluster]. A client
+	// for an address nobody listens on (New does not connect) serves
+	// them all, histograms with their series.
+	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	names, labels = map[string]bool{}, map[string][]string{}
+	desc := regexp.MustCompile(`^Desc\{fqName: "([^"]+)".*, variableLabels: \{([^}]*)\}\}$`)
+	for _, c := range append(m.own, cl.Collector()) {
+		ch := make(chan *prometheus.Desc, 256)
 		c.Describe(ch)
 		close(ch)
 		_, histogram := c.(*prometheus.HistogramVec)
 		for d := range ch {
-			name := fqName.FindStringSubmatch(d.String())[1]
+			fields := desc.FindStringSubmatch(d.String())
+			if fields == nil {
+				t.Fatalf("cannot read %s", d)
+			}
+			name := fields[1]
 			names[name] = true
+			labels[name] = strings.FieldsFunc(fields[2], func(r rune) bool { return r == ',' })
 			if histogram {
 				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 					names[name+suffix] = true
@@ -61,66 +75,28 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 			names[f.GetName()] = true
 		}
 	}
-	// Cluster mode's metrics are registered only with [cluster]. A client
-	// for an address nobody listens on (New does not connect) serves
-	// them all, histograms with their series.
-	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(cl.Collector())
-	families, err = reg.Gather()
-	if err != nil {
+	if families, err = reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		names[f.GetName()] = true
 		if f.GetType() == dto.MetricType_HISTOGRAM {
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 				names[f.GetName()+suffix] = true
 			}
 		}
 	}
-	if !names["fedgate_cluster_redis_up"] || !names["fedgate_cluster_rate_limit_round_trip_seconds_bucket"] {
-		t.Fatal("the cluster client serves no fedgate_cluster_* metrics")
+	if !names["fedgate_cluster_redis_up"] || !names["fedgate_cluster_rate_limit_round_trip_seconds_bucket"] ||
+		len(labels["fedgate_upstream_member_errors_total"]) == 0 || len(labels["fedgate_cluster_redis_calls_total"]) == 0 {
+		t.Fatal("the registrations lack fedgate_cluster_* metrics or labels")
 	}
-	return names
+	return names, labels
 }
 
 // metricRef finds metric names in PromQL: fedgate's, the process
 // collector's and the Go runtime's.
 var metricRef = regexp.MustCompile(`\b(?:fedgate|process|go)_[a-z0-9_]+\b`)
-
-// fedgateMetricLabels returns the labels of each fedgate_ metric (with
-// and without [cluster]), from the registrations: a vector with no series
-// yet has its labels only there.
-func fedgateMetricLabels(t *testing.T) map[string][]string {
-	t.Helper()
-	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	collectors := append(newMetrics(newStateCollector(&Gateway{}), "test").own, cl.Collector())
-	desc := regexp.MustCompile(`^Desc\{fqName: "(fedgate_[^"]+)".*, variableLabels: \{([^}]*)\}\}$`)
-	out := map[string][]string{}
-	for _, c := range collectors {
-		ch := make(chan *prometheus.Desc, 256)
-		c.Describe(ch)
-		close(ch)
-		for d := range ch {
-			if m := desc.FindStringSubmatch(d.String()); m != nil {
-				out[m[1]] = strings.FieldsFunc(m[2], func(r rune) bool { return r == ',' })
-			}
-		}
-	}
-	if len(out["fedgate_upstream_member_errors_total"]) == 0 || len(out["fedgate_cluster_redis_calls_total"]) == 0 {
-		t.Fatalf("no labels read from the registrations: %v", out)
-	}
-	return out
-}
 
 // promSelector finds a fedgate metric with its label matchers, and
 // promGrouping a by, without, on or ignoring clause.
@@ -242,8 +218,7 @@ func alertRules(t *testing.T) []struct {
 // label they select or group by is one of its labels.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	t.Parallel()
-	exported := exportedMetricNames(t)
-	labels := fedgateMetricLabels(t)
+	exported, labels := exportedMetrics(t)
 	check := func(where, expr string) int {
 		refs := metricRef.FindAllString(expr, -1)
 		for _, name := range refs {

@@ -110,18 +110,19 @@ func newRenderer() (*renderer, error) {
 // render writes the page for st; refresh is the self-refresh interval in
 // seconds (0: none).
 func (r *renderer) render(w io.Writer, st *Status, refresh int) error {
-	p := &page{Status: st, Refresh: refresh, CSS: template.CSS(stylesheet), Cards: cards(st), Charts: charts(st.Traffic)}
-	if p.Server == nil {
-		p.Server = &Server{}
+	if st.Server == nil {
+		st.Server = &Server{}
 	}
-	p.KeySets, p.Policies = hostedViews(st, p.Server.Name)
-	p.Several = len(st.Servers) > 0
+	keys, policies := hostedViews(st, st.Server.Name)
+	p := &page{Status: st, Refresh: refresh, CSS: template.CSS(stylesheet), Cards: cards(st, policies), Charts: charts(st.Traffic),
+		KeySets: keys, Policies: policies, Several: len(st.Servers) > 0}
 	return r.tmpl.ExecuteTemplate(w, "page.html", p)
 }
 
 // cards builds the summary row: the answers to "is anything wrong" at a
-// glance, each linking to its section.
-func cards(st *Status) []card {
+// glance, each linking to its section; policies are st's assessed
+// policies (hostedViews).
+func cards(st *Status, policies []policyView) []card {
 	now := st.Generated
 	var out []card
 	if r := st.Readiness; r != nil {
@@ -215,7 +216,7 @@ func cards(st *Status) []card {
 	if c := st.Cluster; c != nil {
 		out = append(out, clusterCard(now, c))
 	}
-	if c, ok := policyCard(st); ok {
+	if c, ok := policyCard(policies, len(st.Servers) > 0); ok {
 		out = append(out, c)
 	}
 	return out

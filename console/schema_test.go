@@ -1,12 +1,12 @@
 package console
 
 import (
-	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/fedtest"
 )
 
 // jsonPaths lists every field status.json can have, with its JSON type
@@ -69,45 +69,13 @@ func jsonType(t reflect.Type) string {
 	return "number"
 }
 
-// documentedAs returns the row of docs/console.md's status.json table
-// that documents path: path itself, except inside a [[servers]] entry,
-// whose sections have the fields of the top-level ones and are documented
-// once (servers[].policy.rooms[].room by policy.rooms[].room), provided
-// the table has a row for the section (servers[].policy).
-func documentedAs(path string, documented map[string]string) string {
-	if rest, ok := strings.CutPrefix(path, "servers[]."); ok {
-		if head, _, nested := strings.Cut(rest, "."); nested {
-			if _, ok := documented["servers[]."+head]; ok {
-				return rest
-			}
-		}
-	}
-	return path
-}
-
 // TestStatusJSONDocumented: docs/console.md documents every field of
 // status.json with its type, and nothing that does not exist.
 func TestStatusJSONDocumented(t *testing.T) {
-	data, err := os.ReadFile("../docs/console.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(data)
-	start := strings.Index(doc, "\n## status.json\n")
-	if start < 0 {
-		t.Fatal("docs/console.md has no status.json section")
-	}
-	doc = doc[start+1:]
-	if end := strings.Index(doc[3:], "\n## "); end >= 0 {
-		doc = doc[:end+3]
-	}
-	documented := map[string]string{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.\\[\\]]+)` \\| ([a-z]+) \\|").FindAllStringSubmatch(doc, -1) {
-		documented[m[1]] = m[2]
-	}
+	documented := fedtest.ReadStatusDoc(t, "../docs/console.md")
 	fields := jsonPaths()
 	for path, typ := range fields {
-		if got, ok := documented[documentedAs(path, documented)]; !ok {
+		if got, ok := documented.Type(path); !ok {
 			t.Errorf("docs/console.md does not document %s (%s)", path, typ)
 		} else if got != typ {
 			t.Errorf("docs/console.md says %s is %s; it is %s", path, got, typ)

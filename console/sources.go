@@ -184,15 +184,14 @@ func clusterCard(now time.Time, c *Cluster) card {
 		Detail: "limits per instance since " + strings.TrimSuffix(ago(now, c.Since), " ago")}
 }
 
-// policyCard sums up every hosted server's policy sources: red when one
-// is stale (federation fails closed), amber when one cannot be read or
-// its signer expires soon, green otherwise. ok is false when no server
-// has a list file, signed list or policy room.
-func policyCard(st *Status) (card, bool) {
-	_, views := hostedViews(st, serverName(st))
+// policyCard sums up every hosted server's policy sources, from their
+// assessed views (hostedViews): red when one is stale (federation fails
+// closed), amber when one cannot be read or its signer expires soon,
+// green otherwise; several names each problem's server. ok is false when
+// no server has a list file, signed list or policy room.
+func policyCard(views []policyView, several bool) (card, bool) {
 	var sources, rooms, lists, files int
 	var stale, warn []string
-	several := len(st.Servers) > 0
 	for _, v := range views {
 		sources += v.Sources
 		for _, w := range v.Stale {
@@ -259,11 +258,4 @@ func firstFew(items []string) string {
 		return strings.Join(items, "; ")
 	}
 	return strings.Join(items[:few], "; ") + "; and " + strconv.Itoa(len(items)-few) + " more"
-}
-
-func serverName(st *Status) string {
-	if st.Server == nil {
-		return ""
-	}
-	return st.Server.Name
 }

@@ -431,9 +431,6 @@ type IgnoredRules struct {
 	OverLimit int `json:"over_limit"`
 }
 
-// Total adds the counts up.
-func (i IgnoredRules) Total() int { return i.Recommendation + i.Invalid + i.TooBroad + i.OverLimit }
-
 // Cluster is cluster mode ([cluster]): the Redis the instances share.
 type Cluster struct {
 	// Redis is the server's address without user name or password

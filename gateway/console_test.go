@@ -719,7 +719,7 @@ func TestConsoleTokenRequired(t *testing.T) {
 func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
 	env := startConsole(t, consoleSetup{second: true, room: true, redisURL: "redis://" + fedtest.FreeAddr(t) + "/0"})
 	env.seed()
-	documented := consoleSchemaDoc(t)
+	documented := fedtest.ReadStatusDoc(t, "../docs/console.md")
 	seen := map[string]string{}
 	waitFor(t, "the policy room synced", func() bool {
 		rooms, _ := env.gw.rt.Load().primary().state.sources.Status()
@@ -727,7 +727,7 @@ func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
 	})
 	collectJSONPaths("", env.statusJSON(), seen)
 	for path, typ := range seen {
-		doc, ok := documented[documentedAs(path, documented)]
+		doc, ok := documented.Type(path)
 		switch {
 		case !ok:
 			t.Errorf("status.json has %s (%s), which docs/console.md does not document", path, typ)
@@ -744,37 +744,6 @@ func TestConsoleStatusJSONMatchesDocs(t *testing.T) {
 			t.Errorf("status.json lacks %s", required)
 		}
 	}
-}
-
-// documentedAs returns the row of docs/console.md's status.json table
-// that documents path: path itself, except inside a [[servers]] entry,
-// whose sections have the fields of the top-level ones and are
-// documented once (servers[].policy.rooms[].room by policy.rooms[].room),
-// provided the table has a row for the section (servers[].policy). The
-// console package's schema test applies the same rule.
-func documentedAs(path string, documented map[string]string) string {
-	if rest, ok := strings.CutPrefix(path, "servers[]."); ok {
-		if head, _, nested := strings.Cut(rest, "."); nested {
-			if _, ok := documented["servers[]."+head]; ok {
-				return rest
-			}
-		}
-	}
-	return path
-}
-
-// consoleSchemaDoc reads the field table of docs/console.md: path -> type.
-func consoleSchemaDoc(t *testing.T) map[string]string {
-	t.Helper()
-	doc := docSection(t, "console.md", "status.json")
-	out := map[string]string{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z0-9_.\\[\\]]+)` \\| ([a-z]+) \\|").FindAllStringSubmatch(doc, -1) {
-		out[m[1]] = m[2]
-	}
-	if len(out) < 20 {
-		t.Fatalf("docs/console.md documents only %d fields", len(out))
-	}
-	return out
 }
 
 // collectJSONPaths records the path and JSON type of every value in v.

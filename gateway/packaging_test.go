@@ -27,24 +27,38 @@ const (
 	alertTestsFile = "../packaging/prometheus/alerts_test.yml"
 )
 
-// exportedMetricNames returns every metric name /metrics can serve:
-// fedgate's own (with _bucket, _sum and _count for histograms) and the Go
-// runtime and process collectors'. A vector with no series yet is absent
-// from a scrape, so the names come from the registrations, not from one
-// scrape.
-func exportedMetricNames(t *testing.T) map[string]bool {
+// exportedMetrics returns every metric name /metrics can serve:
+// fedgate's own (with _bucket, _sum and _count for histograms), cluster
+// mode's and the Go runtime and process collectors'; and the labels of
+// each fedgate_ metric. A vector with no series yet is absent from a
+// scrape, so the names and labels come from the registrations, not from
+// one scrape.
+func exportedMetrics(t *testing.T) (names map[string]bool, labels map[string][]string) {
 	t.Helper()
 	m := newMetrics(newStateCollector(&Gateway{}), "test")
-	names := map[string]bool{}
-	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
-	for _, c := range m.own {
-		ch := make(chan *prometheus.Desc, 64)
+	// Cluster mode's metrics are registered only with [cluster]. A client
+	// for an address nobody listens on (New does not connect) serves
+	// them all, histograms with their series.
+	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	names, labels = map[string]bool{}, map[string][]string{}
+	desc := regexp.MustCompile(`^Desc\{fqName: "([^"]+)".*, variableLabels: \{([^}]*)\}\}$`)
+	for _, c := range append(m.own, cl.Collector()) {
+		ch := make(chan *prometheus.Desc, 256)
 		c.Describe(ch)
 		close(ch)
 		_, histogram := c.(*prometheus.HistogramVec)
 		for d := range ch {
-			name := fqName.FindStringSubmatch(d.String())[1]
+			fields := desc.FindStringSubmatch(d.String())
+			if fields == nil {
+				t.Fatalf("cannot read %s", d)
+			}
+			name := fields[1]
 			names[name] = true
+			labels[name] = strings.FieldsFunc(fields[2], func(r rune) bool { return r == ',' })
 			if histogram {
 				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 					names[name+suffix] = true
@@ -61,37 +75,71 @@ func exportedMetricNames(t *testing.T) map[string]bool {
 			names[f.GetName()] = true
 		}
 	}
-	// Cluster mode's metrics are registered only with [cluster]. A client
-	// for an address nobody listens on (New does not connect) serves
-	// them all, histograms with their series.
-	cl, err := cluster.New(cluster.Options{URL: "redis://127.0.0.1:1/0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(cl.Collector())
-	families, err = reg.Gather()
-	if err != nil {
+	if families, err = reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		names[f.GetName()] = true
 		if f.GetType() == dto.MetricType_HISTOGRAM {
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 				names[f.GetName()+suffix] = true
 			}
 		}
 	}
-	if !names["fedgate_cluster_redis_up"] || !names["fedgate_cluster_rate_limit_round_trip_seconds_bucket"] {
-		t.Fatal("the cluster client serves no fedgate_cluster_* metrics")
+	if !names["fedgate_cluster_redis_up"] || !names["fedgate_cluster_rate_limit_round_trip_seconds_bucket"] ||
+		len(labels["fedgate_upstream_member_errors_total"]) == 0 || len(labels["fedgate_cluster_redis_calls_total"]) == 0 {
+		t.Fatal("the registrations lack fedgate_cluster_* metrics or labels")
 	}
-	return names
+	return names, labels
 }
 
 // metricRef finds metric names in PromQL: fedgate's, the process
 // collector's and the Go runtime's.
 var metricRef = regexp.MustCompile(`\b(?:fedgate|process|go)_[a-z0-9_]+\b`)
+
+// promSelector finds a fedgate metric with its label matchers, and
+// promGrouping a by, without, on or ignoring clause.
+var (
+	promSelector = regexp.MustCompile(`\b(fedgate_[a-z0-9_]+)\s*(?:\{([^}]*)\})?`)
+	promMatcher  = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	promGrouping = regexp.MustCompile(`\b(?:by|without|on|ignoring)\s*\(([^)]*)\)`)
+)
+
+// unknownLabels lists the labels expr selects or groups by that its
+// fedgate metrics do not have: a selector's matchers must be labels of
+// its metric, a grouping's labels of one of the expression's metrics.
+// Prometheus's own job and instance, and le of a histogram's buckets,
+// are always there.
+func unknownLabels(expr string, labels map[string][]string) []string {
+	var bad []string
+	all := map[string]bool{"job": true, "instance": true, "le": true}
+	for _, sel := range promSelector.FindAllStringSubmatch(expr, -1) {
+		name := sel[1]
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && labels[base] != nil {
+				name = base
+			}
+		}
+		have := map[string]bool{"job": true, "instance": true, "le": name != sel[1]}
+		for _, l := range labels[name] {
+			have[l], all[l] = true, true
+		}
+		for _, m := range promMatcher.FindAllStringSubmatch(sel[2], -1) {
+			if !have[m[1]] {
+				bad = append(bad, sel[1]+"{"+m[1]+"}")
+			}
+		}
+	}
+	for _, g := range promGrouping.FindAllStringSubmatch(expr, -1) {
+		for _, l := range strings.Split(g[1], ",") {
+			if l = strings.TrimSpace(l); l != "" && !all[l] {
+				bad = append(bad, "("+l+")")
+			}
+		}
+	}
+	return bad
+}
 
 // dashboardExprs returns the PromQL of every panel target and template
 // variable of the dashboard, by where it is.
@@ -166,16 +214,20 @@ func alertRules(t *testing.T) []struct {
 }
 
 // TestDashboardAndAlertsUseExportedMetrics: every metric the dashboard's
-// and the alert rules' PromQL names is one /metrics serves.
+// and the alert rules' PromQL names is one /metrics serves, and every
+// label they select or group by is one of its labels.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	t.Parallel()
-	exported := exportedMetricNames(t)
+	exported, labels := exportedMetrics(t)
 	check := func(where, expr string) int {
 		refs := metricRef.FindAllString(expr, -1)
 		for _, name := range refs {
 			if !exported[name] {
 				t.Errorf("%s uses %s, which fedgate does not export", where, name)
 			}
+		}
+		for _, l := range unknownLabels(expr, labels) {
+			t.Errorf("%s uses the label %s, which its metrics do not have", where, l)
 		}
 		return len(refs)
 	}

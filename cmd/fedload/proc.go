@@ -2,25 +2,22 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ,
-// 100 on every Linux architecture Go supports).
-const clockTick = 10 * time.Millisecond
+	"github.com/fedgate/fedgate/internal/procstat"
+)
 
 // procCPU returns the CPU time (user + system) used so far by pid and all
 // its descendants that are still running (nginx's workers, for one).
 func procCPU(pid int) (time.Duration, error) {
 	var total time.Duration
 	for _, p := range append([]int{pid}, descendants(pid)...) {
-		d, err := ownCPU(p)
+		d, err := procstat.CPU(p)
 		if err != nil {
 			if p == pid {
 				return 0, err
@@ -30,29 +27,6 @@ func procCPU(pid int) (time.Duration, error) {
 		total += d
 	}
 	return total, nil
-}
-
-func ownCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading CPU time: %w", err)
-	}
-	// The command name may hold spaces; fields start after its ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return time.Duration(ut+st) * clockTick, nil
 }
 
 // descendants lists the running descendants of pid.

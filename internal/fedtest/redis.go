@@ -2,19 +2,19 @@ package fedtest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fedgate/fedgate/internal/procstat"
 )
 
 // RedisInstall is how CI gets redis-server (Debian's package).
@@ -231,25 +231,9 @@ func (r *Redis) CPU() (time.Duration, error) {
 	if cmd == nil {
 		return 0, errors.New("redis-server is not running")
 	}
-	path := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
-	b, err := os.ReadFile(path)
+	d, err := procstat.CPU(cmd.Process.Pid)
 	if err != nil {
-		return 0, fmt.Errorf("reading redis-server's CPU time: %w", err)
+		return 0, fmt.Errorf("redis-server: %w", err)
 	}
-	// Fields follow the command name, which ends at the last ')'; utime
-	// and stime are the 14th and 15th, in clock ticks (USER_HZ, 100).
-	i := bytes.LastIndexByte(b, ')')
-	var f []string
-	if i >= 0 {
-		f = strings.Fields(string(b[i+1:]))
-	}
-	if len(f) < 13 {
-		return 0, fmt.Errorf("%s: unexpected format", path)
-	}
-	user, err1 := strconv.ParseInt(f[11], 10, 64)
-	sys, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%s: unexpected format", path)
-	}
-	return time.Duration(user+sys) * 10 * time.Millisecond, nil
+	return d, nil
 }
